@@ -1,0 +1,34 @@
+"""repalign_jax: the effective theory of representation learning of
+"When Representations Align" (van Rossem & Saxe, ICML 2024) in JAX.
+
+Solve the theory's 3-variable system, fit its effective learning rates to
+networks by gradient-based optimisation through diffrax, and predict the final
+representational structure.
+"""
+
+from ._fit import FitOptions as FitOptions
+from ._fit import FitResult as FitResult
+from ._fit import PairTrajectory as PairTrajectory
+from ._fit import fit_effective_rates as fit_effective_rates
+from ._fit import fit_objective as fit_objective
+from ._fit import initial_guess as initial_guess
+from ._measure import measure_hyw as measure_hyw
+from ._rates import EffectiveRates as EffectiveRates
+from ._theory import FixedPoints as FixedPoints
+from ._theory import PairwiseDistances as PairwiseDistances
+from ._theory import SolverOptions as SolverOptions
+from ._theory import conserved_c as conserved_c
+from ._theory import coupling as coupling
+from ._theory import effective_term as effective_term
+from ._theory import final_distance as final_distance
+from ._theory import final_distance_matrix as final_distance_matrix
+from ._theory import fixed_points as fixed_points
+from ._theory import identical_targets_solution as identical_targets_solution
+from ._theory import reduced_vector_field as reduced_vector_field
+from ._theory import representation_loss as representation_loss
+from ._theory import solve_effective as solve_effective
+from ._theory import structure_scales as structure_scales
+from ._theory import theory_loss as theory_loss
+from ._theory import vector_field as vector_field
+
+__version__ = "0.1.0"

@@ -1,0 +1,496 @@
+"""Fitting the effective learning rates to measured trajectories (paper Eq. 49).
+
+The objective is the paper's: the summed squared error between the measured
+`h, y, w` of every epoch and the solution of the 3-variable system started from
+the measured initial values. It is minimised by Levenberg-Marquardt
+(`optimistix`) on the log-rates, with the Jacobian from forward-mode autodiff
+through the diffrax solve, for a whole batch of trajectories under one `vmap`
+and one cached `jit`. `tau` is then fitted to the loss curve with the rates held
+fixed (THEORY.md section 4).
+
+The starting point comes from the data without any solve ("integral matching"):
+integrating the three equations of THEORY.md section 3 from `ts[0]` gives, for
+each of `v = h, y, w`, `v(t) - v(0) = eta_dec * I_A,v(t) + eta_enc * I_B,v(t)`
+with `I` cumulative (trapezoid) integrals of measured quantities, which is linear
+in the two rates. Integrals, unlike finite differences, do not amplify noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, ArrayLike
+
+from ._rates import EffectiveRates
+from ._theory import SolverOptions, representation_loss, solve_single
+
+# --------------------------------------------------------------------------------------
+# Pytrees
+# --------------------------------------------------------------------------------------
+
+
+class PairTrajectory(eqx.Module):
+    """Measured trajectories of `h, y, w` (and optionally the loss) of point pairs.
+
+    Arrays may carry any leading batch shape `B` (runs, pairs, layers...).
+
+    **Fields:**
+
+    - `ts`: `(T,)` or `B + (T,)`, strictly increasing times in epochs.
+    - `h`, `y`, `w`: `B + (T,)`, measured by `measure_hyw`.
+    - `dx2`, `dy2`: broadcastable to `B`: squared input and target distances.
+    - `loss`: `B + (T,)` training loss, or `None` (then `tau` is not fitted).
+    - `m0`: broadcastable to `B`: `||y_bar - yh_bar||^2` at `ts[0]`, or `None` to
+      fit it together with `tau`.
+    """
+
+    ts: Array
+    h: Array
+    y: Array
+    w: Array
+    dx2: Array
+    dy2: Array
+    loss: Array | None = None
+    m0: Array | None = None
+
+    def __init__(self, ts, h, y, w, dx2, dy2, loss=None, m0=None):
+        self.ts = jnp.asarray(ts)
+        self.h, self.y, self.w = jnp.asarray(h), jnp.asarray(y), jnp.asarray(w)
+        self.dx2, self.dy2 = jnp.asarray(dx2), jnp.asarray(dy2)
+        self.loss = None if loss is None else jnp.asarray(loss)
+        self.m0 = None if m0 is None else jnp.asarray(m0)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.h.shape[:-1]
+
+
+class FitResult(eqx.Module):
+    """What `fit_effective_rates` found, one entry per trajectory of the batch.
+
+    **Fields** (all of the trajectories' batch shape):
+
+    - `eta_enc`, `eta_dec`: fitted effective learning rates per epoch.
+    - `tau`: fitted time constant of the output mean (NaN without a loss curve).
+    - `m0`: the `m0` used for `tau` (given, or fitted; NaN without a loss curve).
+    - `fit_loss`: the paper's objective at the optimum, the summed squared error
+      of `h, y, w` over all epochs.
+    - `tau_fit_loss`: the summed squared error of the loss curve (NaN without one).
+    - `success`: the element was valid, the optimiser converged, the final solve
+      succeeded and every number is finite. Where `False`, the rates are NaN.
+    - `r2_h`, `r2_y`, `r2_w`, `r2_loss`: coefficient of determination of the
+      theory against the measurement for each quantity (`r2_loss` NaN without a
+      loss curve): 1 is a perfect fit.
+    - `num_steps`: optimiser steps taken for the rates.
+    - `h0`, `y0`, `w0`: the initial state of the theory curve (the measured one,
+      or the fitted one with `FitOptions(fit_initial_state=True)`).
+    """
+
+    eta_enc: Array
+    eta_dec: Array
+    tau: Array
+    m0: Array
+    fit_loss: Array
+    tau_fit_loss: Array
+    success: Array
+    r2_h: Array
+    r2_y: Array
+    r2_w: Array
+    r2_loss: Array
+    num_steps: Array
+    h0: Array
+    y0: Array
+    w0: Array
+
+    @property
+    def rates(self) -> EffectiveRates:
+        return EffectiveRates(self.eta_enc, self.eta_dec, self.tau)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """Settings of `fit_effective_rates` (hashable: a static `jit` argument).
+
+    **Fields:**
+
+    - `solver`: `SolverOptions` of the ODE solves.
+    - `max_steps`: Levenberg-Marquardt steps allowed per fit.
+    - `rtol`, `atol`: its termination tolerances on the log-rates and the
+      objective; `None` picks `1e-10` in float64 and `1e-6` in float32.
+    - `fallback_grid`: points per axis of the coarse log-grid over
+      `(eta_enc, eta_dec)` searched for elements whose data-driven starting
+      point is unusable or whose first fit failed (0 disables it).
+    - `grid_range`: `(low, high)` bounds of that grid, per epoch.
+    - `fit_initial_state`: `False` (the paper's method) starts the theory from the
+      measured values at `ts[0]`; `True` fits those three values too. Use it when
+      measurements are noisy: a noisy first point offsets the whole theory curve,
+      and on trajectories where `h` moves little that offset biases `eta_enc`.
+    """
+
+    solver: SolverOptions = SolverOptions()
+    max_steps: int = 64
+    rtol: float | None = None
+    atol: float | None = None
+    fallback_grid: int = 9
+    grid_range: tuple[float, float] = (1e-6, 1.0)
+    fit_initial_state: bool = False
+
+    def tolerances(self, dtype) -> tuple[float, float]:
+        double = jnp.dtype(dtype) == jnp.float64
+        default = 1e-10 if double else 1e-6
+        return (self.rtol if self.rtol is not None else default, self.atol if self.atol is not None else default)
+
+
+# --------------------------------------------------------------------------------------
+# Single-trajectory pieces (vmapped below)
+# --------------------------------------------------------------------------------------
+
+
+def _cumtrapz(f: Array, ts: Array) -> Array:
+    dt = jnp.diff(ts)
+    return jnp.concatenate([jnp.zeros_like(f[:1]), jnp.cumsum(0.5 * (f[1:] + f[:-1]) * dt)])
+
+
+def initial_guess(ts: Array, h: Array, y: Array, w: Array, dx2: Array, dy2: Array) -> Array:
+    """Starting rates `(eta_enc, eta_dec)` from one measured trajectory, no solve.
+
+    Integral matching: the integrated equations of THEORY.md section 3 are linear
+    in the rates; their least-squares solution (each equation scaled by the range
+    of its variable) is returned. Either entry may come out non-positive or
+    non-finite on awkward data; callers check.
+    """
+    enc_h = -dx2 * w
+    dec_y = -w * h
+    enc_y = -dx2 * w * y / h
+    dec_w = -0.5 * h * (3.0 * w - y + dy2)
+    enc_w = -0.5 * dx2 * w * (y + w) / h
+    rows_dec, rows_enc, rhs = [], [], []
+    for v, dec, enc in ((h, jnp.zeros_like(h), enc_h), (y, dec_y, enc_y), (w, dec_w, enc_w)):
+        dv = v - v[0]
+        scale = jnp.max(jnp.abs(dv))
+        scale = jnp.where(scale > 0, scale, 1.0)
+        rows_dec.append(_cumtrapz(dec, ts) / scale)
+        rows_enc.append(_cumtrapz(enc, ts) / scale)
+        rhs.append(dv / scale)
+    a_dec, a_enc, b = (jnp.concatenate(r) for r in (rows_dec, rows_enc, rhs))
+    m11, m12, m22 = a_dec @ a_dec, a_dec @ a_enc, a_enc @ a_enc
+    r1, r2 = a_dec @ b, a_enc @ b
+    det = m11 * m22 - m12**2
+    eta_dec = (m22 * r1 - m12 * r2) / det
+    eta_enc = (m11 * r2 - m12 * r1) / det
+    return jnp.stack([eta_enc, eta_dec])
+
+
+def _start_state(params: Array, states: Array) -> Array:
+    """Initial state of the theory curve: measured, shifted by `params[2:]` if fitted.
+
+    The shifts are in units of each variable's range over the trajectory, so that
+    all parameters are of order one.
+    """
+    if params.shape[0] == 2:
+        return states[0]
+    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(states), axis=0))
+    return states[0] + scale * params[2:]
+
+
+def _residuals(params: Array, data, options: SolverOptions) -> Array:
+    """Residuals of the paper's objective for one trajectory.
+
+    `params` is `(log eta_enc, log eta_dec)`, or those and three shifts of the
+    initial state (`FitOptions.fit_initial_state`). Returns `(3 T,)`.
+    """
+    ts, states, dx2, dy2 = data
+    rates = jnp.exp(params[:2])
+    sol, ok, _ = solve_single(_start_state(params, states), (rates[0], rates[1], dx2, dy2), ts, options)
+    r = (sol - states).reshape(-1)
+    # A failed solve gives a residual larger than any reachable one, so LM rejects the step.
+    penalty = 1e3 * (jnp.max(jnp.abs(states)) + 1.0)
+    return jnp.where(ok & jnp.all(jnp.isfinite(r)), r, penalty)
+
+
+def fit_objective(log_rates: Array, traj: PairTrajectory, solver: SolverOptions = SolverOptions()) -> Array:
+    """The paper's objective (Eq. 49) for one unbatched trajectory.
+
+    `sum_t ||(h, y, w)_theory(t) - (h, y, w)_measured(t)||^2` with the theory
+    started from the measured values at `ts[0]` and rates `exp(log_rates)`
+    (`log_rates = (log eta_enc, log eta_dec)`). Differentiable: use
+    `jax.jacfwd` with the default forward-mode solver options, or `jax.grad`
+    with `SolverOptions(adjoint="reverse")`.
+    """
+    states = jnp.stack([traj.h, traj.y, traj.w], -1)
+    r = _residuals(log_rates, (traj.ts, states, traj.dx2, traj.dy2), solver)
+    return jnp.sum(r**2)
+
+
+def _r2(measured: Array, predicted: Array) -> Array:
+    ss_res = jnp.sum((measured - predicted) ** 2)
+    ss_tot = jnp.sum((measured - jnp.mean(measured)) ** 2)
+    return 1.0 - ss_res / ss_tot
+
+
+def _lm(fn, x0, args, options: FitOptions, dtype):
+    rtol, atol = options.tolerances(dtype)
+    sol = optx.least_squares(
+        fn,
+        optx.LevenbergMarquardt(rtol=rtol, atol=atol),
+        x0,
+        args=args,
+        max_steps=options.max_steps,
+        throw=False,
+    )
+    return sol.value, sol.result == optx.RESULTS.successful, sol.stats["num_steps"]
+
+
+def _tau_residuals(params: Array, data) -> Array:
+    t, excess, m0_given = data
+    tau = jnp.exp(params[0])
+    m0 = jnp.exp(params[1]) if m0_given is None else m0_given
+    return excess - 0.5 * m0 * jnp.exp(-2.0 * t / tau)
+
+
+def _fit_one(ts, states, dx2, dy2, loss, m0, valid, start, options: FitOptions):
+    """Fit one (possibly invalid, then neutralised) trajectory from `start` rates."""
+    dtype = states.dtype
+    nan = jnp.array(jnp.nan, dtype)
+    # Invalid elements are replaced by a fixed point of the system (zero residual at any
+    # rates), so that they never hold the vmapped optimiser loop open.
+    neutral = jnp.broadcast_to(jnp.stack([jnp.ones((), dtype), dy2, jnp.zeros((), dtype)]), states.shape)
+    states = jnp.where(valid, states, neutral)
+    start = jnp.where(valid & jnp.all(jnp.isfinite(start)) & jnp.all(start > 0), start, 1e-3)
+    data = (ts, states, dx2, dy2)
+    residuals = functools.partial(_residuals, options=options.solver)
+    p0 = jnp.log(start)
+    if options.fit_initial_state:
+        p0 = jnp.concatenate([p0, jnp.zeros(3, dtype)])
+    params, converged, n_steps = _lm(residuals, p0, data, options, dtype)
+    rates = jnp.exp(params[:2])
+    state0 = _start_state(params, states)
+    sol, solve_ok, _ = solve_single(state0, (rates[0], rates[1], dx2, dy2), ts, options.solver)
+    fit_loss = jnp.sum((sol - states) ** 2)
+    r2 = [_r2(states[:, k], sol[:, k]) for k in range(3)]
+    ok = valid & converged & solve_ok & jnp.all(jnp.isfinite(rates)) & jnp.isfinite(fit_loss)
+
+    if loss is None:
+        tau = m0_out = tau_loss = r2_loss = nan
+        tau_ok = True
+    else:
+        t = ts - ts[0]
+        excess = loss - representation_loss(sol[:, 1], sol[:, 2], dy2=dy2)
+        # Invalid elements get an exact curve (m0 = 1, tau = t[-1] / 10): the fit stops at once.
+        excess = jnp.where(valid, excess, 0.5 * jnp.exp(-20.0 * t / t[-1]))
+        m0_start = 2.0 * excess[0] if m0 is None else m0
+        # The area under m0/2 exp(-2t/tau) is m0 tau / 4.
+        area = _cumtrapz(excess, ts)[-1]
+        tau_start = 4.0 * area / m0_start
+        tau_start = jnp.where(jnp.isfinite(tau_start) & (tau_start > 0), tau_start, t[-1] / 10)
+        m0_safe = jnp.where(m0_start > 0, m0_start, 1.0)
+        p0 = jnp.log(jnp.stack([tau_start, m0_safe]))
+        m0_given = None if m0 is None else m0_safe
+        p, tau_conv, _ = _lm(_tau_residuals, p0, (t, excess, m0_given), options, dtype)
+        tau = jnp.exp(p[0])
+        m0_out = jnp.exp(p[1]) if m0 is None else m0
+        fitted = 0.5 * m0_out * jnp.exp(-2.0 * t / tau)
+        tau_loss = jnp.sum((excess - fitted) ** 2)
+        r2_loss = _r2(loss, loss - excess + fitted)
+        tau_ok = tau_conv & (m0_start > 0) & jnp.isfinite(tau) & jnp.isfinite(tau_loss)
+
+    success = ok & tau_ok
+
+    def mask(v):
+        return jnp.where(success, v, nan)
+
+    return FitResult(
+        h0=mask(state0[0]),
+        y0=mask(state0[1]),
+        w0=mask(state0[2]),
+        eta_enc=mask(rates[0]),
+        eta_dec=mask(rates[1]),
+        tau=mask(tau),
+        m0=mask(m0_out),
+        fit_loss=jnp.where(valid, fit_loss, nan),
+        tau_fit_loss=jnp.where(valid, tau_loss, nan),
+        success=success,
+        r2_h=jnp.where(valid, r2[0], nan),
+        r2_y=jnp.where(valid, r2[1], nan),
+        r2_w=jnp.where(valid, r2[2], nan),
+        r2_loss=jnp.where(valid, r2_loss, nan),
+        num_steps=n_steps,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Batched, jitted stages
+# --------------------------------------------------------------------------------------
+
+#: Number of times the batched fit has been traced (to test that it is cached).
+TRACE_COUNT = {"fit": 0}
+
+
+def _valid(ts, states, loss):
+    ok = jnp.all(jnp.isfinite(states), axis=(-2, -1)) & jnp.all(states[..., 0] > 0, axis=-1)
+    ok &= jnp.all(jnp.isfinite(ts), axis=-1)
+    if loss is not None:
+        ok &= jnp.all(jnp.isfinite(loss), axis=-1)
+    return ok
+
+
+@jax.jit
+def _guess_batch(ts, states, dx2, dy2):
+    return jax.vmap(lambda t, s, a, b: initial_guess(t, s[:, 0], s[:, 1], s[:, 2], a, b))(ts, states, dx2, dy2)
+
+
+@eqx.filter_jit
+def _fit_batch(ts, states, dx2, dy2, loss, m0, start, options: FitOptions):
+    TRACE_COUNT["fit"] += 1
+    valid = _valid(ts, states, loss)
+    fit = jax.vmap(lambda *a: _fit_one(*a, options=options), in_axes=(0, 0, 0, 0, None if loss is None else 0, None if m0 is None else 0, 0, 0))
+    return fit(ts, states, dx2, dy2, loss, m0, valid, start)
+
+
+@eqx.filter_jit
+def _grid_objective(ts, states, dx2, dy2, grid, solver: SolverOptions):
+    """Objective of each trajectory at every point of `grid` `(G, 2)`: `(B, G)`."""
+
+    def one(t, s, a, b):
+        return jax.vmap(lambda g: jnp.sum(_residuals(jnp.log(g), (t, s, a, b), solver) ** 2))(grid)
+
+    return jax.vmap(one)(ts, states, dx2, dy2)
+
+
+def _grid(options: FitOptions, dtype) -> Array:
+    lo, hi = np.log10(options.grid_range)
+    axis = np.logspace(lo, hi, options.fallback_grid)
+    ee, ed = np.meshgrid(axis, axis, indexing="ij")
+    return jnp.asarray(np.stack([ee.ravel(), ed.ravel()], -1), dtype)
+
+
+def _pad_to_bucket(idx: np.ndarray) -> np.ndarray:
+    """Pad an index set to a power-of-two length (bounds the number of compilations)."""
+    size = 1 << int(np.ceil(np.log2(max(len(idx), 1))))
+    return np.concatenate([idx, np.full(size - len(idx), idx[0])])
+
+
+# --------------------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------------------
+
+
+def _check(traj: PairTrajectory):
+    """Shape and value checks; returns flattened arrays and the batch shape."""
+    h, y, w = traj.h, traj.y, traj.w
+    if h.ndim < 1 or h.shape != y.shape or h.shape != w.shape:
+        raise ValueError(f"h, y and w must have the same shape batch + (T,); got {h.shape}, {y.shape}, {w.shape}")
+    batch, T = h.shape[:-1], h.shape[-1]
+    if T < 3:
+        raise ValueError(f"a trajectory needs at least 3 time points, got T = {T}")
+    ts = traj.ts
+    if ts.shape[-1:] != (T,):
+        raise ValueError(f"ts must have shape (T,) or batch + (T,) with T = {T}, got {ts.shape}")
+    for name in ("dx2", "dy2", "m0"):
+        v = getattr(traj, name)
+        if v is not None:
+            try:
+                jnp.broadcast_shapes(v.shape, batch)
+            except ValueError:
+                raise ValueError(f"{name} of shape {v.shape} does not broadcast to the batch shape {batch}") from None
+    if traj.loss is not None and traj.loss.shape != h.shape:
+        raise ValueError(f"loss must have the shape of h, {h.shape}, got {traj.loss.shape}")
+    try:
+        tsb = jnp.broadcast_to(ts, batch + (T,))
+    except ValueError:
+        raise ValueError(f"ts of shape {ts.shape} does not broadcast to {batch + (T,)}") from None
+
+    concrete = not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(traj))
+    if concrete:
+        tsn = np.asarray(tsb)
+        if np.all(np.isfinite(tsn)) and not np.all(np.diff(tsn, axis=-1) > 0):
+            raise ValueError("ts must be strictly increasing")
+        if not np.all(np.isfinite(tsn)):
+            raise ValueError("ts has non-finite values")
+        if np.any(np.asarray(traj.dx2) <= 0) or not np.all(np.isfinite(np.asarray(traj.dx2))):
+            raise ValueError("dx2 must be positive and finite (the two inputs must differ)")
+        if np.any(np.asarray(traj.dy2) < 0) or not np.all(np.isfinite(np.asarray(traj.dy2))):
+            raise ValueError("dy2 must be non-negative and finite")
+        for name in ("h", "y", "w", "loss"):
+            v = getattr(traj, name)
+            if v is None:
+                continue
+            bad = ~np.all(np.isfinite(np.asarray(v)), axis=-1)
+            if bad.any():
+                warnings.warn(
+                    f"{name} has non-finite values in {int(bad.sum())} of {bad.size} trajectories; "
+                    "those are not fitted (success=False)",
+                    stacklevel=3,
+                )
+        nonpos = np.any(np.asarray(h) <= 0, axis=-1)
+        if nonpos.any():
+            warnings.warn(
+                f"h <= 0 in {int(nonpos.sum())} of {nonpos.size} trajectories (the theory needs two distinct "
+                "representations); those are not fitted (success=False)",
+                stacklevel=3,
+            )
+    return batch, T, tsb
+
+
+def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()) -> FitResult:
+    """Fit `eta_enc`, `eta_dec` (and `tau`) to measured trajectories (paper Eq. 49).
+
+    **Arguments:**
+
+    - `traj`: a `PairTrajectory`, with any leading batch shape.
+    - `options`: `FitOptions` (solver tolerances, optimiser limits, fallback grid).
+
+    **Returns:** a `FitResult` whose fields have the batch shape of `traj`.
+
+    Bad input raises a `ValueError` (mismatched shapes, `ts` not strictly
+    increasing, `dx2 <= 0`). Trajectories with non-finite values or `h <= 0` are
+    not fitted: their result has `success=False` and NaN rates (with a warning
+    that names the field); the rest of the batch is unaffected.
+
+    The whole batch is fitted by one `jit`-compiled, `vmap`-ped Levenberg-Marquardt
+    solve; a second call with the same shapes does not recompile. Works in float32;
+    in float64 when x64 is enabled.
+    """
+    batch, T, tsb = _check(traj)
+    dtype = jnp.result_type(traj.h.dtype, traj.y.dtype, traj.w.dtype, traj.ts.dtype)
+    B = int(np.prod(batch)) if batch else 1
+
+    def flat(v, trailing=()):
+        return jnp.broadcast_to(jnp.asarray(v, dtype), batch + trailing).reshape((B,) + trailing)
+
+    ts = flat(tsb, (T,))
+    states = jnp.stack([flat(traj.h, (T,)), flat(traj.y, (T,)), flat(traj.w, (T,))], -1)
+    dx2, dy2 = flat(traj.dx2), flat(traj.dy2)
+    loss = None if traj.loss is None else flat(traj.loss, (T,))
+    m0 = None if traj.m0 is None else flat(traj.m0)
+
+    start = _guess_batch(ts, states, dx2, dy2)
+    result = _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
+
+    if options.fallback_grid > 0 and not isinstance(ts, jax.core.Tracer):
+        # Second chance, outside the jitted fit: valid trajectories whose fit failed are
+        # restarted from the best point of a coarse log-grid.
+        valid = np.asarray(_valid(ts, states, loss))
+        redo = np.flatnonzero(valid & ~np.asarray(result.success))
+        if redo.size:
+            idx = _pad_to_bucket(redo)
+            grid = _grid(options, dtype)
+            obj = _grid_objective(ts[idx], states[idx], dx2[idx], dy2[idx], grid, options.solver)
+            best = grid[jnp.argmin(jnp.where(jnp.isfinite(obj), obj, jnp.inf), axis=1)]
+            retry = _fit_batch(
+                ts[idx], states[idx], dx2[idx], dy2[idx],
+                None if loss is None else loss[idx], None if m0 is None else m0[idx], best, options,
+            )
+            improved = np.asarray(retry.success)[: redo.size]
+            take = redo[improved]
+            src = np.flatnonzero(improved)
+            result = jax.tree_util.tree_map(lambda r, n: r.at[take].set(n[src]), result, retry)
+
+    return jax.tree_util.tree_map(lambda v: v.reshape(batch), result)

@@ -1,0 +1,86 @@
+"""Shared fixtures: fixed PRNG seeds, x64 for the tight checks, scipy references."""
+
+import jax
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+
+@pytest.fixture
+def x64():
+    """Run a test with float64 enabled (the tight closed-form and scipy checks)."""
+    with jax.enable_x64(True):
+        yield
+
+
+def scipy_rhs(eta_enc, eta_dec, dx2, dy2):
+    """THEORY.md section 3, written out again independently of the package."""
+    enc = eta_enc * dx2
+
+    def rhs(t, s):
+        h, y, w = s
+        return [
+            -enc * w,
+            -w * (eta_dec * h + enc * y / h),
+            -0.5 * eta_dec * h * (3 * w - y + dy2) - 0.5 * enc * w * (y + w) / h,
+        ]
+
+    return rhs
+
+
+def scipy_solve(state0, eta_enc, eta_dec, dx2, dy2, ts, rtol=1e-12, atol=1e-15):
+    """Reference solution by scipy's DOP853: `(3, T)`."""
+    sol = solve_ivp(
+        scipy_rhs(eta_enc, eta_dec, dx2, dy2), (ts[0], ts[-1]), state0, t_eval=ts,
+        method="DOP853", rtol=rtol, atol=atol,
+    )
+    assert sol.success, sol.message
+    return sol.y
+
+
+def random_state(rng, dy2, h_range=(0.1, 2.0)):
+    """A valid initial state (Cauchy-Schwarz: |y - w| <= sqrt(dy2 y))."""
+    h0 = rng.uniform(*h_range)
+    y0 = 10 ** rng.uniform(-9, -2)
+    w0 = y0 - np.sqrt(dy2 * y0) * rng.uniform(-1, 1)
+    return np.array([h0, y0, w0])
+
+
+def paper_range_rates(rng, n):
+    """`n` draws over the paper's range: eta in [1e-4, 1e-1], eta_dec / eta_enc in [0.1, 100]."""
+    out = []
+    while len(out) < n:
+        eta_enc = 10 ** rng.uniform(-4, -1)
+        eta_dec = eta_enc * 10 ** rng.uniform(-1, 2)
+        if 1e-4 <= eta_dec <= 1e-1:
+            out.append((eta_enc, eta_dec))
+    return np.array(out)
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """Noise-free trajectories over the paper's range (see `make_synthetic`)."""
+    return make_synthetic()
+
+
+def make_synthetic():
+    """Noise-free trajectories over the paper's range, 6000 epochs, made by scipy.
+
+    Includes the corners of the range. Returns a dict of numpy arrays.
+    """
+    rng = np.random.default_rng(20240214)
+    corners = np.array([[1e-4, 1e-4], [1e-4, 1e-2], [1e-1, 1e-1], [1e-2, 1e-3], [1e-3, 1e-1]])
+    rates = np.concatenate([corners, paper_range_rates(rng, 7)])
+    ts = np.arange(6001.0)
+    dx2, dy2 = 1.0, 0.5
+    states = []
+    for eta_enc, eta_dec in rates:
+        states.append(scipy_solve(random_state(rng, dy2), eta_enc, eta_dec, dx2, dy2, ts))
+    states = np.array(states)  # (B, 3, T)
+    # The paper's two-point task starts with m0 near 0.9 (outputs near 0, targets 0.6 and 1.3).
+    tau = 10 ** rng.uniform(1, 3, len(rates))
+    m0 = 10 ** rng.uniform(-1, 0, len(rates))
+    t = ts - ts[0]
+    loss = 0.5 * m0[:, None] * np.exp(-2 * t / tau[:, None]) + (dy2 - states[:, 1] + 2 * states[:, 2]) / 8
+    return dict(ts=ts, h=states[:, 0], y=states[:, 1], w=states[:, 2], rates=rates, dx2=dx2, dy2=dy2,
+                tau=tau, m0=m0, loss=loss)

@@ -6,6 +6,16 @@ networks by gradient-based optimisation through diffrax, and predict the final
 representational structure.
 """
 
+from ._data import Dataset as Dataset
+from ._data import digits as digits
+from ._data import first_of_class as first_of_class
+from ._data import gaussian_blobs as gaussian_blobs
+from ._data import load_mnist as load_mnist
+from ._data import pair_indices as pair_indices
+from ._data import pairwise_distances as pairwise_distances
+from ._data import read_idx as read_idx
+from ._data import two_point as two_point
+from ._data import xor as xor
 from ._fit import FitOptions as FitOptions
 from ._fit import FitResult as FitResult
 from ._fit import PairTrajectory as PairTrajectory
@@ -13,6 +23,12 @@ from ._fit import fit_effective_rates as fit_effective_rates
 from ._fit import fit_objective as fit_objective
 from ._fit import initial_guess as initial_guess
 from ._measure import measure_hyw as measure_hyw
+from ._networks import ACTIVATIONS as ACTIVATIONS
+from ._networks import Network as Network
+from ._networks import NetworkSpec as NetworkSpec
+from ._networks import apply as apply
+from ._networks import init_state as init_state
+from ._networks import xavier_normal as xavier_normal
 from ._rates import EffectiveRates as EffectiveRates
 from ._theory import FixedPoints as FixedPoints
 from ._theory import PairwiseDistances as PairwiseDistances
@@ -30,5 +46,9 @@ from ._theory import solve_effective as solve_effective
 from ._theory import structure_scales as structure_scales
 from ._theory import theory_loss as theory_loss
 from ._theory import vector_field as vector_field
+from ._train import TrainConfig as TrainConfig
+from ._train import TrainResult as TrainResult
+from ._train import to_pair_trajectory as to_pair_trajectory
+from ._train import train_networks as train_networks
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
 from ._rates import EffectiveRates
-from ._theory import SolverOptions, representation_loss, solve_single
+from ._theory import SolverOptions, _max_step, _state_scale, representation_loss, solve_single
 
 # --------------------------------------------------------------------------------------
 # Pytrees
@@ -128,6 +128,12 @@ class FitOptions:
       `(eta_enc, eta_dec)` searched for elements whose data-driven starting
       point is unusable or whose first fit failed (0 disables it).
     - `grid_range`: `(low, high)` bounds of that grid, per epoch.
+    - `chunk_size`: trajectories per vmapped solve. A vmapped adaptive solve takes as
+      many steps as its stiffest member, so the batch is sorted by an estimate of
+      the steps each trajectory needs and fitted in chunks of this size (one
+      compilation for all chunks). `None`: the whole batch on an accelerator; 1 on
+      a CPU, where vmapped adaptive solves measured slower than one trajectory at
+      a time (`benchmarks/README.md`) and separate dispatches use every core.
     - `fit_initial_state`: `False` (the paper's method) starts the theory from the
       measured values at `ts[0]`; `True` fits those three values too. Use it when
       measurements are noisy: a noisy first point offsets the whole theory curve,
@@ -141,6 +147,13 @@ class FitOptions:
     fallback_grid: int = 9
     grid_range: tuple[float, float] = (1e-6, 1.0)
     fit_initial_state: bool = False
+    chunk_size: int | None = None
+
+    def resolved_chunk_size(self, batch: int) -> int:
+        """`chunk_size`, or by default 1 on a CPU and the whole batch on an accelerator."""
+        if self.chunk_size is not None:
+            return max(1, min(self.chunk_size, batch))
+        return 1 if jax.default_backend() == "cpu" else batch
 
     def tolerances(self, dtype) -> tuple[float, float]:
         double = jnp.dtype(dtype) == jnp.float64
@@ -364,6 +377,40 @@ def _grid_objective(ts, states, dx2, dy2, grid, solver: SolverOptions):
     return jax.vmap(one)(ts, states, dx2, dy2)
 
 
+@jax.jit
+def _cost_estimate(ts, states, dx2, dy2, start):
+    """Lower bound on the solver steps of each trajectory: time span / largest stable step."""
+
+    def one(t, s, a, b, r):
+        r = jnp.where(jnp.all(jnp.isfinite(r) & (r > 0)), r, 1e-3)
+        s0 = jnp.where(jnp.all(jnp.isfinite(s[0])) & (s[0, 0] > 0), s[0], jnp.ones_like(s[0]))
+        args = (r[0], r[1], a, b)
+        return (t[-1] - t[0]) / _max_step(s0, args, _state_scale(s0, args))
+
+    return jax.vmap(one)(ts, states, dx2, dy2, start)
+
+
+def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOptions) -> FitResult:
+    """`_fit_batch` over chunks of trajectories of similar stiffness, in the input order."""
+    B = ts.shape[0]
+    chunk = options.resolved_chunk_size(B)
+    if chunk >= B or isinstance(ts, jax.core.Tracer):
+        return _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
+    order = np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
+    n_chunks = -(-B // chunk)
+    padded = np.concatenate([order, np.repeat(order[-1:], n_chunks * chunk - B)])
+    parts = []
+    for c in range(n_chunks):
+        idx = padded[c * chunk : (c + 1) * chunk]
+        parts.append(_fit_batch(
+            ts[idx], states[idx], dx2[idx], dy2[idx],
+            None if loss is None else loss[idx], None if m0 is None else m0[idx], start[idx], options,
+        ))
+    inverse = np.empty(B, dtype=np.int64)
+    inverse[order] = np.arange(B)
+    return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v)[inverse], *parts)
+
+
 def _grid(options: FitOptions, dtype) -> Array:
     lo, hi = np.log10(options.grid_range)
     axis = np.logspace(lo, hi, options.fallback_grid)
@@ -472,7 +519,7 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
     m0 = None if traj.m0 is None else flat(traj.m0)
 
     start = _guess_batch(ts, states, dx2, dy2)
-    result = _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
+    result = _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options)
 
     if options.fallback_grid > 0 and not isinstance(ts, jax.core.Tracer):
         # Second chance, outside the jitted fit: valid trajectories whose fit failed are

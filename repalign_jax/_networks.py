@@ -1,0 +1,190 @@
+"""The paper's networks in Flax NNX (EXPERIMENTS.md, "Networks").
+
+`NetworkSpec` describes an architecture (hashable: a static `jit` argument);
+`Network` is the Flax NNX module; `init_state` and `apply` are the pure functions
+the training engine uses inside `jit`/`vmap` (the module's `graphdef` is split
+off once per spec, the parameters travel as an `nnx.State` pytree).
+
+All variants: layers of equal width, a bias on every layer, Xavier-normal weights
+with a gain (`std = gain * sqrt(2 / (fan_in + fan_out))`, PyTorch's
+`xavier_normal_`), zero biases, the nonlinearity after every hidden layer and
+never after the output. Matmuls and convolutions run at the spec's precision,
+full float32 (`"highest"`) by default: never TF32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array
+
+ACTIVATIONS = {
+    "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.01),
+    "relu": jax.nn.relu,
+    "elu": jax.nn.elu,
+    "tanh": jnp.tanh,
+    "swish": jax.nn.silu,
+    "linear": lambda x: x,
+}
+ARCHS = ("mlp", "resnet", "cnn")
+PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH, "default": jax.lax.Precision.DEFAULT}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """An architecture of the paper's zoo.
+
+    **Fields:**
+
+    - `d_in`, `d_out`: input and output dimensions.
+    - `width`: units per hidden layer `P` (500 in the paper, 50 for "narrow").
+    - `depth`: number of hidden layers `L` (there are `L + 1` weight layers).
+    - `activation`: one of `ACTIVATIONS` (`"linear"` is the paper's "none").
+    - `arch`: `"mlp"`; `"resnet"` (each hidden layer from the third on also adds
+      the activation from two layers back); `"cnn"` (a linear map to `width`, then
+      1-d convolutions with `channels` channels and kernel `kernel`, no padding,
+      then a linear read-out).
+    - `dropout`: dropout probability on every hidden unit, in training only.
+    - `precision`: matmul precision, `"highest"` (full float32, the default),
+      `"high"` or `"default"` (TF32 on NVIDIA GPUs: not for this theory).
+    """
+
+    d_in: int
+    d_out: int
+    width: int = 500
+    depth: int = 20
+    activation: str = "leaky_relu"
+    arch: str = "mlp"
+    dropout: float = 0.0
+    channels: int = 20
+    kernel: int = 11
+    precision: str = "highest"
+
+    def __post_init__(self):
+        for name in ("d_in", "d_out", "width", "depth", "channels", "kernel"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose from {', '.join(ACTIVATIONS)}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.arch == "cnn" and self.width - (self.depth - 1) * (self.kernel - 1) < 1:
+            raise ValueError(
+                f"cnn: width {self.width} is too small for {self.depth - 1} unpadded convolutions of kernel {self.kernel}"
+            )
+
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """Number of units of each hidden layer (flattened for the convolutional net)."""
+        if self.arch != "cnn":
+            return (self.width,) * self.depth
+        sizes = [self.width]
+        length = self.width
+        for _ in range(self.depth - 1):
+            length -= self.kernel - 1
+            sizes.append(length * self.channels)
+        return tuple(sizes)
+
+
+def xavier_normal(gain):
+    """Initializer with `std = gain * sqrt(2 / (fan_in + fan_out))` (PyTorch's convention).
+
+    For a dense kernel `(in, out)` the fans are `in`, `out`; for a 1-d convolution
+    kernel `(k, in, out)` they are `k * in` and `k * out`. `gain` may be traced.
+    The standard normal draws are float32 for every parameter dtype.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        receptive = 1
+        for s in shape[:-2]:
+            receptive *= s
+        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+        std = gain * jnp.sqrt(2.0 / (fan_in + fan_out))
+        # Drawn in float32 whatever the parameter dtype, so that a float64 run starts
+        # from the same weights as the float32 run of the same seed.
+        return std.astype(dtype) * jax.random.normal(key, shape, jnp.float32).astype(dtype)
+
+    return init
+
+
+def _param_dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+class Network(nnx.Module):
+    """One network of the paper's zoo (see `NetworkSpec`).
+
+    `__call__(x, dropout_key=None)` maps inputs `(N, d_in)` to
+    `(output (N, d_out), hidden)` where `hidden` is a tuple of the `L` hidden
+    activations after their nonlinearity, each flattened to `(N, units)`.
+    Dropout is applied only when a `dropout_key` is given (training).
+    """
+
+    def __init__(self, spec: NetworkSpec, gain, *, rngs: nnx.Rngs):
+        self.spec = spec
+        dtype = _param_dtype()
+        kw = dict(
+            param_dtype=dtype,
+            dtype=dtype,
+            precision=PRECISIONS[spec.precision],
+            kernel_init=xavier_normal(gain),
+            bias_init=nnx.initializers.zeros_init(),
+            rngs=rngs,
+        )
+        layers = [nnx.Linear(spec.d_in, spec.width, **kw)]
+        if spec.arch == "cnn":
+            layers.append(nnx.Conv(1, spec.channels, spec.kernel, padding="VALID", **kw))
+            layers += [nnx.Conv(spec.channels, spec.channels, spec.kernel, padding="VALID", **kw) for _ in range(spec.depth - 2)]
+            layers.append(nnx.Linear(spec.hidden_sizes()[-1], spec.d_out, **kw))
+        else:
+            layers += [nnx.Linear(spec.width, spec.width, **kw) for _ in range(spec.depth - 1)]
+            layers.append(nnx.Linear(spec.width, spec.d_out, **kw))
+        self.layers = nnx.List(layers)
+
+    def __call__(self, x: Array, dropout_key: Array | None = None) -> tuple[Array, tuple[Array, ...]]:
+        spec = self.spec
+        act = ACTIVATIONS[spec.activation]
+        n = x.shape[0]
+        hidden: list[Array] = []
+        z = x
+        # Python-unrolled layers (faster than a scan over stacked layers; DESIGN.md).
+        for i, layer in enumerate(self.layers[:-1]):
+            if spec.arch == "cnn" and i == 1:
+                z = z[..., None]  # (N, width) -> (N, width, 1 channel)
+            z = act(layer(z))
+            if spec.arch == "resnet" and i >= 2:
+                z = z + hidden[i - 2]
+            if dropout_key is not None and spec.dropout > 0:
+                keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1.0 - spec.dropout, z.shape)
+                z = jnp.where(keep, z / (1.0 - spec.dropout), 0.0)
+            hidden.append(z)
+        flat = tuple(h.reshape(n, -1) for h in hidden)
+        out = self.layers[-1](flat[-1] if spec.arch == "cnn" else z)
+        return out, flat
+
+
+@functools.lru_cache(maxsize=None)
+def graphdef(spec: NetworkSpec, x64: bool | None = None):
+    """The static structure of `Network(spec)`, split off once per spec (no parameters made)."""
+    del x64  # part of the cache key only: the parameter dtype follows jax_enable_x64
+    abstract = nnx.eval_shape(lambda: Network(spec, 1.0, rngs=nnx.Rngs(0)))
+    return nnx.split(abstract)[0]
+
+
+def init_state(spec: NetworkSpec, gain, key: Array) -> nnx.State:
+    """Fresh parameters of `Network(spec, gain)` from `key` (pure; `gain`, `key` may be traced)."""
+    return nnx.split(Network(spec, gain, rngs=nnx.Rngs(params=key)))[1]
+
+
+def apply(spec: NetworkSpec, state: nnx.State, x: Array, dropout_key: Array | None = None):
+    """Pure forward pass: `(output, hidden)` of the network with parameters `state`."""
+    model = nnx.merge(graphdef(spec, jax.config.jax_enable_x64), state)
+    return model(x, dropout_key)

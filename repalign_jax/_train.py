@@ -1,0 +1,461 @@
+"""The vectorised training engine: every gain, seed and learning rate as one compiled batch.
+
+`train_networks` trains R networks of one `NetworkSpec` on one dataset with
+plain gradient descent (or Adam) on `0.5 * mean squared error`, one step per
+epoch (or shuffled mini-batches), and records at every epoch, *before* that
+epoch's step (index 0 is the initial state) and once after the last:
+
+- the training loss on the whole dataset;
+- `h, y, w` (THEORY.md section 3) of every tracked pair of points at the tracked
+  hidden layer, or at every hidden layer.
+
+The compiled core is a `lax.scan` over epochs whose body is `vmap`-ped over the
+runs; gains, seeds and learning rates are traced arrays, so a new grid never
+recompiles. Runs whose loss turns non-finite are flagged, frozen, and their
+later records are NaN; the rest of the batch is unaffected. When the batch does
+not fit in memory it is trained in chunks of equal shape (one compilation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, ArrayLike
+
+from ._fit import PairTrajectory
+from ._measure import measure_hyw
+from ._networks import NetworkSpec, apply, init_state
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How the networks are trained and what is recorded (hashable: static under `jit`).
+
+    **Fields:**
+
+    - `epochs`: number of epochs `E`; records have `E + 1` entries.
+    - `optimizer`: `"sgd"` (plain gradient descent, the paper) or `"adam"` (appendix C.3).
+    - `batch_size`: `None` for full batch (one step per epoch), or the mini-batch
+      size (shuffled every epoch, the last batch may be smaller, as PyTorch's
+      `DataLoader`).
+    - `track_layer`: hidden layer whose `h, y, w` are recorded (default
+      `depth // 2`, counting hidden layers from 0 after their nonlinearity).
+    - `all_layers`: record `h, y, w` at every hidden layer instead (depth analysis).
+    - `keep_hidden`: also return the tracked layer's activations and the outputs
+      of the whole dataset at the start and the end of training.
+    - `progress_every`: epochs between progress reports from inside the compiled
+      loop (`None`: about 200 reports per training). The reports are always
+      compiled in (so a progress bar never costs a recompilation) and cost nothing
+      measurable; they reach the host only while a reporter is active.
+    """
+
+    epochs: int
+    optimizer: str = "sgd"
+    batch_size: int | None = None
+    track_layer: int | None = None
+    all_layers: bool = False
+    keep_hidden: bool = False
+    progress_every: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+        if self.progress_every is not None and self.progress_every < 1:
+            raise ValueError("progress_every must be a positive integer or None")
+
+    def report_every(self) -> int:
+        return self.progress_every or max(1, self.epochs // 200)
+
+    def layer(self, spec: NetworkSpec) -> int:
+        layer = spec.depth // 2 if self.track_layer is None else self.track_layer
+        if not 0 <= layer < spec.depth:
+            raise ValueError(f"track_layer {layer} is outside the network's hidden layers 0..{spec.depth - 1}")
+        return layer
+
+
+class TrainResult(eqx.Module):
+    """What `train_networks` recorded, with a leading run axis `R`.
+
+    **Fields:**
+
+    - `loss`: `(R, E + 1)` training loss (`0.5 * MSE`, mean over points and output dims).
+    - `h`, `y`, `w`: `(R, E + 1, n_pairs)`, or `(R, E + 1, n_pairs, L)` with
+      `all_layers`.
+    - `diverged`: `(R,)` the loss became non-finite; `diverged_epoch`: `(R,)`
+      the first such epoch (-1 when never). From there on records are NaN.
+    - `hidden_initial`, `hidden_final`: `(R, N, units)` tracked-layer activations
+      of the whole dataset (with `keep_hidden`, else `None`).
+    - `output_initial`, `output_final`: `(R, N, d_out)` outputs likewise.
+    """
+
+    loss: Array
+    h: Array
+    y: Array
+    w: Array
+    diverged: Array
+    diverged_epoch: Array
+    hidden_initial: Array | None = None
+    hidden_final: Array | None = None
+    output_initial: Array | None = None
+    output_final: Array | None = None
+
+
+# --------------------------------------------------------------------------------------
+# Progress reports from inside the compiled loop
+# --------------------------------------------------------------------------------------
+
+_REPORTER: dict[str, Callable[[int], None] | None] = {"fn": None}
+
+
+def _progress_hook(epoch):
+    fn = _REPORTER["fn"]
+    if fn is not None:
+        fn(int(epoch))
+
+
+class Progress:
+    """A one-line progress bar on stderr: chunk, epochs done, elapsed time and ETA."""
+
+    def __init__(self, epochs: int, chunks: int, stream=sys.stderr, label: str = "train"):
+        self.epochs, self.chunks, self.stream, self.label = epochs, chunks, stream, label
+        self.chunk = 0
+        self.start = time.perf_counter()
+        self._first: tuple[float, float] | None = None  # (time, fraction) of the first report
+        self._last = 0.0
+
+    def __call__(self, epoch: int):
+        now = time.perf_counter()
+        done = (self.chunk * self.epochs + epoch) / (self.chunks * self.epochs)
+        if self._first is None:
+            self._first = (now, done)  # the rate is measured from here: compilation excluded
+        if now - self._last < 0.5 and epoch < self.epochs:
+            return
+        self._last = now
+        elapsed = now - self.start
+        t0, f0 = self._first
+        rate = (done - f0) / (now - t0) if now > t0 and done > f0 else 0.0
+        eta = (1 - done) / rate if rate > 0 else float("nan")
+        self.stream.write(
+            f"\r[{self.label}] chunk {self.chunk + 1}/{self.chunks} | epoch {epoch}/{self.epochs} | "
+            f"{100 * done:5.1f}% | {elapsed:6.1f} s elapsed | ETA {eta:6.1f} s"
+        )
+        self.stream.flush()
+
+    def close(self):
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+# --------------------------------------------------------------------------------------
+# The compiled core
+# --------------------------------------------------------------------------------------
+
+
+def _optimizer(config: TrainConfig, lr) -> optax.GradientTransformation:
+    return optax.sgd(lr) if config.optimizer == "sgd" else optax.adam(lr)
+
+
+def _records(spec, config, pairs, targets, out, hidden):
+    """`h, y, w` `(n_pairs[, L])` of one run from its outputs and hidden activations."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    layers = hidden if config.all_layers else (hidden[config.layer(spec)],)
+    hyw = [measure_hyw(hl[i], hl[j], out[i], out[j], targets[i], targets[j]) for hl in layers]
+    stacked = [jnp.stack(v, -1) for v in zip(*hyw)]  # each (n_pairs, n_layers)
+    if not config.all_layers:
+        stacked = [v[..., 0] for v in stacked]
+    return tuple(stacked)
+
+
+def _mse(out, targets, weight=None):
+    err = (out - targets) ** 2
+    if weight is None:
+        return 0.5 * jnp.mean(err)
+    return 0.5 * jnp.sum(weight[:, None] * err) / (jnp.sum(weight) * out.shape[-1])
+
+
+def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config: TrainConfig) -> TrainResult:
+    """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan."""
+    n = x.shape[0]
+    keys = jax.vmap(jax.random.key)(seeds)
+    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+    drop_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    shuffle_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
+    states = jax.vmap(lambda g, k: init_state(spec, g, k))(gains, init_keys)
+    opt_states = jax.vmap(lambda s, lr: _optimizer(config, lr).init(s))(states, lrs)
+    use_dropout = spec.dropout > 0
+    full_batch = config.batch_size is None or config.batch_size >= n
+
+    def evaluate(state):
+        out, hidden = apply(spec, state, x)
+        return _mse(out, targets), out, hidden
+
+    def step(state, opt_state, lr, xb, tb, wb, dkey):
+        def loss_fn(s):
+            out, hidden = apply(spec, s, xb, dkey if use_dropout else None)
+            return _mse(out, tb, wb), (out, hidden)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
+        updates, opt_state = _optimizer(config, lr).update(grads, opt_state, state)
+        return optax.apply_updates(state, updates), opt_state, loss, aux
+
+    def run_epoch(state, opt_state, lr, dkey, skey, epoch):
+        """One run's epoch: the records before the step, then the step(s)."""
+        dkey = jax.random.fold_in(dkey, epoch)
+        if full_batch:
+            new_state, new_opt, loss, (out, hidden) = step(state, opt_state, lr, x, targets, None, dkey)
+            if use_dropout:  # records come from the deterministic network
+                loss, out, hidden = evaluate(state)
+            return new_state, new_opt, loss, _records(spec, config, pairs, targets, out, hidden)
+        loss, out, hidden = evaluate(state)
+        bs = config.batch_size
+        nb = math.ceil(n / bs)
+        perm = jax.random.permutation(jax.random.fold_in(skey, epoch), n)
+        perm = jnp.concatenate([perm, jnp.zeros(nb * bs - n, perm.dtype)]).reshape(nb, bs)
+        weight = (jnp.arange(nb * bs) < n).astype(x.dtype).reshape(nb, bs)
+
+        def mb(carry, inp):
+            s, o = carry
+            idx, wb, b = inp
+            s, o, _, _ = step(s, o, lr, x[idx], targets[idx], wb, jax.random.fold_in(dkey, b))
+            return (s, o), None
+
+        (state, opt_state), _ = jax.lax.scan(mb, (state, opt_state), (perm, weight, jnp.arange(nb)))
+        return state, opt_state, loss, _records(spec, config, pairs, targets, out, hidden)
+
+    def nan_like(v):
+        return jnp.full_like(v, jnp.nan)
+
+    def select(alive, new, old):
+        return jax.tree_util.tree_map(
+            lambda a, b: jnp.where(alive.reshape(alive.shape + (1,) * (a.ndim - 1)), a, b), new, old
+        )
+
+    def body(carry, epoch):
+        states, opt_states, alive, div_epoch = carry
+        new_states, new_opts, loss, rec = jax.vmap(run_epoch, in_axes=(0, 0, 0, 0, 0, None))(
+            states, opt_states, lrs, drop_keys, shuffle_keys, epoch
+        )
+        finite = jnp.isfinite(loss)
+        div_epoch = jnp.where(alive & ~finite, epoch, div_epoch)
+        was_alive = alive
+        alive = alive & finite
+        # The first non-finite epoch keeps its (non-finite) records; later ones are NaN.
+        loss = jnp.where(was_alive, loss, jnp.nan)
+        rec = tuple(select(was_alive, r, nan_like(r)) for r in rec)
+        # Diverged runs keep stepping (their records are masked): freezing them would
+        # cost a select over every parameter, every epoch, for every run.
+        every = config.report_every()
+        jax.lax.cond(
+            (epoch + 1) % every == 0,
+            lambda: jax.debug.callback(_progress_hook, epoch + 1),
+            lambda: None,
+        )
+        return (new_states, new_opts, alive, div_epoch), (loss, rec)
+
+    R = gains.shape[0]
+    alive0 = jnp.ones(R, bool)
+    initial = jax.vmap(evaluate)(states) if config.keep_hidden else None
+    carry = (states, opt_states, alive0, jnp.full(R, -1, jnp.int32))
+    (states, _, alive, div_epoch), (losses, recs) = jax.lax.scan(body, carry, jnp.arange(config.epochs, dtype=jnp.int32))
+
+    loss_end, out_end, hidden_end = jax.vmap(evaluate)(states)
+    rec_end = jax.vmap(lambda o, hdn: _records(spec, config, pairs, targets, o, hdn))(out_end, hidden_end)
+    div_epoch = jnp.where(alive & ~jnp.isfinite(loss_end), config.epochs, div_epoch)
+    loss_end = jnp.where(alive, loss_end, jnp.nan)
+    rec_end = tuple(select(alive, r, nan_like(r)) for r in rec_end)
+
+    def join(series, last):  # (E, R, ...) + (R, ...) -> (R, E + 1, ...)
+        return jnp.concatenate([jnp.moveaxis(series, 0, 1), last[:, None]], axis=1)
+
+    h, y, w = (join(s, e) for s, e in zip(recs, rec_end))
+    layer = config.layer(spec)
+    extra = {}
+    if config.keep_hidden:
+        extra = dict(
+            hidden_initial=initial[2][layer], output_initial=initial[1],
+            hidden_final=hidden_end[layer], output_final=out_end,
+        )
+    return TrainResult(
+        loss=join(losses, loss_end), h=h, y=y, w=w,
+        diverged=div_epoch >= 0, diverged_epoch=div_epoch, **extra,
+    )
+
+
+#: Number of times the training core was traced (tests check that it is cached).
+TRACE_COUNT = {"train": 0}
+
+
+def _traced_core(*args, **kwargs):
+    TRACE_COUNT["train"] += 1
+    return _train_chunk(*args, **kwargs)
+
+
+_train_chunk_jit = jax.jit(_traced_core, static_argnames=("spec", "config"))
+
+
+# --------------------------------------------------------------------------------------
+# Host-side entry point: validation, chunking, progress
+# --------------------------------------------------------------------------------------
+
+
+def _param_count(spec: NetworkSpec) -> int:
+    shapes = jax.eval_shape(lambda: init_state(spec, 1.0, jax.random.key(0)))
+    return sum(math.prod(v.shape) for v in jax.tree_util.tree_leaves(shapes))
+
+
+def bytes_per_run(spec: NetworkSpec, config: TrainConfig, n_points: int, n_pairs: int) -> int:
+    """Rough device memory one run of the batch needs (parameters, optimiser, activations, records)."""
+    itemsize = 8 if jax.config.jax_enable_x64 else 4
+    copies = 4 if config.optimizer == "sgd" else 6  # params, grads, update (+ Adam moments)
+    batch = n_points if config.batch_size is None else min(n_points, config.batch_size)
+    acts = 3 * max(batch, n_points) * sum(spec.hidden_sizes())
+    layers = spec.depth if config.all_layers else 1
+    records = (config.epochs + 1) * (1 + 3 * n_pairs * layers)
+    kept = 2 * n_points * (max(spec.hidden_sizes()) + spec.d_out) if config.keep_hidden else 0
+    return itemsize * (copies * _param_count(spec) + acts + records + kept)
+
+
+def available_memory() -> int:
+    """Bytes the batch may use: 70% of the free memory of the first device, or half the host's RAM."""
+    dev = jax.devices()[0]
+    try:
+        stats = dev.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(0.7 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    try:
+        return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def _as_runs(name, v, R, dtype):
+    arr = np.broadcast_to(np.asarray(v, dtype), (R,)).copy()
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite")
+    return arr
+
+
+def train_networks(
+    x: ArrayLike,
+    targets: ArrayLike,
+    spec: NetworkSpec,
+    config: TrainConfig,
+    *,
+    gains: ArrayLike,
+    seeds: ArrayLike,
+    lrs: ArrayLike,
+    pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
+    chunk_size: int | None = None,
+    progress: bool | Callable[[int], None] = False,
+) -> TrainResult:
+    """Train a batch of networks of one architecture, one compiled call per chunk.
+
+    **Arguments:**
+
+    - `x`: inputs `(N, d_in)`; `targets`: `(N, d_out)`.
+    - `spec`: the `NetworkSpec`; `config`: the `TrainConfig`.
+    - `gains`, `seeds`, `lrs`: per run, broadcast against each other to `(R,)`:
+      Xavier gain, integer seed (initialisation, dropout and shuffling streams),
+      learning rate per step.
+    - `pairs`: `(n_pairs, 2)` indices of the tracked point pairs (point 2 minus point 1).
+    - `chunk_size`: runs per compiled call; default, as many as fit in 70% of the
+      device's free memory (see `bytes_per_run`).
+    - `progress`: `True` for a progress bar on stderr, or a callable of the epoch.
+
+    **Returns:** a `TrainResult` of NumPy arrays with leading axis `R`. The same
+    seed gives the same run alone, in any batch and in any chunking (to float
+    tolerance).
+    """
+    x = np.asarray(x)
+    targets = np.asarray(targets)
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    if x.ndim != 2 or x.shape[1] != spec.d_in:
+        raise ValueError(f"x must have shape (N, {spec.d_in}), got {x.shape}")
+    if targets.shape != (x.shape[0], spec.d_out):
+        raise ValueError(f"targets must have shape ({x.shape[0]}, {spec.d_out}), got {targets.shape}")
+    pairs = np.asarray(pairs, np.int32).reshape(-1, 2)
+    if pairs.size == 0 or pairs.min() < 0 or pairs.max() >= x.shape[0] or np.any(pairs[:, 0] == pairs[:, 1]):
+        raise ValueError(f"pairs must be distinct point indices in [0, {x.shape[0]}), got {pairs.tolist()}")
+    config.layer(spec)
+    R = int(np.prod(np.broadcast_shapes(np.shape(gains), np.shape(seeds), np.shape(lrs))))
+    if R < 1:
+        raise ValueError("no runs: gains, seeds and lrs broadcast to an empty batch")
+    gains = _as_runs("gains", gains, R, dtype)
+    lrs = _as_runs("lrs", lrs, R, dtype)
+    seeds = np.broadcast_to(np.asarray(seeds, np.int64), (R,)).astype(np.uint32)
+    if np.any(gains <= 0):
+        raise ValueError("gains must be positive")
+    if np.any(lrs <= 0):
+        raise ValueError("learning rates must be positive")
+
+    if chunk_size is None:
+        chunk_size = available_memory() // max(bytes_per_run(spec, config, x.shape[0], len(pairs)), 1)
+    chunk = int(max(1, min(R, chunk_size)))
+    n_chunks = -(-R // chunk)
+    reporter = None
+    if progress is True:
+        reporter = Progress(config.epochs, n_chunks)
+    elif callable(progress):
+        reporter = progress
+
+    xj, tj, pj = jnp.asarray(x, dtype), jnp.asarray(targets, dtype), jnp.asarray(pairs)
+    parts = []
+    _REPORTER["fn"] = reporter
+    try:
+        for c in range(n_chunks):
+            if isinstance(reporter, Progress):
+                reporter.chunk = c
+            idx = np.arange(c * chunk, (c + 1) * chunk).clip(max=R - 1)  # pad with the last run
+            out = _train_chunk_jit(xj, tj, pj, jnp.asarray(gains[idx]), jnp.asarray(seeds[idx]),
+                                   jnp.asarray(lrs[idx]), spec=spec, config=config)
+            parts.append(jax.tree_util.tree_map(np.asarray, out))
+    finally:
+        _REPORTER["fn"] = None
+        if isinstance(reporter, Progress):
+            reporter.close()
+    return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:R], *parts)
+
+
+def to_pair_trajectory(
+    result: TrainResult, x: ArrayLike, targets: ArrayLike, pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),)
+) -> PairTrajectory:
+    """The recorded `h, y, w` as a `PairTrajectory` for `fit_effective_rates`.
+
+    Batch axes are `(R, n_pairs)` (and `L` with `all_layers`); time is the epoch.
+    The loss curve is attached only when the dataset is one pair of points (the
+    theory's loss, THEORY.md section 4, is that of two points); it is multiplied by
+    the output dimension to undo the mean over output elements.
+    """
+    x, targets = np.asarray(x, np.float64), np.asarray(targets, np.float64)
+    pairs = np.asarray(pairs).reshape(-1, 2)
+    dx2 = ((x[pairs[:, 1]] - x[pairs[:, 0]]) ** 2).sum(-1)
+    dy2 = ((targets[pairs[:, 1]] - targets[pairs[:, 0]]) ** 2).sum(-1)
+    h, y, w = (np.moveaxis(np.asarray(v), 1, -1) for v in (result.h, result.y, result.w))
+    extra = h.ndim - 3  # 1 with all_layers: (R, n_pairs, L, T)
+    shape = (len(pairs),) + (1,) * extra
+    loss = None
+    if x.shape[0] == 2 and len(pairs) == 1:
+        loss = np.asarray(result.loss)[:, None] * targets.shape[1]
+        loss = loss.reshape(loss.shape[:2] + (1,) * extra + loss.shape[-1:])
+        loss = np.broadcast_to(loss, h.shape)
+    dt = h.dtype
+    return PairTrajectory(
+        np.arange(h.shape[-1], dtype=dt), h, y, w,
+        dx2=dx2.reshape(shape).astype(dt), dy2=dy2.reshape(shape).astype(dt), loss=loss,
+    )

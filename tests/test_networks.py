@@ -1,0 +1,111 @@
+"""The Flax NNX network zoo: initialisation statistics, forward pass, variants."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from repalign_jax import NetworkSpec, apply, init_state, xavier_normal
+from repalign_jax._networks import ACTIVATIONS
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.0, 1.4])
+def test_xavier_normal_statistics(gain):
+    spec = NetworkSpec(d_in=3, d_out=2, width=400, depth=3)
+    state = init_state(spec, gain, jax.random.key(0))
+    layers = state["layers"]
+    for k in range(spec.depth + 1):
+        kernel = np.asarray(layers[k]["kernel"][...])
+        fan_in, fan_out = kernel.shape
+        want = gain * np.sqrt(2.0 / (fan_in + fan_out))
+        assert abs(kernel.mean()) < 4 * want / np.sqrt(kernel.size)
+        n = kernel.size
+        assert abs(kernel.std() / want - 1) < 5 / np.sqrt(n) + 0.01
+        np.testing.assert_array_equal(np.asarray(layers[k]["bias"][...]), 0.0)
+
+
+def test_xavier_conv_fans():
+    init = xavier_normal(2.0)
+    w = np.asarray(init(jax.random.key(1), (11, 20, 20)))
+    np.testing.assert_allclose(w.std(), 2.0 * np.sqrt(2.0 / (11 * 20 + 11 * 20)), rtol=0.05)
+
+
+def test_forward_shapes_and_hidden_layers():
+    for arch in ("mlp", "resnet", "cnn"):
+        spec = NetworkSpec(d_in=2, d_out=3, width=40, depth=4, arch=arch, kernel=5, channels=6)
+        state = init_state(spec, 1.0, jax.random.key(0))
+        out, hidden = apply(spec, state, jnp.ones((7, 2)))
+        assert out.shape == (7, 3)
+        assert tuple(h.shape[1] for h in hidden) == spec.hidden_sizes()
+        assert all(h.shape[0] == 7 for h in hidden)
+
+
+def test_mlp_forward_is_the_layer_chain():
+    spec = NetworkSpec(d_in=2, d_out=1, width=8, depth=3, activation="tanh")
+    state = init_state(spec, 1.0, jax.random.key(2))
+    x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    out, hidden = apply(spec, state, x)
+    z = x
+    for k in range(3):
+        z = np.tanh(z @ np.asarray(state["layers"][k]["kernel"][...]) + np.asarray(state["layers"][k]["bias"][...]))
+        np.testing.assert_allclose(hidden[k], z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, z @ np.asarray(state["layers"][3]["kernel"][...]), rtol=1e-5, atol=1e-6)
+
+
+def test_resnet_adds_activation_two_layers_back():
+    spec = NetworkSpec(d_in=1, d_out=1, width=6, depth=4, arch="resnet", activation="relu")
+    state = init_state(spec, 1.0, jax.random.key(3))
+    x = np.array([[0.3], [-0.7]], np.float32)
+    _, hidden = apply(spec, state, x)
+    kern = [np.asarray(state["layers"][k]["kernel"][...]) for k in range(4)]
+    h = [np.maximum(x @ kern[0], 0)]
+    h.append(np.maximum(h[0] @ kern[1], 0))
+    h.append(np.maximum(h[1] @ kern[2], 0) + h[0])
+    h.append(np.maximum(h[2] @ kern[3], 0) + h[1])
+    for got, want in zip(hidden, h):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_only_with_a_key():
+    spec = NetworkSpec(d_in=1, d_out=1, width=2000, depth=2, dropout=0.1, activation="linear")
+    state = init_state(spec, 1.0, jax.random.key(0))
+    x = jnp.ones((1, 1))
+    _, h_eval = apply(spec, state, x)
+    _, h_eval2 = apply(spec, state, x)
+    np.testing.assert_array_equal(h_eval[0], h_eval2[0])
+    _, h_train = apply(spec, state, x, jax.random.key(5))
+    dropped = np.mean(np.asarray(h_train[0]) == 0)
+    assert 0.07 < dropped < 0.13
+    kept = np.asarray(h_train[0]) != 0
+    np.testing.assert_allclose(np.asarray(h_train[0])[kept], np.asarray(h_eval[0])[kept] / 0.9, rtol=1e-5)
+
+
+def test_activations():
+    x = jnp.array([-2.0, 0.5])
+    np.testing.assert_allclose(ACTIVATIONS["leaky_relu"](x), [-0.02, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(ACTIVATIONS["relu"](x), [0.0, 0.5])
+    np.testing.assert_allclose(ACTIVATIONS["elu"](x), [np.expm1(-2.0), 0.5], rtol=1e-6)
+    np.testing.assert_allclose(ACTIVATIONS["swish"](x), x / (1 + np.exp(-x)), rtol=1e-6)
+    np.testing.assert_allclose(ACTIVATIONS["linear"](x), x)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(activation="sigmoidish"), "unknown activation"),
+        (dict(arch="transformer"), "unknown architecture"),
+        (dict(depth=0), "depth"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(precision="tf32"), "precision"),
+        (dict(arch="cnn", width=30, depth=5), "too small"),
+    ],
+)
+def test_spec_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NetworkSpec(d_in=1, d_out=1, **kwargs)
+
+
+def test_float64_parameters_with_x64(x64):
+    spec = NetworkSpec(d_in=1, d_out=1, width=4, depth=2)
+    state = init_state(spec, 1.0, jax.random.key(0))
+    assert state["layers"][0]["kernel"][...].dtype == jnp.float64

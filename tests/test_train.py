@@ -1,0 +1,194 @@
+"""The vectorised training engine: records, batching, divergence, precision, chunking."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import repalign_jax as rj
+from repalign_jax import _train
+
+DATA = rj.two_point(dx2=1.0, dy2=0.5)
+SMALL = rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4)
+
+
+def _train_small(epochs=30, spec=SMALL, **kw):
+    kw.setdefault("gains", 1.0)
+    kw.setdefault("seeds", 0)
+    kw.setdefault("lrs", 0.05)
+    config = kw.pop("config", rj.TrainConfig(epochs=epochs))
+    return rj.train_networks(DATA.x, DATA.y, spec, config, **kw)
+
+
+def test_records_start_at_the_initial_state():
+    res = _train_small(seeds=[3, 4])
+    assert res.loss.shape == (2, 31) and res.h.shape == (2, 31, 1)
+    for r, seed in enumerate([3, 4]):
+        key = jax.random.fold_in(jax.random.key(seed), 0)
+        state = rj.init_state(SMALL, 1.0, key)
+        out, hidden = rj.apply(SMALL, state, DATA.x)
+        h, y, w = rj.measure_hyw(hidden[2][0], hidden[2][1], out[0], out[1], DATA.y[0], DATA.y[1])
+        np.testing.assert_allclose(res.h[r, 0, 0], h, rtol=1e-6)
+        np.testing.assert_allclose(res.y[r, 0, 0], y, rtol=1e-5)
+        np.testing.assert_allclose(res.w[r, 0, 0], w, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(res.loss[r, 0], 0.5 * np.mean((np.asarray(out) - DATA.y) ** 2), rtol=1e-6)
+
+
+def test_one_sgd_step_is_plain_gradient_descent():
+    lr = 0.05
+    res = _train_small(epochs=1, lrs=lr)
+    state = rj.init_state(SMALL, 1.0, jax.random.fold_in(jax.random.key(0), 0))
+
+    def loss(s):
+        out, _ = rj.apply(SMALL, s, DATA.x)
+        return 0.5 * jnp.mean((out - DATA.y) ** 2)
+
+    grads = jax.grad(loss)(state)
+    stepped = jax.tree_util.tree_map(lambda p, g: p - lr * g, state, grads)
+    np.testing.assert_allclose(res.loss[0, 1], loss(stepped), rtol=1e-6)
+
+
+def test_loss_decreases_and_outputs_fit():
+    res = _train_small(epochs=400, lrs=0.05)
+    assert res.loss[0, -1] < 1e-3 * res.loss[0, 0]
+    np.testing.assert_allclose(res.y[0, -1, 0], 0.5, rtol=0.02)  # the outputs' distance fits dy2
+    assert not res.diverged[0]
+
+
+def test_batch_equals_alone_and_any_chunking():
+    seeds, gains, lrs = np.array([0, 1, 2]), np.array([0.8, 1.0, 1.2]), np.array([0.02, 0.05, 0.03])
+    batch = _train_small(seeds=seeds, gains=gains, lrs=lrs)
+    chunked = _train_small(seeds=seeds, gains=gains, lrs=lrs, chunk_size=2)
+    for k in range(3):
+        alone = _train_small(seeds=seeds[k], gains=gains[k], lrs=lrs[k])
+        for field in ("loss", "h", "y", "w"):
+            np.testing.assert_allclose(getattr(batch, field)[k], getattr(alone, field)[0], rtol=1e-5, atol=1e-9)
+            np.testing.assert_allclose(getattr(chunked, field)[k], getattr(alone, field)[0], rtol=1e-5, atol=1e-9)
+
+
+def test_divergence_is_flagged_and_contained():
+    lrs = np.array([0.05, 50.0, 0.05])
+    res = _train_small(epochs=60, seeds=[0, 1, 2], lrs=lrs)
+    np.testing.assert_array_equal(res.diverged, [False, True, False])
+    e = res.diverged_epoch[1]
+    assert 0 < e < 60
+    assert np.all(np.isnan(res.h[1, e + 1:])) and np.all(np.isnan(res.loss[1, e + 1:]))
+    assert np.all(np.isfinite(res.h[1, :e]))
+    assert res.diverged_epoch[0] == -1
+    alone = _train_small(epochs=60, seeds=2, lrs=0.05)
+    np.testing.assert_allclose(res.h[2], alone.h[0], rtol=1e-5)
+
+
+def test_second_call_does_not_recompile():
+    _train_small(seeds=[0, 1], gains=[1.0, 1.1], lrs=[0.01, 0.02])
+    before = dict(_train.TRACE_COUNT)
+    res = _train_small(seeds=[5, 6], gains=[0.7, 1.3], lrs=[0.03, 0.04], progress=lambda e: None)
+    assert _train.TRACE_COUNT == before
+    assert np.all(np.isfinite(res.h))
+
+
+def test_progress_reports_epochs():
+    seen = []
+    _train_small(epochs=40, progress=seen.append, config=rj.TrainConfig(epochs=40, progress_every=10))
+    assert seen == [10, 20, 30, 40]
+
+
+def _dot_precisions(spec):
+    config = rj.TrainConfig(epochs=2)
+    args = (jnp.asarray(DATA.x), jnp.asarray(DATA.y), jnp.array([[0, 1]]), jnp.ones(2), jnp.arange(2, dtype=jnp.uint32),
+            jnp.full(2, 0.01))
+    text = _train._train_chunk_jit.lower(*args, spec=spec, config=config).as_text()
+    lines = [ln for ln in text.splitlines() if "dot_general" in ln]
+    assert lines
+    return lines
+
+
+def test_full_float32_precision_reaches_the_compiled_step():
+    lines = _dot_precisions(SMALL)
+    assert all("HIGHEST" in ln for ln in lines), lines[:3]
+    default = _dot_precisions(rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4, precision="default"))
+    assert not any("HIGHEST" in ln for ln in default)
+
+
+def test_float32_run_matches_float64_run():
+    res32 = _train_small(epochs=50)
+    with jax.enable_x64(True):
+        res64 = _train_small(epochs=50)
+        assert res64.h.dtype == np.float64
+    np.testing.assert_allclose(res32.h, res64.h, rtol=1e-4)
+    np.testing.assert_allclose(res32.loss, res64.loss, rtol=1e-4)
+
+
+def test_minibatches_adam_and_all_layers():
+    blobs = rj.gaussian_blobs(n=6)
+    spec = rj.NetworkSpec(d_in=blobs.x.shape[1], d_out=1, width=16, depth=4, activation="tanh")
+    pairs = [(0, 1), (0, 40)]
+    for opt in ("sgd", "adam"):
+        config = rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt, all_layers=True, keep_hidden=True)
+        res = rj.train_networks(blobs.x, blobs.y, spec, config, gains=1.0, seeds=[0, 1], lrs=0.01 if opt == "adam" else 0.02,
+                                pairs=pairs)
+        assert res.h.shape == (2, 21, 2, 4)
+        assert res.loss[0, -1] < res.loss[0, 0]
+        assert res.hidden_final.shape == (2, 72, 16) and res.output_initial.shape == (2, 72, 1)
+        single = rj.train_networks(blobs.x, blobs.y, spec, rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt),
+                                   gains=1.0, seeds=[0, 1], lrs=0.01 if opt == "adam" else 0.02, pairs=pairs)
+        np.testing.assert_allclose(res.h[..., 2], single.h, rtol=1e-5)
+        # The final hidden activations are those the last record was measured on.
+        hf = res.hidden_final
+        np.testing.assert_allclose(((hf[:, 1] - hf[:, 0]) ** 2).sum(-1), res.h[:, -1, 0, 2], rtol=1e-4)
+
+
+def test_full_batch_size_equals_full_batch():
+    a = _train_small(config=rj.TrainConfig(epochs=20, batch_size=2))
+    b = _train_small(config=rj.TrainConfig(epochs=20))
+    np.testing.assert_allclose(a.h, b.h, rtol=1e-5)
+
+
+def test_dropout_records_are_deterministic_network():
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=64, depth=4, dropout=0.1)
+    res = _train_small(epochs=30, spec=spec, seeds=[0, 1])
+    assert np.all(np.isfinite(res.h))
+    assert res.loss[0, -1] < res.loss[0, 0]
+    assert not np.allclose(res.h[0], res.h[1])
+
+
+def test_feeds_fit_effective_rates():
+    res = _train_small(epochs=300, seeds=[0, 1], lrs=0.02)
+    traj = rj.to_pair_trajectory(res, DATA.x, DATA.y)
+    assert traj.h.shape == (2, 1, 301) and traj.loss.shape == (2, 1, 301)
+    np.testing.assert_allclose(traj.dx2, [1.0], rtol=1e-6)
+    fit = rj.fit_effective_rates(traj)
+    assert fit.eta_enc.shape == (2, 1)
+    assert np.all(np.isfinite(fit.fit_loss))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(gains=-1.0), "gains"),
+        (dict(lrs=0.0), "learning rates"),
+        (dict(pairs=[(0, 5)]), "pairs"),
+        (dict(pairs=[(1, 1)]), "pairs"),
+        (dict(config=rj.TrainConfig(epochs=5, track_layer=9)), "track_layer"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _train_small(**kw) if (kw := kwargs) else None
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="epochs"):
+        rj.TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        rj.TrainConfig(epochs=1, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="x must have shape"):
+        rj.train_networks(np.ones((2, 3)), DATA.y, SMALL, rj.TrainConfig(epochs=1), gains=1.0, seeds=0, lrs=0.1)
+
+
+def test_chunk_size_from_memory():
+    per_run = _train.bytes_per_run(rj.NetworkSpec(d_in=1, d_out=1), rj.TrainConfig(epochs=6000), 2, 1)
+    n_params = (1 * 500 + 500) + 19 * (500 * 500 + 500) + (500 + 1)
+    assert _train._param_count(rj.NetworkSpec(d_in=1, d_out=1)) == n_params
+    assert 4 * 4 * n_params <= per_run < 4 * 8 * n_params
+    assert _train.available_memory() > 0

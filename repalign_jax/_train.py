@@ -35,6 +35,7 @@ from jaxtyping import Array, ArrayLike
 from ._fit import PairTrajectory
 from ._measure import measure_hyw
 from ._networks import NetworkSpec, apply, init_state
+from ._sharding import replicate, round_up, run_mesh, shard_runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,6 +364,7 @@ def train_networks(
     pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
     chunk_size: int | None = None,
     progress: bool | Callable[[int], None] = False,
+    devices: Sequence | None = None,
 ) -> TrainResult:
     """Train a batch of networks of one architecture, one compiled call per chunk.
 
@@ -376,7 +378,11 @@ def train_networks(
     - `pairs`: `(n_pairs, 2)` indices of the tracked point pairs (point 2 minus point 1).
     - `chunk_size`: runs per compiled call; default, as many as fit in 70% of the
       device's free memory (see `bytes_per_run`).
-    - `progress`: `True` for a progress bar on stderr, or a callable of the epoch.
+    - `progress`: `True` for a progress bar on stderr, or a callable of the epoch
+      (a `Progress` passed in is left open for the caller).
+    - `devices`: devices to spread the runs over (default: all that JAX sees);
+      with more than one, each chunk is sharded along the run axis
+      (`jax.sharding`, a mesh axis `"runs"`).
 
     **Returns:** a `TrainResult` of NumPy arrays with leading axis `R`. The same
     seed gives the same run alone, in any batch and in any chunking (to float
@@ -404,30 +410,32 @@ def train_networks(
     if np.any(lrs <= 0):
         raise ValueError("learning rates must be positive")
 
+    mesh = run_mesh(devices)
     if chunk_size is None:
-        chunk_size = available_memory() // max(bytes_per_run(spec, config, x.shape[0], len(pairs)), 1)
-    chunk = int(max(1, min(R, chunk_size)))
+        per_device = available_memory() // max(bytes_per_run(spec, config, x.shape[0], len(pairs)), 1)
+        chunk_size = per_device * (1 if mesh is None else mesh.size)
+    chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device
     n_chunks = -(-R // chunk)
-    reporter = None
+    reporter, own = None, False
     if progress is True:
-        reporter = Progress(config.epochs, n_chunks)
+        reporter, own = Progress(config.epochs, n_chunks), True
     elif callable(progress):
         reporter = progress
 
-    xj, tj, pj = jnp.asarray(x, dtype), jnp.asarray(targets, dtype), jnp.asarray(pairs)
+    xj, tj, pj = (replicate(mesh, np.asarray(v, dt)) for v, dt in ((x, dtype), (targets, dtype), (pairs, np.int32)))
     parts = []
     _REPORTER["fn"] = reporter
     try:
         for c in range(n_chunks):
-            if isinstance(reporter, Progress):
+            if own:
                 reporter.chunk = c
             idx = np.arange(c * chunk, (c + 1) * chunk).clip(max=R - 1)  # pad with the last run
-            out = _train_chunk_jit(xj, tj, pj, jnp.asarray(gains[idx]), jnp.asarray(seeds[idx]),
-                                   jnp.asarray(lrs[idx]), spec=spec, config=config)
+            run_args = (shard_runs(mesh, v[idx]) for v in (gains, seeds, lrs))
+            out = _train_chunk_jit(xj, tj, pj, *run_args, spec=spec, config=config)
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:
         _REPORTER["fn"] = None
-        if isinstance(reporter, Progress):
+        if own:
             reporter.close()
     return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:R], *parts)
 

@@ -1,0 +1,100 @@
+"""Figures (matplotlib, Agg backend, PNG files). Only the CLIs call these."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colours(n):
+    plt = _plt()
+    return plt.cm.viridis(np.linspace(0.0, 0.9, max(n, 1)))
+
+
+def plot_hyw(path: str | os.PathLike, ts, measured, theory, labels, title="") -> None:
+    """Measured (solid) against theory (dashed) `h`, `y`, `w`, one colour per label (Figure 2).
+
+    `measured`, `theory`: tuples `(h, y, w)` of arrays `(n_lines, T)`.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colours = _colours(len(labels))
+    for ax, name, meas, th in zip(axes, ("h = ||dh||^2", "y = ||dyh||^2", "w"), measured, theory):
+        for k, lab in enumerate(labels):
+            ax.plot(ts, meas[k], color=colours[k], lw=1.6, label=lab)
+            ax.plot(ts, th[k], color=colours[k], lw=1.2, ls="--")
+        ax.set(title=name, xlabel="epoch")
+    axes[0].legend(fontsize=8, title="solid: network, dashed: theory", title_fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_loss(path: str | os.PathLike, ts, measured, theory, labels, plateaus=None, title="") -> None:
+    """Loss curves, measured (solid) against theory (dashed), log scale (Figure 3)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colours = _colours(len(labels))
+    for k, lab in enumerate(labels):
+        ax.plot(ts, measured[k], color=colours[k], lw=1.6, label=lab)
+        if theory is not None:
+            ax.plot(ts, theory[k], color=colours[k], lw=1.2, ls="--")
+        if plateaus is not None and np.isfinite(plateaus[k]):
+            ax.axvline(plateaus[k], color=colours[k], lw=0.8, ls=":")
+    ax.set(yscale="log", xlabel="epoch", ylabel="training loss", title=title or "loss: network (solid), theory (dashed)")
+    positive = np.asarray(measured, float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    if positive.size:  # float32 round-off floors below this are noise, not dynamics
+        ax.set_ylim(bottom=max(np.percentile(positive, 1) / 3, positive.max() * 1e-12))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_vs_gain(path: str | os.PathLike, gains, plateau, eta_enc, eta_dec, tau) -> None:
+    """Plateau length and fitted rates against the initial-weight gain (one point per run)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(gains, plateau, "o")
+    axes[0].set(xlabel="gain", ylabel="plateau (epochs)", title="representation-learning plateau")
+    axes[1].plot(gains, eta_enc, "o", label="eta_enc")
+    axes[1].plot(gains, eta_dec, "s", label="eta_dec")
+    axes[1].set(xlabel="gain", ylabel="per epoch", yscale="log", title="fitted effective rates")
+    axes[1].legend()
+    axes[2].plot(gains, tau, "o")
+    axes[2].set(xlabel="gain", ylabel="epochs", title="tau (output mean)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_predicted_vs_measured(path: str | os.PathLike, predicted, measured, colour=None, label="gain",
+                               title="final h: measured vs predicted") -> None:
+    """Scatter of measured against predicted values with the identity line (Figure 5)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    sc = ax.scatter(predicted, measured, c=colour, cmap="viridis", s=22)
+    ok = np.isfinite(predicted) & np.isfinite(measured)
+    if ok.any():
+        lo, hi = min(predicted[ok].min(), measured[ok].min()), max(predicted[ok].max(), measured[ok].max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    if colour is not None:
+        fig.colorbar(sc, ax=ax, label=label)
+    ax.set(xlabel="predicted (theory)", ylabel="measured (network)", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,133 @@
+"""Results on disk: atomic writes, resumable chunk stores, summary tables.
+
+Nothing here computes: it only moves finished arrays and rows to files and back.
+Every file is written to a temporary name in the same folder and renamed into
+place, so an interrupted process leaves either the old file or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (temporary file, fsync, rename)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"cannot write {type(v).__name__} as JSON")
+
+
+def atomic_save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """`np.savez_compressed` to `path`, atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)):
+        return "" if not np.isfinite(v) else repr(float(v))
+    return str(v)
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping], columns: Sequence[str]) -> None:
+    """Rows as CSV; NaN and None become empty cells; booleans `true`/`false`."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow([_fmt(row.get(c)) for c in columns])
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class ChunkStore:
+    """Finished chunks of a long computation, one atomically written `.npz` each.
+
+    `done()` lists the chunk indices on disk; `save(i, arrays)` and `load(i)`
+    write and read one chunk. A rerun skips the chunks that are done.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = pathlib.Path(folder)
+
+    def path(self, index: int) -> pathlib.Path:
+        return self.folder / f"chunk_{index:05d}.npz"
+
+    def done(self) -> set[int]:
+        if not self.folder.exists():
+            return set()
+        return {int(p.stem.split("_")[1]) for p in self.folder.glob("chunk_*.npz")}
+
+    def save(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
+        atomic_save_npz(self.path(index), arrays)
+
+    def load(self, index: int) -> dict[str, np.ndarray]:
+        return load_npz(self.path(index))
+
+    def load_all(self, indices: Iterable[int]) -> dict[str, np.ndarray]:
+        parts = [self.load(i) for i in indices]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str], formats: Mapping[str, str] | None = None) -> str:
+    """A Markdown table of `rows` (also readable as plain text)."""
+    formats = formats or {}
+
+    def cell(c, v):
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return "-"
+        f = formats.get(c)
+        return format(v, f) if f else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

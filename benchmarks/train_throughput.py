@@ -3,6 +3,9 @@
     python benchmarks/train_throughput.py [--epochs 200] [--groups 1,4,16,64,256] [--max-g 750]
                                           [--repeats 3] [--loop-runs 16] [--no-torch]
 
+    # this 2-core CPU, about 4-5 minutes (G=256 would not fit in its RAM):
+    python benchmarks/train_throughput.py --epochs 60 --groups 1,4,16,64 --repeats 3 --loop-runs 4
+
 The paper's default network (`NetworkSpec(d_in=1, d_out=1, width=500, depth=20)`:
 21 dense layers, leaky ReLU, Xavier-normal gain 1.0, zero biases) is trained on
 the two-point task (`repalign_jax.two_point()`) with full-batch SGD, lr 0.005,
@@ -27,8 +30,12 @@ one run, on whatever `jax.default_backend()` is (CPU or GPU):
 5. peak memory per run: the GPU allocator's peak / G, or on CPU the estimate
    `repalign_jax._train.bytes_per_run` next to the process's max RSS.
 
-Model-steps per second = G * epochs / seconds (min of `--repeats`). All in
-float32 at full precision: Precision.HIGHEST in JAX, TF32 off in PyTorch.
+Model-steps per second = G * epochs / seconds (min of `--repeats`); every timed
+call includes the runs' initialisation. All in float32 at full precision:
+Precision.HIGHEST in JAX, TF32 off in PyTorch. G whose estimated memory exceeds
+`available_memory()` are skipped with a note. Run on an idle machine: PyTorch's
+OpenMP threads slow down by orders of magnitude when other processes share the
+cores (a warning is printed when the load average says so).
 """
 
 from __future__ import annotations
@@ -217,6 +224,7 @@ def main(argv=None):
     p.add_argument("--loop-runs", type=int, default=16, help="runs timed by the loops: min(max G, this)")
     p.add_argument("--bw-mb", type=int, default=256, help="array size of the bandwidth measurement, MB")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    p.add_argument("--torch-threads", type=int, default=None, help="PyTorch CPU threads (default: all cores)")
     args = p.parse_args(argv)
 
     backend = jax.default_backend()
@@ -242,6 +250,11 @@ def main(argv=None):
     print(f"precision: float32, JAX matmuls at Precision.{spec.precision.upper()} (full float32, never TF32)"
           + ("; PyTorch TF32 off" if on_gpu else ""))
     print(f"timing: min of {repeats} repeat(s) after a warm-up call of the same shapes (compilation excluded)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average (1 min) at start: {load:.2f} on {os.cpu_count()} cores; the timings assume an idle machine")
+    if not on_gpu and load > 0.5:
+        print("WARNING: other processes are using the CPU. PyTorch's OpenMP threads spin-wait and can run 10-100x "
+              "slower when they share cores; rerun on an idle machine (or compare with --torch-threads 1)")
     print(f"memory estimate per run (bytes_per_run): {per_run_est / MB:.1f} MB; budget for a batch "
           f"(available_memory): {mem_limit / 1e9:.1f} GB")
     print()
@@ -302,7 +315,7 @@ def main(argv=None):
             torch = None
     if torch is not None:
         device = torch.device("cuda" if on_gpu else "cpu")
-        torch.set_num_threads(os.cpu_count())
+        torch.set_num_threads(args.torch_threads or os.cpu_count())
         if on_gpu:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
@@ -402,7 +415,7 @@ def main(argv=None):
     print(f"  vmap (G={gbest}) / loop of jitted runs       = {vmap[gbest] / loop:8.2f}x")
     print(f"  vmap (G={gbest}) fraction of roofline        = {100 * vmap[gbest] / roof:7.1f}%")
     if not on_gpu:
-        print(f"  process max RSS at the end: {max_rss_bytes() / 1e9:.2f} GB (includes PyTorch)")
+        print(f"  process max RSS at the end: {max_rss_bytes() / 1e9:.2f} GB" + (" (includes PyTorch)" if torch else ""))
 
 
 if __name__ == "__main__":

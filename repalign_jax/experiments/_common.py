@@ -1,0 +1,179 @@
+"""Shared pieces of the paper's experiments: context, Table 1, two-point training and fitting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+import repalign_jax as rj
+from repalign_jax._results import atomic_write_json, atomic_write_text, markdown_table, write_csv
+
+
+@dataclasses.dataclass
+class Context:
+    """What every experiment gets: where to write, how big to run, how to talk.
+
+    - `out`: the experiment's own folder (`DIR/NAME/`), created.
+    - `quick`: shrink epochs, widths and trial counts to minutes on a 2-core CPU.
+    - `seeds`: seeds per network (trials).
+    - `mnist`: folder of MNIST IDX files, or `None` for scikit-learn's digits.
+    - `progress`: show progress bars.
+    - `say`: print a line (silent with `--quiet`).
+    - `cache`: shared between experiments of one invocation (e.g. the default rates).
+    """
+
+    out: pathlib.Path
+    quick: bool = False
+    seeds: int = 3
+    mnist: str | None = None
+    progress: bool = True
+    say: Callable[..., None] = print
+    cache: dict = dataclasses.field(default_factory=dict)
+
+    def write_json(self, name: str, obj) -> None:
+        atomic_write_json(self.out / name, obj)
+
+    def write_table(self, stem: str, rows: Sequence[dict], columns: Sequence[str], formats=None) -> str:
+        """`stem.csv` and `stem.md`; returns the Markdown."""
+        write_csv(self.out / f"{stem}.csv", rows, columns)
+        md = markdown_table(rows, columns, formats)
+        atomic_write_text(self.out / f"{stem}.md", md + "\n")
+        return md
+
+
+def claim(text: str, measured: str, holds: bool | None) -> dict:
+    """One of the paper's claims with our measurement (`holds` None: not decidable here)."""
+    return {"claim": text, "measured": measured, "holds": None if holds is None else bool(holds)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One network of the paper's Table 1 (two-point task, 6000 epochs, width 500)."""
+
+    name: str
+    activation: str
+    gain: float
+    lr: float
+    depth: int
+    width: int = 500
+    arch: str = "mlp"
+    dropout: float = 0.0
+
+
+TABLE1 = (
+    Row("default", "leaky_relu", 1.0, 0.005, 20),
+    Row("convolution", "leaky_relu", 0.95, 0.002, 10, arch="cnn"),
+    Row("skip connections", "leaky_relu", 0.1, 0.01, 20, arch="resnet"),
+    Row("shallow", "leaky_relu", 0.35, 0.01, 2),
+    Row("narrow (50 units)", "leaky_relu", 1.05, 0.005, 20, width=50),
+    Row("dropout", "leaky_relu", 1.0, 0.005, 10, dropout=0.1),
+    Row("linear", "linear", 0.85, 0.00125, 20),
+    Row("ReLU", "relu", 1.0, 0.005, 20),
+    Row("ELU", "elu", 0.95, 0.00045, 20),
+    Row("tanh", "tanh", 0.85, 0.00125, 20),
+    Row("swish", "swish", 1.7, 0.0025, 20),
+    Row("low initial weights", "leaky_relu", 0.9, 0.015, 20),
+    Row("intermediate initial weights", "leaky_relu", 1.1, 0.0025, 20),
+    Row("high initial weights", "leaky_relu", 1.3, 0.00075, 20),
+    Row("very high initial weights", "leaky_relu", 1.4, 0.00025, 20),
+)
+DEFAULT = TABLE1[0]
+EPOCHS = 6000
+
+
+def quick_row(row: Row) -> Row:
+    """A small stand-in for `row` (same nonlinearity, variant and gain) for `--quick`."""
+    depth = min(row.depth, 6)
+    width = 60 if row.arch != "cnn" else 80
+    return dataclasses.replace(row, depth=depth, width=min(row.width, width), lr=min(4 * row.lr, 0.05))
+
+
+def spec_of(row: Row, d_in: int = 1, d_out: int = 1) -> rj.NetworkSpec:
+    return rj.NetworkSpec(d_in=d_in, d_out=d_out, width=row.width, depth=row.depth, activation=row.activation,
+                          arch=row.arch, dropout=row.dropout)
+
+
+@dataclasses.dataclass
+class TwoPointRun:
+    """Trained and fitted two-point networks of one row: arrays over seeds."""
+
+    row: Row
+    result: rj.TrainResult
+    traj: rj.PairTrajectory
+    fit: rj.FitResult
+
+
+def train_two_point(ctx: Context, rows: Sequence[Row], seeds: Sequence[int], epochs: int, *, dx2=1.0, dy2=0.5,
+                    optimizer="sgd", all_layers=False, fit_options: rj.FitOptions = rj.FitOptions()) -> list[TwoPointRun]:
+    """Train every row for every seed on the two-point task and fit the theory.
+
+    Rows of equal network shape train together as one vmapped batch (their gains
+    and learning rates are traced per run).
+    """
+    data = rj.two_point(dx2=dx2, dy2=dy2)
+    groups: dict = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(spec_of(row), []).append(i)
+    out: list[TwoPointRun | None] = [None] * len(rows)
+    seeds = np.asarray(seeds)
+    for spec, idx in groups.items():
+        gains = np.repeat([rows[i].gain for i in idx], len(seeds))
+        lrs = np.repeat([rows[i].lr for i in idx], len(seeds))
+        sds = np.tile(seeds, len(idx))
+        config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers)
+        res = rj.train_networks(data.x, data.y, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress)
+        traj = rj.to_pair_trajectory(res, data.x, data.y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # diverged runs come back with success=False
+            fit = rj.fit_effective_rates(traj, fit_options)
+        n = len(gains)
+        for k, i in enumerate(idx):
+            sl = slice(k * len(seeds), (k + 1) * len(seeds))
+            out[i] = TwoPointRun(rows[i], _runs(res, sl, n), _traj_runs(traj, sl), _runs(fit, sl, n))
+    return out
+
+
+def _runs(tree, sl, n):
+    """The runs `sl` of a pytree whose array leaves all lead with the run axis of length `n`."""
+    import jax
+
+    return jax.tree_util.tree_map(lambda v: v[sl] if np.ndim(v) and np.shape(v)[0] == n else v, tree)
+
+
+def _traj_runs(traj: rj.PairTrajectory, sl) -> rj.PairTrajectory:
+    return rj.PairTrajectory(traj.ts, traj.h[sl], traj.y[sl], traj.w[sl], traj.dx2, traj.dy2,
+                             loss=None if traj.loss is None else traj.loss[sl])
+
+
+def default_rates(ctx: Context) -> rj.EffectiveRates:
+    """Effective rates of the paper's default two-point network, averaged over seeds.
+
+    Trained once per invocation (cached in `ctx.cache`); the XOR, structure and
+    random-feature predictions use them, as the paper does.
+    """
+    if "default_rates" not in ctx.cache:
+        row = quick_row(DEFAULT) if ctx.quick else DEFAULT
+        epochs = 1500 if ctx.quick else EPOCHS
+        ctx.say(f"  (fitting the default network's rates: {ctx.seeds} seed(s), {epochs} epochs)")
+        run = train_two_point(ctx, [row], np.arange(ctx.seeds), epochs)[0]
+        ok = np.asarray(run.fit.success).ravel()
+        ee = np.asarray(run.fit.eta_enc).ravel()[ok]
+        ed = np.asarray(run.fit.eta_dec).ravel()[ok]
+        tau = np.asarray(run.fit.tau).ravel()[ok]
+        if not ok.any():
+            raise RuntimeError("the default network's fit failed for every seed")
+        ctx.cache["default_rates"] = rj.EffectiveRates(float(ee.mean()), float(ed.mean()), float(tau.mean()))
+    return ctx.cache["default_rates"]
+
+
+def rates_json(rates: rj.EffectiveRates) -> dict:
+    return {"eta_enc": float(rates.eta_enc), "eta_dec": float(rates.eta_dec), "tau": float(rates.tau)}
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=1, default=float)

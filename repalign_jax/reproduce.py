@@ -1,0 +1,119 @@
+"""Reproduce the paper's experiments, one command each.
+
+    python -m repalign_jax.reproduce NAME [--out DIR] [--quick] [--seeds N] [--mnist DIR]
+
+NAME is one of the experiments below, or `all`. Each writes its figures (PNG),
+tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
+whether they held) to DIR/NAME/. `--quick` shrinks epochs, widths and trial
+counts so that every experiment finishes in minutes on a 2-core CPU (tests,
+demos); without it the paper's settings (EXPERIMENTS.md) are used.
+
+Experiments:
+  universality      Figure 2, C.1/11: every network of Table 1 against the theory
+  gains             Figure 3: the rich-to-lazy series, plateau against gain (to gain 1.6)
+  final_distance    Figure 5: final h measured against h_inf over a 5 x 5 grid of ||dx||, ||dy||
+  xor               Figure 6: predicted and measured final distances on XOR
+  feature_collapse  Figures 7, 8, 12: Gaussian blobs, rich networks collapse irrelevant features
+  digits            Figures 4, 9: digits through training; exponential-weighting prediction
+  depth             Figure 10: rates fitted at every hidden layer of the default network
+  adam              Figures 13-16: the fits under Adam; final-structure predictions
+  random_features   appendix A.6: distribution of h_inf over initialisations at each gain
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import pathlib
+import sys
+import time
+
+EXPERIMENTS = ("universality", "gains", "final_distance", "xor", "feature_collapse", "digits", "depth", "adam",
+               "random_features")
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    p = _Parser(prog="python -m repalign_jax.reproduce", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="an experiment name, or 'all'")
+    p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
+    p.add_argument("--quick", action="store_true", help="small and fast: minutes on a 2-core CPU")
+    p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
+    p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def run_experiment(name: str, ctx) -> dict:
+    """Run one experiment with its context; returns its numbers (also written to NAME.json)."""
+    module = importlib.import_module(f"repalign_jax.experiments.{name}")
+    t0 = time.perf_counter()
+    numbers = module.run(ctx)
+    numbers["wall_seconds"] = time.perf_counter() - t0
+    numbers["quick"] = ctx.quick
+    ctx.write_json(f"{name}.json", numbers)
+    return numbers
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        names = EXPERIMENTS if args.name == "all" else (args.name,)
+        if args.name != "all" and args.name not in EXPERIMENTS:
+            raise UsageError(f"unknown experiment {args.name!r}; choose from all, {', '.join(EXPERIMENTS)}")
+        seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
+        if seeds < 1:
+            raise UsageError("--seeds must be at least 1")
+        if args.mnist is not None and not pathlib.Path(args.mnist).is_dir():
+            raise UsageError(f"--mnist {args.mnist} is not a folder")
+    except UsageError as e:
+        print(f"reproduce: error: {e}", file=sys.stderr)
+        return 2
+
+    import jax
+
+    from .experiments._common import Context
+
+    root = pathlib.Path(args.out)
+    cache: dict = {}
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    failed = []
+    for name in names:
+        out = root / name
+        out.mkdir(parents=True, exist_ok=True)
+        ctx = Context(out=out, quick=args.quick, seeds=seeds, mnist=args.mnist, progress=not args.quiet, say=say,
+                      cache=cache)
+        say(f"== {name} ({'quick' if args.quick else 'paper settings'}; {jax.default_backend()}) ==")
+        try:
+            numbers = run_experiment(name, ctx)
+        except KeyboardInterrupt:
+            print(f"reproduce: interrupted during {name}; finished experiments are in {root}", file=sys.stderr)
+            return 130
+        for c in numbers.get("claims", []):
+            mark = {True: "yes", False: "NO", None: "n/a"}[c["holds"]]
+            say(f"  [{mark:>3}] {c['claim']}: {c['measured']}")
+        say(f"  wrote {out} ({numbers['wall_seconds']:.0f} s)")
+        if any(c["holds"] is False for c in numbers.get("claims", [])):
+            failed.append(name)
+    summary = {"experiments": list(names), "quick": args.quick, "not_reproduced": failed,
+               "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+               "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+    (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if failed:
+        say(f"claims that did not hold in: {', '.join(failed)} (see each NAME.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""`python -m repalign_jax.reproduce`: every experiment in --quick mode.
+
+Each experiment must write its JSON, figures and tables with finite numbers; the
+claims that hold even at quick sizes are asserted (the plateau shrinks with gain,
+rich XOR merges the equal-output pairs, feature collapse lowers the
+irrelevant-feature variance at low gain). The experiments take from seconds to
+a couple of minutes each on 2 cores, so they are marked slow (CI runs them).
+"""
+
+import json
+import math
+
+import pytest
+
+from repalign_jax import reproduce
+from repalign_jax.experiments._common import Context
+
+CACHE: dict = {}  # the default network's rates, fitted once for the whole module
+
+
+def _run(name, tmp_path_factory):
+    out = tmp_path_factory.mktemp(name)
+    ctx = Context(out=out, quick=True, seeds=1, progress=False, say=lambda *a: None, cache=CACHE)
+    numbers = reproduce.run_experiment(name, ctx)
+    assert (out / f"{name}.json").exists()
+    assert json.loads((out / f"{name}.json").read_text())["quick"] is True
+    assert list(out.glob("*.png")), "no figure written"
+    assert numbers["claims"], "no claims reported"
+    return numbers, out
+
+
+def _finite_numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _finite_numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _finite_numbers(v)
+    elif isinstance(obj, float):
+        yield obj
+
+
+def _holds(numbers, text):
+    matches = [c for c in numbers["claims"] if text in c["claim"]]
+    assert matches, [c["claim"] for c in numbers["claims"]]
+    return matches[0]["holds"]
+
+
+def test_unknown_experiment_exit_code_2(capsys):
+    assert reproduce.main(["figure99"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment" in err and len(err.strip().splitlines()) == 1
+    assert reproduce.main(["xor", "--seeds", "0"]) == 2
+    assert reproduce.main(["xor", "--mnist", "/nonexistent/folder"]) == 2
+
+
+@pytest.mark.slow
+def test_gains_quick_plateau_shrinks(tmp_path_factory):
+    numbers, out = _run("gains", tmp_path_factory)
+    assert (out / "summary.csv").exists() and (out / "loss.png").exists()
+    assert _holds(numbers, "plateau shrinks") is True
+
+
+@pytest.mark.slow
+def test_xor_quick_rich_merges(tmp_path_factory):
+    numbers, _ = _run("xor", tmp_path_factory)
+    assert _holds(numbers, "merge") is True
+
+
+@pytest.mark.slow
+def test_feature_collapse_quick(tmp_path_factory):
+    numbers, _ = _run("feature_collapse", tmp_path_factory)
+    assert _holds(numbers, "irrelevant") is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["universality", "final_distance", "digits", "depth", "adam", "random_features"])
+def test_quick_experiment_runs(name, tmp_path_factory):
+    numbers, _ = _run(name, tmp_path_factory)
+    values = list(_finite_numbers({k: v for k, v in numbers.items() if k != "claims"}))
+    assert values and sum(math.isfinite(v) for v in values) >= 0.8 * len(values)

@@ -26,6 +26,7 @@ import argparse
 import datetime
 import importlib
 import json
+import os
 import pathlib
 import sys
 import time
@@ -64,6 +65,31 @@ def run_experiment(name: str, ctx) -> dict:
     numbers["quick"] = ctx.quick
     ctx.write_json(f"{name}.json", numbers)
     return numbers
+
+
+def report(root: pathlib.Path, machine: str) -> str:
+    """A Markdown table of every experiment found under `root`: claim, measurement, verdict."""
+    lines = ["| experiment | paper's claim | our number | reproduced | settings | wall time |", "|---|---|---|---|---|---|"]
+    for name in EXPERIMENTS:
+        path = root / name / f"{name}.json"
+        if not path.exists():
+            continue
+        numbers = json.loads(path.read_text())
+        settings = "--quick" if numbers.get("quick") else "paper settings"
+        for c in numbers.get("claims", []):
+            verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
+            lines.append(f"| {name} | {c['claim']} | {c['measured']} | {verdict} | {settings} | "
+                         f"{numbers.get('wall_seconds', float('nan')):.0f} s |")
+    return f"Machine: {machine}\n\n" + "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    import platform
+
+    import jax
+
+    kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"
 
 
 def main(argv=None) -> int:
@@ -110,6 +136,7 @@ def main(argv=None) -> int:
                "finished": datetime.datetime.now().isoformat(timespec="seconds"),
                "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
     (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (root / "REPRODUCTION.md").write_text(report(root, _machine()))
     if failed:
         say(f"claims that did not hold in: {', '.join(failed)} (see each NAME.json)")
     return 0

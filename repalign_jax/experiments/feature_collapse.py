@@ -1,0 +1,151 @@
+"""Feature collapse on Gaussian blobs (Figures 7, 8, 12): rich networks drop the irrelevant feature.
+
+Images of one Gaussian blob at `(mu_x, mu_y)` plus a one-hot context; the target
+is `mu_x` in context 0 and `mu_y` in context 1 (EXPERIMENTS.md, "Feature
+collapse"). Networks of 4 hidden tanh layers (100 units, mini-batches of 64) are
+trained at a very low, a low and a high initial-weight gain; hidden layer 2 is
+tracked. The figure shows, for seed 0 and every gain, the 3-d classical MDS of
+the final hidden representation coloured by context, by `mu_x` and by `mu_y`.
+
+Collapse is measured by the **irrelevant-feature variance fraction**. For
+context `c` let `f` be its irrelevant feature (`mu_y` for `c = 0`, `mu_x` for
+`c = 1`) and `h_i` the hidden vectors of that context's points, with mean `m`.
+Grouping the points by their value of `f` (group `g`, `n_g` points, mean
+`m_g`), the fraction is the between-group share of the total variance,
+
+    F_c = sum_g n_g ||m_g - m||^2 / sum_i ||h_i - m||^2,
+
+i.e. how much of the representation's spread within the context is explained
+by the feature it should ignore: about 0.5 for a representation that keeps the
+2-d grid of blob positions (both features alike), 0 when the points of a
+context collapse onto a line along the relevant feature. We report `F` = the
+mean of `F_0`, `F_1` per run, averaged over seeds, at the end of training and
+at initialisation, and their ratio (final / initial).
+
+Paper's claim: rich (low-gain) networks collapse each context along its
+irrelevant feature (lines in the MDS); lazy (high-gain) networks keep the two
+2-d squares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import repalign_jax as rj
+from repalign_jax._structure import classical_mds
+
+from ._common import Context, claim
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    gain: float
+    lr: float
+    epochs: int
+
+
+WIDTH, DEPTH, BATCH, LAYER = 100, 4, 64, 2
+
+
+def settings(quick: bool) -> list[Setting]:
+    if not quick:  # EXPERIMENTS.md, feature-collapse table
+        return [Setting("very low weights", 0.275, 0.05, 2000), Setting("low weights", 0.5, 0.015, 1500),
+                Setting("high weights", 2.0, 0.0015, 750)]
+    # 12 x 12 blob positions (288 points, 5 mini-batches an epoch instead of 29),
+    # so larger learning rates and one common epoch count (one compiled batch).
+    # The rich networks first sit on a plateau where the output is
+    # (mu_x + mu_y) / 2 whatever the context; gain 0.5 at lr 0.3 leaves it after
+    # about 900-1350 epochs (4 seeds; gain 0.275 did not within 2000), hence
+    # gains 0.5 / 0.8 and 2000 epochs.
+    return [Setting("very low weights", 0.5, 0.3, 2000), Setting("low weights", 0.8, 0.3, 2000),
+            Setting("high weights", 2.0, 0.005, 2000)]
+
+
+def irrelevant_fraction(hidden, context, mu_x, mu_y) -> float:
+    """`F` (module docstring): mean over the two contexts of the irrelevant feature's variance share."""
+    hidden = np.asarray(hidden, np.float64)
+    out = []
+    for c, feature in ((0, mu_y), (1, mu_x)):
+        sel = context == c
+        h, f = hidden[sel], np.asarray(feature)[sel]
+        m = h.mean(0)
+        total = np.sum((h - m) ** 2)
+        between = sum(np.sum(f == v) * np.sum((h[f == v].mean(0) - m) ** 2) for v in np.unique(f))
+        out.append(between / total if total > 0 else np.nan)
+    return float(np.mean(out))
+
+
+def _mean(v) -> float:
+    return float(np.mean(v)) if np.size(v) else float("nan")
+
+
+def plot(path, sets, coords, meta) -> None:
+    from repalign_jax._plots import _plt
+
+    plt = _plt()
+    colourings = (("context", meta["context"], "coolwarm"), ("mu_x", meta["mu_x"], "viridis"),
+                  ("mu_y", meta["mu_y"], "viridis"))
+    fig = plt.figure(figsize=(12, 3.8 * len(sets)))
+    for r, (s, xyz) in enumerate(zip(sets, coords)):
+        for c, (name, values, cmap) in enumerate(colourings):
+            ax = fig.add_subplot(len(sets), 3, 3 * r + c + 1, projection="3d")
+            ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=values, cmap=cmap, s=6, depthshade=False)
+            ax.set_title(f"{s.name} (gain {s.gain:g}), colour: {name}", fontsize=9)
+            ax.set(xticklabels=[], yticklabels=[], zticklabels=[])  # MDS axes carry no units
+            span = np.ptp(xyz, axis=0)
+            ax.set_box_aspect(np.maximum(span, 0.05 * span.max()))  # equal scales: collapsed axes look flat
+    fig.suptitle(f"Gaussian blobs: 3-d MDS of hidden layer {LAYER} after training (seed 0)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(ctx: Context) -> dict:
+    data = rj.gaussian_blobs(n=12) if ctx.quick else rj.gaussian_blobs()
+    meta = data.meta
+    sets = settings(ctx.quick)
+    spec = rj.NetworkSpec(d_in=data.x.shape[1], d_out=1, width=WIDTH, depth=DEPTH, activation="tanh")
+    seeds = np.arange(ctx.seeds)
+    results: dict = {}
+    groups: dict = {}
+    for s in sets:
+        groups.setdefault(s.epochs, []).append(s)
+    for epochs, group in groups.items():  # settings of equal epochs train as one batch
+        config = rj.TrainConfig(epochs=epochs, batch_size=BATCH, keep_hidden=True, track_layer=LAYER)
+        res = rj.train_networks(data.x, data.y, spec, config, gains=np.repeat([s.gain for s in group], len(seeds)),
+                                seeds=np.tile(seeds, len(group)), lrs=np.repeat([s.lr for s in group], len(seeds)),
+                                progress=ctx.progress)
+        for k, s in enumerate(group):
+            sl = slice(k * len(seeds), (k + 1) * len(seeds))
+            results[s.name] = (res.hidden_initial[sl], res.hidden_final[sl], np.asarray(res.loss)[sl, -1],
+                               np.asarray(res.diverged)[sl])
+
+    table, coords = [], []
+    for s in sets:
+        h0, h1, loss, diverged = results[s.name]
+        ok = ~diverged & np.all(np.isfinite(h1), axis=(1, 2))
+        f0 = np.array([irrelevant_fraction(h, meta["context"], meta["mu_x"], meta["mu_y"]) for h in h0[ok]])
+        f1 = np.array([irrelevant_fraction(h, meta["context"], meta["mu_x"], meta["mu_y"]) for h in h1[ok]])
+        table.append({"network": s.name, "gain": s.gain, "lr": s.lr, "epochs": s.epochs, "seeds": int(len(ok)),
+                      "diverged": int(np.sum(diverged)), "final_loss": _mean(loss[ok]),
+                      "fraction_initial": _mean(f0), "fraction_final": _mean(f1), "fraction_ratio": _mean(f1 / f0),
+                      "fraction_final_per_seed": f1.tolist(), "fraction_initial_per_seed": f0.tolist()})
+        coords.append(classical_mds(rj.pairwise_distances(h1[0]), 3))
+    cols = ["network", "gain", "lr", "epochs", "seeds", "diverged", "final_loss", "fraction_initial", "fraction_final",
+            "fraction_ratio"]
+    fmts = {"gain": ".3g", "lr": ".3g", "final_loss": ".2e", "fraction_initial": ".3f", "fraction_final": ".3f",
+            "fraction_ratio": ".3f"}
+    ctx.say(ctx.write_table("feature_collapse", table, cols, fmts))
+    plot(ctx.out / "feature_collapse.png", sets, coords, meta)
+
+    low, high = table[0], table[-1]
+    claims = [claim("feature collapse: the lowest gain leaves less of the representation's within-context variance "
+                    "to the irrelevant feature than the highest gain",
+                    "irrelevant-feature variance fraction (final / at init) by gain: " + "; ".join(
+                        f"{t['gain']:g}: {t['fraction_final']:.3f} ({t['fraction_ratio']:.3f} of init)" for t in table),
+                    low["fraction_final"] < high["fraction_final"] and low["fraction_ratio"] < high["fraction_ratio"])]
+    return {"table": table, "claims": claims, "points": int(data.x.shape[0]), "width": WIDTH, "depth": DEPTH,
+            "batch_size": BATCH, "track_layer": LAYER, "mds_seed": 0}

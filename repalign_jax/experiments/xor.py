@@ -1,0 +1,175 @@
+"""XOR (Figure 6): predicted against measured final representational distances.
+
+Deep leaky-ReLU networks at a low, an intermediate and a high initial-weight
+gain, and a network with one hidden layer, are trained on XOR (full batch, plain
+SGD; EXPERIMENTS.md, "XOR"). For every run the final distance matrix (4 x 4) of
+the tracked hidden layer (the middle one; the only one of the 1-hidden-layer
+network) is compared with the prediction of THEORY.md section 6 applied to every
+pair, from the run's own initial hidden and output distances and the effective
+rates fitted on the default two-point network (`default_rates`).
+
+Numbers per network: the Pearson correlation of measured and predicted
+distances over the 6 pairs, and the *merge ratio*: the mean distance of the two
+equal-target pairs, (0,0)-(1,1) and (0,1)-(1,0), divided by the mean distance of
+the four other pairs. In input space (and so in the lazy limit, which keeps the
+initial random-feature geometry) it is sqrt(2) = 1.41; 0 means the equal-target
+pairs merged. The figure shows, for seed 0, the measured (top) and predicted
+(bottom) matrices of every network.
+
+Paper's claims: the rich (low-gain) network merges the equal-target pairs, as
+predicted; the lazy (high-gain) network keeps the input geometry; the 2-layer
+network merges only one of the two pairs, where the theory (which treats every
+pair independently) predicts both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import repalign_jax as rj
+from repalign_jax._structure import pearson_offdiagonal, predicted_final_distances
+
+from ._common import Context, claim, default_rates, rates_json
+
+EQUAL = ((0, 3), (1, 2))  # targets 0, 0 and 1, 1
+OTHER = ((0, 1), (0, 2), (1, 3), (2, 3))
+LABELS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")
+
+# Thresholds on the merge ratio (sqrt(2) = 1.41 in input space): "merged" below
+# 0.3, i.e. the equal-target pairs shrank more than 4.7-fold relative to the
+# other pairs compared with the input geometry (a rich network that fits XOR
+# keeps the other pairs at distances of order one, so this is far from what
+# distance-preserving features give); "not merged" above 0.7, i.e. at least half
+# of the input-space ratio survives. Runs in between count as neither.
+MERGED, KEPT = 0.3, 0.7
+
+
+@dataclasses.dataclass(frozen=True)
+class Net:
+    name: str
+    gain: float
+    lr: float
+    epochs: int
+    width: int
+    depth: int
+
+
+def networks(quick: bool) -> list[Net]:
+    if not quick:  # EXPERIMENTS.md, XOR table
+        return [Net("low weights", 0.7, 0.015, 1000, 500, 20),
+                Net("intermediate", 1.25, 0.002, 1000, 500, 20),
+                Net("high weights", 2.0, 3e-9, 1000, 500, 20),
+                Net("2 layers", 0.0015, 0.03, 40000, 500, 1)]
+    # Width 100, depth 6: a gain of 0.7 shrinks the signal far less over 6 layers
+    # than over 20, so the rich network takes gain 0.4 (at 0.35 it stays on the
+    # plateau for 2000 epochs); learning rates are raised to converge in 2000 epochs.
+    return [Net("low weights", 0.4, 0.3, 2000, 100, 6),
+            Net("intermediate", 1.25, 0.005, 2000, 100, 6),
+            Net("high weights", 2.0, 1e-5, 2000, 100, 6),
+            Net("2 layers", 0.0015, 0.3, 5000, 100, 1)]
+
+
+def pair_ratios(dist) -> np.ndarray:
+    """Distance of each equal-target pair over the mean distance of the other pairs: `(2,)`."""
+    other = np.mean([dist[i, j] for i, j in OTHER])
+    return np.array([dist[i, j] / other for i, j in EQUAL])
+
+
+def train_group(ctx: Context, nets: list[Net], x, y, rates):
+    """Train networks of one shape as one batch; per net: measured, predicted matrices `(S, 4, 4)`, losses."""
+    net0 = nets[0]
+    spec = rj.NetworkSpec(d_in=2, d_out=1, width=net0.width, depth=net0.depth, activation="leaky_relu")
+    seeds = np.arange(ctx.seeds)
+    config = rj.TrainConfig(epochs=net0.epochs, keep_hidden=True, track_layer=net0.depth // 2)
+    res = rj.train_networks(x, y, spec, config, gains=np.repeat([n.gain for n in nets], len(seeds)),
+                            seeds=np.tile(seeds, len(nets)), lrs=np.repeat([n.lr for n in nets], len(seeds)),
+                            pairs=[(0, 3)], progress=ctx.progress)
+    out = []
+    for k, _ in enumerate(nets):
+        runs = range(k * len(seeds), (k + 1) * len(seeds))
+        meas = np.stack([rj.pairwise_distances(res.hidden_final[r]) for r in runs])
+        pred = np.stack([predicted_final_distances(x, y, res.hidden_initial[r], res.output_initial[r], rates).distance
+                         for r in runs])
+        out.append((meas, pred, np.asarray(res.loss)[list(runs), -1], np.asarray(res.diverged)[list(runs)]))
+    return out
+
+
+def summarise(net: Net, meas, pred, final_loss, diverged) -> dict:
+    ok = ~diverged & np.all(np.isfinite(meas), axis=(1, 2))
+    rm = np.array([pair_ratios(m) for m in meas[ok]]).reshape(-1, 2)
+    rp = np.array([pair_ratios(p) for p in pred[ok]]).reshape(-1, 2)
+    corr = [pearson_offdiagonal(m, p) for m, p in zip(meas[ok], pred[ok])]
+
+    def f(v):
+        return float(np.mean(v)) if np.size(v) else float("nan")
+
+    return {"network": net.name, "gain": net.gain, "lr": net.lr, "epochs": net.epochs, "width": net.width,
+            "depth": net.depth, "seeds": int(len(ok)), "diverged": int(np.sum(diverged)),
+            "final_loss": f(final_loss[ok]), "correlation": f(corr),
+            "ratio_measured": f(rm.mean(1)), "ratio_predicted": f(rp.mean(1)),
+            # per seed the smaller and the larger of the two pairs' ratios, then averaged
+            "ratio_measured_min": f(rm.min(1)), "ratio_measured_max": f(rm.max(1)),
+            "ratio_predicted_min": f(rp.min(1)), "ratio_predicted_max": f(rp.max(1)),
+            "correlation_per_seed": [float(c) for c in corr],
+            "ratio_measured_per_seed": rm.tolist(), "ratio_predicted_per_seed": rp.tolist()}
+
+
+def plot(path, nets, mats) -> None:
+    from repalign_jax._plots import _plt
+
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(nets), figsize=(3.3 * len(nets), 6.2), squeeze=False)
+    for c, (net, (meas, pred)) in enumerate(zip(nets, mats)):
+        for r, (mat, what) in enumerate(((meas[0], "measured"), (pred[0], "predicted"))):
+            ax = axes[r, c]
+            im = ax.imshow(mat, cmap="viridis", vmin=0)
+            ax.set_xticks(range(4), LABELS, fontsize=7, rotation=45)
+            ax.set_yticks(range(4), LABELS, fontsize=7)
+            ratio = np.mean(pair_ratios(mat))
+            ax.set_title(f"{net.name} (gain {net.gain:g})\n{what}, merge ratio {ratio:.2f}", fontsize=8)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+    fig.suptitle("XOR: final hidden distances, seed 0 (targets 0, 1, 1, 0)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(ctx: Context) -> dict:
+    rates = default_rates(ctx)
+    data = rj.xor()
+    nets = networks(ctx.quick)
+    groups: dict = {}
+    for net in nets:
+        groups.setdefault((net.width, net.depth, net.epochs), []).append(net)
+    results = {}
+    for group in groups.values():
+        for net, r in zip(group, train_group(ctx, group, data.x, data.y, rates)):
+            results[net.name] = r
+    table = [summarise(net, *results[net.name]) for net in nets]
+    cols = ["network", "gain", "lr", "epochs", "width", "depth", "seeds", "diverged", "final_loss", "correlation",
+            "ratio_measured", "ratio_predicted", "ratio_measured_min", "ratio_measured_max"]
+    fmts = {"gain": ".4g", "lr": ".3g", "final_loss": ".2e", "correlation": ".3f", "ratio_measured": ".3f",
+            "ratio_predicted": ".3f", "ratio_measured_min": ".3f", "ratio_measured_max": ".3f"}
+    ctx.say(ctx.write_table("xor", table, cols, fmts))
+    plot(ctx.out / "xor.png", nets, [results[n.name][:2] for n in nets])
+
+    low, high, two = table[0], table[2], table[3]
+    claims = [
+        claim(f"the rich (low-gain) network merges the equal-target pairs (merge ratio < {MERGED}), as predicted",
+              f"measured {low['ratio_measured']:.3f} (per pair, smaller/larger {low['ratio_measured_min']:.3f}/"
+              f"{low['ratio_measured_max']:.3f}), predicted {low['ratio_predicted']:.3f}; correlation "
+              f"{low['correlation']:.3f}; final loss {low['final_loss']:.2e}",
+              low["ratio_measured"] < MERGED),
+        claim(f"the lazy (high-gain) network keeps them apart (merge ratio > {KEPT}; input space: 1.41), as predicted",
+              f"measured {high['ratio_measured']:.3f}, predicted {high['ratio_predicted']:.3f}; correlation "
+              f"{high['correlation']:.3f}", high["ratio_measured"] > KEPT),
+        claim("the 2-layer network merges only one of the two pairs, where the theory predicts both",
+              f"measured smaller/larger pair ratio {two['ratio_measured_min']:.3f}/{two['ratio_measured_max']:.3f}, "
+              f"predicted {two['ratio_predicted_min']:.3f}/{two['ratio_predicted_max']:.3f}",
+              two["ratio_measured_min"] < MERGED and two["ratio_measured_max"] > KEPT
+              and two["ratio_predicted_max"] < MERGED),
+    ]
+    return {"table": table, "rates": rates_json(rates), "claims": claims,
+            "thresholds": {"merged": MERGED, "kept": KEPT}}

@@ -87,7 +87,7 @@ def plot_predicted_vs_measured(path: str | os.PathLike, predicted, measured, col
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
-    sc = ax.scatter(predicted, measured, c=colour, cmap="viridis", s=22)
+    sc = ax.scatter(predicted, measured, s=22, **({} if colour is None else {"c": colour, "cmap": "viridis"}))
     ok = np.isfinite(predicted) & np.isfinite(measured)
     if ok.any():
         lo, hi = min(predicted[ok].min(), measured[ok].min()), max(predicted[ok].max(), measured[ok].max())

@@ -58,6 +58,11 @@ class TrainConfig:
       loop (`None`: about 200 reports per training). The reports are always
       compiled in (so a progress bar never costs a recompilation) and cost nothing
       measurable; they reach the host only while a reporter is active.
+    - `stop_loss`: train "until the loss is below" this (the paper's Figure 5):
+      once every live run of a compiled chunk has recorded a loss below it, the
+      chunk stops stepping (each later epoch costs next to nothing) and its later
+      records repeat the last recorded values; the final record is the state
+      reached. `epochs` is then the budget. `None` (default): every epoch trains.
     """
 
     epochs: int
@@ -67,6 +72,7 @@ class TrainConfig:
     all_layers: bool = False
     keep_hidden: bool = False
     progress_every: int | None = None
+    stop_loss: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -77,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         if self.progress_every is not None and self.progress_every < 1:
             raise ValueError("progress_every must be a positive integer or None")
+        if self.stop_loss is not None and not (isinstance(self.stop_loss, (int, float)) and self.stop_loss > 0):
+            raise ValueError(f"stop_loss must be a positive number or None, got {self.stop_loss!r}")
 
     def report_every(self) -> int:
         return self.progress_every or max(1, self.epochs // 200)
@@ -98,6 +106,9 @@ class TrainResult(eqx.Module):
       `all_layers`.
     - `diverged`: `(R,)` the loss became non-finite; `diverged_epoch`: `(R,)`
       the first such epoch (-1 when never). From there on records are NaN.
+    - `stop_epoch`: `(R,)` with `TrainConfig.stop_loss`, the number of epochs
+      the run's chunk trained before it stopped (`epochs` when it never did);
+      else `None`.
     - `hidden_initial`, `hidden_final`: `(R, N, units)` tracked-layer activations
       of the whole dataset (with `keep_hidden`, else `None`).
     - `output_initial`, `output_final`: `(R, N, d_out)` outputs likewise.
@@ -109,6 +120,7 @@ class TrainResult(eqx.Module):
     w: Array
     diverged: Array
     diverged_epoch: Array
+    stop_epoch: Array | None = None
     hidden_initial: Array | None = None
     hidden_final: Array | None = None
     output_initial: Array | None = None
@@ -245,11 +257,24 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
             lambda a, b: jnp.where(alive.reshape(alive.shape + (1,) * (a.ndim - 1)), a, b), new, old
         )
 
-    def body(carry, epoch):
-        states, opt_states, alive, div_epoch = carry
-        new_states, new_opts, loss, rec = jax.vmap(run_epoch, in_axes=(0, 0, 0, 0, 0, None))(
+    def train_epoch(states, opt_states, epoch):
+        return jax.vmap(run_epoch, in_axes=(0, 0, 0, 0, 0, None))(
             states, opt_states, lrs, drop_keys, shuffle_keys, epoch
         )
+
+    def body(carry, epoch):
+        states, opt_states, alive, div_epoch, stop = carry
+        if config.stop_loss is None:
+            new_states, new_opts, loss, rec = train_epoch(states, opt_states, epoch)
+        else:
+            stop_epoch, last = stop
+
+            def halted(_):  # the chunk has converged: repeat the last records, step nothing
+                return (states, opt_states) + last
+
+            new_states, new_opts, loss, rec = jax.lax.cond(
+                stop_epoch < config.epochs, halted, lambda _: train_epoch(states, opt_states, epoch), None
+            )
         finite = jnp.isfinite(loss)
         div_epoch = jnp.where(alive & ~finite, epoch, div_epoch)
         was_alive = alive
@@ -265,13 +290,23 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
             lambda: jax.debug.callback(_progress_hook, epoch + 1),
             lambda: None,
         )
-        return (new_states, new_opts, alive, div_epoch), (loss, rec)
+        if config.stop_loss is not None:
+            converged = jnp.all(~alive | (loss < config.stop_loss))
+            stop = (jnp.where((stop_epoch == config.epochs) & converged, epoch + 1, stop_epoch), (loss, rec))
+        return (new_states, new_opts, alive, div_epoch, stop), (loss, rec)
 
     R = gains.shape[0]
     alive0 = jnp.ones(R, bool)
     initial = jax.vmap(evaluate)(states) if config.keep_hidden else None
-    carry = (states, opt_states, alive0, jnp.full(R, -1, jnp.int32))
-    (states, _, alive, div_epoch), (losses, recs) = jax.lax.scan(body, carry, jnp.arange(config.epochs, dtype=jnp.int32))
+    stop0 = None
+    if config.stop_loss is not None:  # (epochs trained before stopping, the last records)
+        shapes = jax.eval_shape(train_epoch, states, opt_states, jnp.int32(0))[2:]
+        last0 = jax.tree_util.tree_map(lambda v: jnp.zeros(v.shape, v.dtype), shapes)
+        stop0 = (jnp.int32(config.epochs), last0)
+    carry = (states, opt_states, alive0, jnp.full(R, -1, jnp.int32), stop0)
+    (states, _, alive, div_epoch, stop), (losses, recs) = jax.lax.scan(
+        body, carry, jnp.arange(config.epochs, dtype=jnp.int32)
+    )
 
     loss_end, out_end, hidden_end = jax.vmap(evaluate)(states)
     rec_end = jax.vmap(lambda o, hdn: _records(spec, config, pairs, targets, o, hdn))(out_end, hidden_end)
@@ -290,6 +325,8 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
             hidden_initial=initial[2][layer], output_initial=initial[1],
             hidden_final=hidden_end[layer], output_final=out_end,
         )
+    if config.stop_loss is not None:
+        extra["stop_epoch"] = jnp.full(R, stop[0], jnp.int32)
     return TrainResult(
         loss=join(losses, loss_end), h=h, y=y, w=w,
         diverged=div_epoch >= 0, diverged_epoch=div_epoch, **extra,

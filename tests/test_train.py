@@ -79,6 +79,32 @@ def test_divergence_is_flagged_and_contained():
     np.testing.assert_allclose(res.h[2], alone.h[0], rtol=1e-5)
 
 
+def test_stop_loss_halts_the_chunk_once_every_run_is_below():
+    seeds, lrs = [0, 1], [0.05, 0.03]
+    full = _train_small(epochs=400, seeds=seeds, lrs=lrs)
+    tol = float(np.max(full.loss[:, 200]))  # both runs are below it from about epoch 200 on
+    config = rj.TrainConfig(epochs=400, stop_loss=tol)
+    res = _train_small(seeds=seeds, lrs=lrs, config=config)
+    below = np.all(full.loss < tol, axis=0)
+    first = int(np.argmax(below))  # first epoch whose record is below tol for both runs
+    assert 0 < first < 400
+    np.testing.assert_array_equal(res.stop_epoch, [first + 1, first + 1])
+    # Identical to the full training up to the stop; the records then repeat the last one.
+    np.testing.assert_allclose(res.loss[:, : first + 1], full.loss[:, : first + 1], rtol=1e-5)
+    np.testing.assert_allclose(res.h[:, : first + 1], full.h[:, : first + 1], rtol=1e-5)
+    np.testing.assert_array_equal(res.loss[:, first + 1 : -1], np.repeat(res.loss[:, first : first + 1], 399 - first, 1))
+    np.testing.assert_array_equal(res.h[:, first + 1 : -1], np.repeat(res.h[:, first : first + 1], 399 - first, 1))
+    # The final record is the state reached: one step past the last record.
+    np.testing.assert_allclose(res.loss[:, -1], full.loss[:, first + 1], rtol=1e-5)
+    # A tolerance never reached trains every epoch, as without one.
+    never = _train_small(seeds=seeds, lrs=lrs, config=rj.TrainConfig(epochs=400, stop_loss=1e-30))
+    np.testing.assert_array_equal(never.stop_epoch, [400, 400])
+    np.testing.assert_allclose(never.loss, full.loss, rtol=1e-6)
+    assert full.stop_epoch is None
+    with pytest.raises(ValueError, match="stop_loss"):
+        rj.TrainConfig(epochs=3, stop_loss=0.0)
+
+
 def test_second_call_does_not_recompile():
     _train_small(seeds=[0, 1], gains=[1.0, 1.1], lrs=[0.01, 0.02])
     before = dict(_train.TRACE_COUNT)

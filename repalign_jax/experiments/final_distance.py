@@ -6,11 +6,13 @@
    other experiments' default rates).
 2. The same network is trained on a grid of two-point tasks, `||dx||` in
    `linspace(0.5, 1.5, 5)` and `||dy||` in `linspace(0, 1, 5)` (`--quick`: 3 x 3),
-   `--seeds` seeds per grid point, at a fifth of the default learning rate, for
-   a fixed epoch budget; a run counts as converged when its final loss is below
-   1e-4 (the paper trains until then). Non-converged runs are discarded and
+   one network per grid point as in the paper (`--quick`: `--seeds` per point),
+   at a fifth of the default learning rate, until its loss is below 1e-4
+   (`TrainConfig.stop_loss`, within an epoch budget); a run counts as converged
+   when its final loss is below 1e-4. Non-converged runs are discarded and
    counted. Every grid point is its own `train_networks` call (the data differ;
-   the shapes do not, so the training core compiles once).
+   the shapes do not, so the training core compiles once), so each stops as soon
+   as it has converged.
 3. Each run's prediction is `h_inf = final_distance(h0, y0)` (THEORY.md section
    6) from that run's own measured initial `h0, y0` and the averaged rates; it
    is compared with the run's final `h` by the Pearson correlation and the
@@ -43,11 +45,13 @@ FORMATS = {"dx": ".3g", "dy": ".3g", "epochs_to_tol": ".0f", "h0": ".3e", "A_low
 def settings(ctx: Context) -> dict:
     row = quick_row(DEFAULT) if ctx.quick else DEFAULT
     if ctx.quick:
-        return dict(row=row, n_trials=ctx.seeds, fit_epochs=1500, grid=3, lr=row.lr / 5, epochs=8000)
+        return dict(row=row, n_trials=ctx.seeds, fit_epochs=1500, grid=3, lr=row.lr / 5, epochs=8000,
+                    seeds_per_point=ctx.seeds)
     # At lr 0.001 the slowest grid point (||dx|| = 0.5, ||dy|| = 0.25) needs of the
     # order of 1e5 epochs to leave its plateau (its escape rate scales with
-    # ||dx|| ||dy||); 120000 epochs let nearly every run reach the 1e-4 loss.
-    return dict(row=row, n_trials=50, fit_epochs=EPOCHS, grid=5, lr=row.lr / 5, epochs=120_000)
+    # ||dx|| ||dy||); a budget of 120000 epochs lets nearly every run reach the 1e-4
+    # loss, and each run stops once it has.
+    return dict(row=row, n_trials=50, fit_epochs=EPOCHS, grid=5, lr=row.lr / 5, epochs=120_000, seeds_per_point=1)
 
 
 def averaged_rates(ctx: Context, row, n_trials: int, epochs: int) -> tuple[rj.EffectiveRates, int | None]:
@@ -93,7 +97,7 @@ class GridRuns:
 
 def train_grid(ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int) -> GridRuns:
     spec = spec_of(row)
-    config = rj.TrainConfig(epochs=epochs)
+    config = rj.TrainConfig(epochs=epochs, stop_loss=LOSS_TOL)
     parts = []
     for k, (dx, dy) in enumerate((a, b) for a in dxs for b in dys):
         data = rj.two_point(dx2=float(dx) ** 2, dy2=float(dy) ** 2)
@@ -154,7 +158,7 @@ def run(ctx: Context) -> dict:
     rates, n_fitted = averaged_rates(ctx, row, s["n_trials"], s["fit_epochs"])
     dxs = np.linspace(0.5, 1.5, s["grid"])
     dys = np.linspace(0.0, 1.0, s["grid"])
-    seeds = np.arange(ctx.seeds)
+    seeds = np.arange(s["seeds_per_point"])
     runs = train_grid(ctx, row, dxs, dys, seeds, s["lr"], s["epochs"])
 
     pred = np.asarray(rj.final_distance(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates), np.float64)
@@ -218,7 +222,7 @@ def run(ctx: Context) -> dict:
             "epoch_at_loss_tol": runs.epoch_at_tol, "final_loss": runs.final_loss, "converged": runs.converged}.items()},
         "settings": {"network": row.name, "width": row.width, "depth": row.depth, "gain": row.gain,
                      "activation": row.activation, "fit_lr": row.lr, "fit_epochs": s["fit_epochs"], "grid_lr": s["lr"],
-                     "grid_epochs": s["epochs"], "loss_tol": LOSS_TOL, "seeds_per_point": int(ctx.seeds),
+                     "grid_epochs": s["epochs"], "loss_tol": LOSS_TOL, "seeds_per_point": int(s["seeds_per_point"]),
                      "dx": dxs.tolist(), "dy": dys.tolist()},
         "claims": claims,
     }

@@ -27,6 +27,10 @@ import repalign_jax as rj
 from ._common import DEFAULT, Context, claim, default_rates, quick_row, rates_json, spec_of
 
 DX2, DY2 = 1.0, 0.5
+#: A coefficient of variation below this is zero to float32 rounding (h_inf is computed in float32 from
+#: float32 measurements): the claim on the CV ignores differences smaller than it.
+CV_ROUNDING = 1e-6
+
 COLUMNS = ("gain", "samples", "h_inf_mean", "h_inf_std", "h_inf_cv", "A_low", "A_high_mean", "A_high_std",
            "h0_mean", "rel_dev_from_A_low")
 FORMATS = {"gain": ".2f", "h_inf_mean": ".4g", "h_inf_std": ".3g", "h_inf_cv": ".3g", "A_low": ".4g",
@@ -126,9 +130,10 @@ def run(ctx: Context) -> dict:
     all_a_low = np.concatenate(a_lows)
     a_low_spread = float(np.max(all_a_low) - np.min(all_a_low))
     claims = [
-        claim("the spread of h_inf over initialisations shrinks with the gain (CV increasing with the gain)",
+        claim("the spread of h_inf over initialisations shrinks with the gain (CV non-decreasing in the gain, "
+              "to within float rounding, and larger at the highest gain than at the lowest)",
               "CV by gain: " + ", ".join(f"{t['gain']:g}: {t['h_inf_cv']:.3g}" for t in table),
-              bool(np.all(np.isfinite(cv)) and np.all(np.diff(cv) > 0))),
+              bool(np.all(np.isfinite(cv)) and np.all(np.diff(cv) >= -CV_ROUNDING) and cv[-1] > cv[0] + CV_ROUNDING)),
         claim("at the lowest gain h_inf collapses onto A_low (|mean h_inf - A_low| / A_low < 0.1)",
               f"gain {gains[0]:g}: mean h_inf {table[0]['h_inf_mean']:.4g}, A_low {a_low0:.4g}, relative deviation "
               f"{rel:.3g} (CV {cv[0]:.3g})", bool(math.isfinite(rel) and rel < 0.1)),

@@ -10,12 +10,19 @@ with a gain (`std = gain * sqrt(2 / (fan_in + fan_out))`, PyTorch's
 `xavier_normal_`), zero biases, the nonlinearity after every hidden layer and
 never after the output. Matmuls and convolutions run at the spec's precision,
 full float32 (`"highest"`) by default: never TF32.
+
+Dense layers take their weight gradient from `dense_dot_general`: for a batch of
+at most `OUTER_GRAD_MAX_POINTS` points (the two-point and XOR tasks) it is
+written as a sum of outer products, an elementwise expression that XLA fuses
+into the optimiser's update, so the gradient of a weight matrix is never written
+to memory (one step moves each weight four times, not six).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -115,6 +122,43 @@ def xavier_normal(gain):
     return init
 
 
+#: Largest batch whose dense weight gradients are sums of outer products (see the module docstring).
+OUTER_GRAD_MAX_POINTS = 8
+
+
+@functools.lru_cache(maxsize=None)
+def _dense(precision):
+    """`a @ w` with a VJP whose weight gradient fuses into its consumer for small batches."""
+
+    @jax.custom_vjp
+    def dense(a, w):
+        return jnp.dot(a, w, precision=precision)
+
+    def fwd(a, w):
+        return dense(a, w), (a, w)
+
+    def bwd(res, d):
+        a, w = res
+        da = jnp.dot(d, w.T, precision=precision)
+        if a.shape[0] <= OUTER_GRAD_MAX_POINTS:  # exact float32 products on every backend (no TF32)
+            dw = functools.reduce(operator.add, (a[n, :, None] * d[n, None, :] for n in range(a.shape[0])))
+        else:
+            dw = jnp.dot(a.T, d, precision=precision)
+        return da, dw
+
+    dense.defvjp(fwd, bwd)
+    return dense
+
+
+def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **kwargs):
+    """`jax.lax.dot_general` for `nnx.Linear`, through `_dense` for plain `(N, in) @ (in, out)` products."""
+    plain = lhs.ndim == 2 and rhs.ndim == 2 and dimension_numbers == (((1,), (0,)), ((), ()))
+    if plain and preferred_element_type is None:
+        return _dense(precision)(lhs, rhs)
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                               preferred_element_type=preferred_element_type, **kwargs)
+
+
 def _param_dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
@@ -139,14 +183,15 @@ class Network(nnx.Module):
             bias_init=nnx.initializers.zeros_init(),
             rngs=rngs,
         )
-        layers = [nnx.Linear(spec.d_in, spec.width, **kw)]
+        dense = dict(kw, dot_general=dense_dot_general)
+        layers = [nnx.Linear(spec.d_in, spec.width, **dense)]
         if spec.arch == "cnn":
             layers.append(nnx.Conv(1, spec.channels, spec.kernel, padding="VALID", **kw))
             layers += [nnx.Conv(spec.channels, spec.channels, spec.kernel, padding="VALID", **kw) for _ in range(spec.depth - 2)]
-            layers.append(nnx.Linear(spec.hidden_sizes()[-1], spec.d_out, **kw))
+            layers.append(nnx.Linear(spec.hidden_sizes()[-1], spec.d_out, **dense))
         else:
-            layers += [nnx.Linear(spec.width, spec.width, **kw) for _ in range(spec.depth - 1)]
-            layers.append(nnx.Linear(spec.width, spec.d_out, **kw))
+            layers += [nnx.Linear(spec.width, spec.width, **dense) for _ in range(spec.depth - 1)]
+            layers.append(nnx.Linear(spec.width, spec.d_out, **dense))
         self.layers = nnx.List(layers)
 
     def __call__(self, x: Array, dropout_key: Array | None = None) -> tuple[Array, tuple[Array, ...]]:

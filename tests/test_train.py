@@ -61,9 +61,10 @@ def test_batch_equals_alone_and_any_chunking():
     chunked = _train_small(seeds=seeds, gains=gains, lrs=lrs, chunk_size=2)
     for k in range(3):
         alone = _train_small(seeds=seeds[k], gains=gains[k], lrs=lrs[k])
-        for field in ("loss", "h", "y", "w"):
-            np.testing.assert_allclose(getattr(batch, field)[k], getattr(alone, field)[0], rtol=1e-5, atol=1e-9)
-            np.testing.assert_allclose(getattr(chunked, field)[k], getattr(alone, field)[0], rtol=1e-5, atol=1e-9)
+        # y and w are differences of nearly equal numbers: a few float32 roundings more.
+        for field, rtol in (("loss", 1e-5), ("h", 1e-5), ("y", 5e-5), ("w", 5e-5)):
+            np.testing.assert_allclose(getattr(batch, field)[k], getattr(alone, field)[0], rtol=rtol, atol=1e-9)
+            np.testing.assert_allclose(getattr(chunked, field)[k], getattr(alone, field)[0], rtol=rtol, atol=1e-9)
 
 
 def test_divergence_is_flagged_and_contained():

@@ -15,7 +15,9 @@ Dense layers take their weight gradient from `dense_dot_general`: for a batch of
 at most `OUTER_GRAD_MAX_POINTS` points (the two-point and XOR tasks) it is
 written as a sum of outer products, an elementwise expression that XLA fuses
 into the optimiser's update, so the gradient of a weight matrix is never written
-to memory (one step moves each weight four times, not six).
+to memory, and is made to depend on the backward matmul that reads the weight so
+that the update can be done in place (one step moves each weight four times:
+read forward, read backward, read and written by the update; not eight).
 """
 
 from __future__ import annotations
@@ -144,7 +146,12 @@ def _dense(precision):
             dw = functools.reduce(operator.add, (a[n, :, None] * d[n, None, :] for n in range(a.shape[0])))
         else:
             dw = jnp.dot(a.T, d, precision=precision)
-        return da, dw
+        # A data dependence of the weight's gradient, hence of its update, on the backward
+        # matmul that reads the weight: without it XLA cannot order that read before the
+        # in-place update and copies every weight matrix every step (two more passes over
+        # the weights). `0 * x` is not simplified away for floats; it only turns a
+        # non-finite `da` (a diverged step) into a non-finite `dw`.
+        return da, dw + 0 * da[(0,) * da.ndim]
 
     dense.defvjp(fwd, bwd)
     return dense

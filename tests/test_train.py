@@ -120,11 +120,14 @@ def test_progress_reports_epochs():
     assert seen == [10, 20, 30, 40]
 
 
-def _dot_precisions(spec):
-    config = rj.TrainConfig(epochs=2)
+def _lowered(spec, config=rj.TrainConfig(epochs=2)):
     args = (jnp.asarray(DATA.x), jnp.asarray(DATA.y), jnp.array([[0, 1]]), jnp.ones(2), jnp.arange(2, dtype=jnp.uint32),
             jnp.full(2, 0.01))
-    text = _train._train_chunk_jit.lower(*args, spec=spec, config=config).as_text()
+    return _train._train_chunk_jit.lower(*args, spec=spec, config=config)
+
+
+def _dot_precisions(spec):
+    text = _lowered(spec).as_text()
     lines = [ln for ln in text.splitlines() if "dot_general" in ln]
     assert lines
     return lines
@@ -135,6 +138,29 @@ def test_full_float32_precision_reaches_the_compiled_step():
     assert all("HIGHEST" in ln for ln in lines), lines[:3]
     default = _dot_precisions(rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4, precision="default"))
     assert not any("HIGHEST" in ln for ln in default)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_weights_are_updated_in_place(optimizer):
+    """The compiled epoch loop neither copies a weight matrix nor writes its gradient with a matmul.
+
+    Both used to cost two extra passes over the weights per step (the update could
+    not be ordered after the backward matmul; the gradient was a matmul output).
+    """
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
+    text = _lowered(spec, rj.TrainConfig(epochs=2, optimizer=optimizer)).compile().as_text()
+    body, weight = [], "f32[2,48,48]"
+    inside = False
+    for ln in text.splitlines():
+        if ln and not ln.startswith(" "):
+            inside = not ln.startswith("ENTRY")  # every computation but the entry (loop bodies, fusions)
+        elif inside:
+            body.append(ln)
+    # Instructions producing a weight-shaped array: "%name = f32[2,48,48]{...} op(...)".
+    made = [ln.split(" = ", 1)[1] for ln in body if " = " in ln and ln.split(" = ", 1)[1].startswith(weight)]
+    assert any(" fusion(" in ln for ln in made)  # the in-place update
+    assert not [ln for ln in made if " copy(" in ln], [ln for ln in made if " copy(" in ln][:2]
+    assert not [ln for ln in made if " dot(" in ln], [ln for ln in made if " dot(" in ln][:2]
 
 
 def test_float32_run_matches_float64_run():

@@ -1,12 +1,15 @@
 """Reproduce the paper's experiments, one command each.
 
-    python -m repalign_jax.reproduce NAME [--out DIR] [--quick] [--seeds N] [--mnist DIR]
+    python -m repalign_jax.reproduce NAME [--out DIR] [--quick] [--seeds N] [--mnist DIR] [--set KEY=VALUE ...]
 
 NAME is one of the experiments below, or `all`. Each writes its figures (PNG),
 tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
 whether they held) to DIR/NAME/. `--quick` shrinks epochs, widths and trial
 counts so that every experiment finishes in minutes on a 2-core CPU (tests,
-demos); without it the paper's settings (EXPERIMENTS.md) are used.
+demos); without it the paper's settings (EXPERIMENTS.md) are used. `--set`
+replaces one numeric setting of an experiment that has them (final_distance:
+n_trials, fit_epochs, grid, lr, epochs, seeds_per_point), for a smaller budget;
+the JSON and the report say so.
 
 Experiments:
   universality      Figure 2, C.1/11: every network of Table 1 against the theory
@@ -31,6 +34,8 @@ import pathlib
 import sys
 import time
 
+#: Experiments whose `settings(ctx)` applies `--set` overrides (checked before anything runs).
+OVERRIDABLE = ("final_distance",)
 EXPERIMENTS = ("universality", "gains", "final_distance", "xor", "feature_collapse", "digits", "depth", "adam",
                "random_features")
 
@@ -53,6 +58,8 @@ def build_parser():
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="replace a numeric setting of the experiment (repeatable), e.g. --set n_trials=10")
     return p
 
 
@@ -76,6 +83,8 @@ def report(root: pathlib.Path, machine: str) -> str:
             continue
         numbers = json.loads(path.read_text())
         settings = "--quick" if numbers.get("quick") else "paper settings"
+        if numbers.get("overrides"):
+            settings += " with " + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items())
         for c in numbers.get("claims", []):
             verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
             lines.append(f"| {name} | {c['claim']} | {c['measured']} | {verdict} | {settings} | "
@@ -103,6 +112,14 @@ def main(argv=None) -> int:
             raise UsageError("--seeds must be at least 1")
         if args.mnist is not None and not pathlib.Path(args.mnist).is_dir():
             raise UsageError(f"--mnist {args.mnist} is not a folder")
+        overrides = {}
+        for item in args.overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+            overrides[key.strip()] = value.strip()
+        if overrides and (len(names) != 1 or names[0] not in OVERRIDABLE):
+            raise UsageError(f"--set applies to one of: {', '.join(OVERRIDABLE)}")
     except UsageError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
@@ -119,8 +136,14 @@ def main(argv=None) -> int:
         out = root / name
         out.mkdir(parents=True, exist_ok=True)
         ctx = Context(out=out, quick=args.quick, seeds=seeds, mnist=args.mnist, progress=not args.quiet, say=say,
-                      cache=cache)
+                      cache=cache, overrides=overrides)
         say(f"== {name} ({'quick' if args.quick else 'paper settings'}; {jax.default_backend()}) ==")
+        if overrides:
+            try:  # bad keys or values stop here, before anything is computed
+                importlib.import_module(f"repalign_jax.experiments.{name}").settings(ctx)
+            except ValueError as e:
+                print(f"reproduce: error: {e}", file=sys.stderr)
+                return 2
         try:
             numbers = run_experiment(name, ctx)
         except KeyboardInterrupt:

@@ -54,6 +54,35 @@ def test_unknown_experiment_exit_code_2(capsys):
     assert reproduce.main(["xor", "--mnist", "/nonexistent/folder"]) == 2
 
 
+@pytest.mark.parametrize("args, message", [
+    (["final_distance", "--set", "foo=1"], "not a numeric setting"),
+    (["final_distance", "--set", "lr=abc"], "expected a number"),
+    (["final_distance", "--set", "grid=2.5"], "expected an integer"),
+    (["final_distance", "--set", "epochs=0"], "must be positive"),
+    (["final_distance", "--set", "lr"], "KEY=VALUE"),
+    (["xor", "--set", "lr=1"], "applies to one of"),
+    (["all", "--set", "lr=1"], "applies to one of"),
+])
+def test_set_bad_input_exit_code_2_before_any_work(args, message, tmp_path, capsys):
+    assert reproduce.main(args + ["--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("*.json"))  # nothing ran
+
+
+def test_set_overrides_settings_with_their_types(tmp_path):
+    from repalign_jax.experiments import final_distance
+
+    ctx = Context(out=tmp_path, quick=False, overrides={"n_trials": "10", "lr": "0.005", "epochs": "40000"})
+    s = final_distance.settings(ctx)
+    assert (s["n_trials"], s["lr"], s["epochs"]) == (10, 0.005, 40000)
+    assert isinstance(s["n_trials"], int) and isinstance(s["lr"], float)
+    paper = final_distance.settings(Context(out=tmp_path, quick=False))
+    assert (paper["n_trials"], paper["lr"], paper["epochs"], paper["grid"]) == (50, 0.001, 120_000, 5)
+    assert {k: v for k, v in s.items() if k not in ("n_trials", "lr", "epochs")} == \
+        {k: v for k, v in paper.items() if k not in ("n_trials", "lr", "epochs")}
+
+
 @pytest.mark.slow
 def test_gains_quick_plateau_shrinks(tmp_path_factory):
     numbers, out = _run("gains", tmp_path_factory)

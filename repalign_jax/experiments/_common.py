@@ -25,6 +25,8 @@ class Context:
     - `progress`: show progress bars.
     - `say`: print a line (silent with `--quiet`).
     - `cache`: shared between experiments of one invocation (e.g. the default rates).
+    - `overrides`: `--set KEY=VALUE` settings replacing an experiment's own (see
+      `Context.override`); recorded in its JSON.
     """
 
     out: pathlib.Path
@@ -34,6 +36,28 @@ class Context:
     progress: bool = True
     say: Callable[..., None] = print
     cache: dict = dataclasses.field(default_factory=dict)
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+    def override(self, settings: dict) -> dict:
+        """`settings` with `self.overrides` applied, each converted to the type of the value it replaces.
+
+        Raises `ValueError` (one line) for a key the experiment does not have or a
+        value of the wrong kind.
+        """
+        out = dict(settings)
+        for key, text in self.overrides.items():
+            if key not in out or not isinstance(out[key], (int, float)) or isinstance(out[key], bool):
+                known = ", ".join(k for k, v in settings.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+                raise ValueError(f"--set {key}: not a numeric setting of this experiment (it has: {known})")
+            kind = type(out[key])
+            try:
+                value = kind(text) if kind is float else int(text)
+            except ValueError:
+                raise ValueError(f"--set {key}={text}: expected {'a number' if kind is float else 'an integer'}") from None
+            if value <= 0:
+                raise ValueError(f"--set {key}={text}: must be positive")
+            out[key] = value
+        return out
 
     def write_json(self, name: str, obj) -> None:
         atomic_write_json(self.out / name, obj)

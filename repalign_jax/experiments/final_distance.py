@@ -43,6 +43,11 @@ FORMATS = {"dx": ".3g", "dy": ".3g", "epochs_to_tol": ".0f", "h0": ".3e", "A_low
 
 
 def settings(ctx: Context) -> dict:
+    """The experiment's settings; `--set KEY=VALUE` overrides the numeric ones (see `Context.override`)."""
+    return ctx.override(_settings(ctx))
+
+
+def _settings(ctx: Context) -> dict:
     row = quick_row(DEFAULT) if ctx.quick else DEFAULT
     if ctx.quick:
         return dict(row=row, n_trials=ctx.seeds, fit_epochs=1500, grid=3, lr=row.lr / 5, epochs=8000,
@@ -220,6 +225,7 @@ def run(ctx: Context) -> dict:
             "dx": runs.dx, "dy": runs.dy, "seed": np.tile(seeds, len(dxs) * len(dys)), "h0": runs.h0, "y0": runs.y0,
             "predicted": pred, "measured": runs.h_final, "h_at_loss_tol": runs.h_at_tol,
             "epoch_at_loss_tol": runs.epoch_at_tol, "final_loss": runs.final_loss, "converged": runs.converged}.items()},
+        "overrides": dict(ctx.overrides),
         "settings": {"network": row.name, "width": row.width, "depth": row.depth, "gain": row.gain,
                      "activation": row.activation, "fit_lr": row.lr, "fit_epochs": s["fit_epochs"], "grid_lr": s["lr"],
                      "grid_epochs": s["epochs"], "loss_tol": LOSS_TOL, "seeds_per_point": int(s["seeds_per_point"]),

@@ -45,9 +45,10 @@ class Context:
         value of the wrong kind.
         """
         out = dict(settings)
+        numeric = [k for k, v in settings.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         for key, text in self.overrides.items():
-            if key not in out or not isinstance(out[key], (int, float)) or isinstance(out[key], bool):
-                known = ", ".join(k for k, v in settings.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            if key not in numeric:
+                known = ", ".join(numeric)
                 raise ValueError(f"--set {key}: not a numeric setting of this experiment (it has: {known})")
             kind = type(out[key])
             try:

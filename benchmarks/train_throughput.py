@@ -1,7 +1,7 @@
 """Training throughput: vmapped ensemble vs a loop of jitted runs vs PyTorch, against the memory roofline.
 
     python benchmarks/train_throughput.py [--epochs 200] [--groups 1,4,16,64,256] [--max-g 750]
-                                          [--repeats 3] [--loop-runs 16] [--no-torch]
+                                          [--repeats 3] [--loop-runs 16] [--no-torch] [--cpu-devices N]
 
     # this 2-core CPU, about 4-5 minutes (G=256 would not fit in its RAM):
     python benchmarks/train_throughput.py --epochs 60 --groups 1,4,16,64 --repeats 3 --loop-runs 4
@@ -16,6 +16,9 @@ one run, on whatever `jax.default_backend()` is (CPU or GPU):
 1. `train_networks` on G runs at once (`chunk_size=G`: one vmapped `lax.scan`),
    for each G of `--groups` (and, on a GPU, the largest G up to `--max-g` that
    fits); the second of two calls of the same shapes is timed (no compilation).
+   On a CPU the runs are split over one JAX device per core
+   (`repalign_jax.use_host_cores`, as the command-line tools do; `--cpu-devices 1`
+   for a single device).
 2. a Python loop calling the same jitted `train_networks` on one run at a time,
    over min(max G, `--loop-runs`) runs: its throughput does not depend on G.
 3. PyTorch, when importable: (a) the authors' eager loop (`nn.Sequential` of 21
@@ -225,7 +228,14 @@ def main(argv=None):
     p.add_argument("--bw-mb", type=int, default=256, help="array size of the bandwidth measurement, MB")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
     p.add_argument("--torch-threads", type=int, default=None, help="PyTorch CPU threads (default: all cores)")
+    p.add_argument("--cpu-devices", type=int, default=None,
+                   help="JAX CPU devices the runs are split over (default: one per core, rj.use_host_cores; "
+                        "1: a single device). No effect on a GPU")
     args = p.parse_args(argv)
+    if args.cpu_devices is None:
+        rj.use_host_cores()
+    elif args.cpu_devices > 1:
+        rj.use_host_cores(args.cpu_devices)
 
     backend = jax.default_backend()
     on_gpu = backend != "cpu"
@@ -249,6 +259,8 @@ def main(argv=None):
           f"{epochs} epochs, loss + h,y,w of pair (0,1) at hidden layer {TRACK} recorded every epoch")
     print(f"precision: float32, JAX matmuls at Precision.{spec.precision.upper()} (full float32, never TF32)"
           + ("; PyTorch TF32 off" if on_gpu else ""))
+    if not on_gpu:
+        print(f"JAX CPU devices: {len(jax.devices())} (a batch of G runs is split over min(G, devices) of them)")
     print(f"timing: min of {repeats} repeat(s) after a warm-up call of the same shapes (compilation excluded)")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average (1 min) at start: {load:.2f} on {os.cpu_count()} cores; the timings assume an idle machine")

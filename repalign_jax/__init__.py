@@ -30,6 +30,7 @@ from ._networks import apply as apply
 from ._networks import init_state as init_state
 from ._networks import xavier_normal as xavier_normal
 from ._rates import EffectiveRates as EffectiveRates
+from ._sharding import use_host_cores as use_host_cores
 from ._theory import FixedPoints as FixedPoints
 from ._theory import PairwiseDistances as PairwiseDistances
 from ._theory import SolverOptions as SolverOptions

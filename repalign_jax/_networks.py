@@ -15,9 +15,14 @@ Dense layers take their weight gradient from `dense_dot_general`: for a batch of
 at most `OUTER_GRAD_MAX_POINTS` points (the two-point and XOR tasks) it is
 written as a sum of outer products, an elementwise expression that XLA fuses
 into the optimiser's update, so the gradient of a weight matrix is never written
-to memory, and is made to depend on the backward matmul that reads the weight so
+to memory, and is made to depend on the backward product that reads the weight so
 that the update can be done in place (one step moves each weight four times:
-read forward, read backward, read and written by the update; not eight).
+read forward, read backward, read and written by the update; not eight). The
+backward product with the weight is a multiply-reduce for such batches too: on
+the CPU, XLA's own reduction loop beats its batched matmul kernel with two rows
+(backward + update of a `(4, 500, 500)` stack of weights 1.4x faster on this
+project's 2-core CPU; `benchmarks/cpu_kernels.py`). The forward product stays a
+matmul (a reduction over the weight's leading axis is much slower).
 """
 
 from __future__ import annotations
@@ -141,13 +146,16 @@ def _dense(precision):
 
     def bwd(res, d):
         a, w = res
-        da = jnp.dot(d, w.T, precision=precision)
         if a.shape[0] <= OUTER_GRAD_MAX_POINTS:  # exact float32 products on every backend (no TF32)
+            # Row dot products as a multiply-reduce: XLA:CPU emits its own loop, faster
+            # than its batched matmul kernel for a few rows (see the module docstring).
+            da = jnp.sum(w[None, :, :] * d[:, None, :], axis=-1)
             dw = functools.reduce(operator.add, (a[n, :, None] * d[n, None, :] for n in range(a.shape[0])))
         else:
+            da = jnp.dot(d, w.T, precision=precision)
             dw = jnp.dot(a.T, d, precision=precision)
         # A data dependence of the weight's gradient, hence of its update, on the backward
-        # matmul that reads the weight: without it XLA cannot order that read before the
+        # product that reads the weight: without it XLA cannot order that read before the
         # in-place update and copies every weight matrix every step (two more passes over
         # the weights). `0 * x` is not simplified away for floats; it only turns a
         # non-finite `da` (a diverged step) into a non-finite `dw`.

@@ -35,7 +35,7 @@ from jaxtyping import Array, ArrayLike
 from ._fit import PairTrajectory
 from ._measure import measure_hyw
 from ._networks import NetworkSpec, apply, init_state
-from ._sharding import replicate, round_up, run_mesh, shard_runs
+from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,6 +382,13 @@ def available_memory() -> int:
         return 4 << 30
 
 
+def fitting_runs(spec: NetworkSpec, config: TrainConfig, n_points: int, n_pairs: int, mesh=None) -> int:
+    """How many runs fit in memory at once: `available_memory() // bytes_per_run`, on every
+    device of the mesh when each has its own memory (GPUs), once when they share the host's."""
+    per_device = available_memory() // max(bytes_per_run(spec, config, n_points, n_pairs), 1)
+    return max(1, per_device) * (1 if shares_host_memory(mesh) else mesh.size)
+
+
 def _as_runs(name, v, R, dtype):
     arr = np.broadcast_to(np.asarray(v, dtype), (R,)).copy()
     if not np.all(np.isfinite(arr)):
@@ -417,9 +424,9 @@ def train_networks(
       device's free memory (see `bytes_per_run`).
     - `progress`: `True` for a progress bar on stderr, or a callable of the epoch
       (a `Progress` passed in is left open for the caller).
-    - `devices`: devices to spread the runs over (default: all that JAX sees);
-      with more than one, each chunk is sharded along the run axis
-      (`jax.sharding`, a mesh axis `"runs"`).
+    - `devices`: devices to spread the runs over (default: all that JAX sees, at
+      most one per run; on a CPU see `use_host_cores`); with more than one, each
+      chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).
 
     **Returns:** a `TrainResult` of NumPy arrays with leading axis `R`. The same
     seed gives the same run alone, in any batch and in any chunking (to float
@@ -447,10 +454,10 @@ def train_networks(
     if np.any(lrs <= 0):
         raise ValueError("learning rates must be positive")
 
-    mesh = run_mesh(devices)
+    # At most one device per run: a device without a run of its own would train padding.
+    mesh = run_mesh(list(jax.devices() if devices is None else devices)[:R])
     if chunk_size is None:
-        per_device = available_memory() // max(bytes_per_run(spec, config, x.shape[0], len(pairs)), 1)
-        chunk_size = per_device * (1 if mesh is None else mesh.size)
+        chunk_size = fitting_runs(spec, config, x.shape[0], len(pairs), mesh)
     chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device
     n_chunks = -(-R // chunk)
     reporter, own = None, False

@@ -34,6 +34,8 @@ import pathlib
 import sys
 import time
 
+from ._sharding import use_host_cores
+
 #: Experiments whose `settings(ctx)` applies `--set` overrides (checked before anything runs).
 OVERRIDABLE = ("final_distance",)
 EXPERIMENTS = ("universality", "gains", "final_distance", "xor", "feature_collapse", "digits", "depth", "adam",
@@ -104,6 +106,7 @@ def _machine() -> str:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
         names = EXPERIMENTS if args.name == "all" else (args.name,)
         if args.name != "all" and args.name not in EXPERIMENTS:
             raise UsageError(f"unknown experiment {args.name!r}; choose from all, {', '.join(EXPERIMENTS)}")

@@ -5,7 +5,8 @@
 trains the paper's default two-point network (20 hidden layers of 500 leaky-ReLU
 units, dx2 = 1, dy2 = 0.5, hidden layer 10, 6000 epochs) at every gain of the
 range and every seed, as one compiled, vectorised batch (chunked only when
-memory requires, sharded over devices when JAX sees several), fits the effective
+memory requires, sharded over devices when JAX sees several; on a CPU one device
+per core, see `repalign_jax.use_host_cores`), fits the effective
 theory to every run, and writes to --out:
 
   config.json         the full configuration, versions and devices
@@ -35,6 +36,8 @@ import time
 import warnings
 
 import numpy as np
+
+from ._sharding import use_host_cores
 
 #: The paper's learning rates per gain (EXPERIMENTS.md, Table 1 and the authors' code).
 PAPER_LRS = {0.9: 0.015, 1.0: 0.005, 1.1: 0.0025, 1.2: 0.00125, 1.3: 0.00075, 1.4: 0.00025}
@@ -211,12 +214,10 @@ def make_config(args) -> SweepConfig:
     if args.chunk_size is not None:
         cfg.chunk_size = min(args.chunk_size, n_runs)
     else:
-        from ._train import available_memory, bytes_per_run
+        from ._sharding import run_mesh
+        from ._train import fitting_runs
 
-        import jax
-
-        fit = available_memory() // max(bytes_per_run(spec, cfg.train_config(), 2, 1), 1)
-        cfg.chunk_size = int(max(1, min(n_runs, fit * len(jax.devices()))))
+        cfg.chunk_size = int(min(n_runs, fitting_runs(spec, cfg.train_config(), 2, 1, run_mesh())))
     return cfg
 
 
@@ -427,6 +428,7 @@ def _sigterm(signum, frame):
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
         cfg = make_config(args)
         out = prepare_out(args, cfg)
     except UsageError as e:

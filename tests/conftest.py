@@ -5,6 +5,12 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+# The command-line tools split a CPU into one JAX device per core unless a count was
+# chosen (`repalign_jax.use_host_cores`); calling them in this process must not change
+# the device count under the other tests, so it is chosen here: one (JAX's default).
+# Tests of several devices run in subprocesses (test_sharding.py, test_sweep.py).
+jax.config.update("jax_num_cpu_devices", 1)
+
 
 @pytest.fixture
 def x64():

@@ -163,6 +163,18 @@ def test_weights_are_updated_in_place(optimizer):
     assert not [ln for ln in made if " dot(" in ln], [ln for ln in made if " dot(" in ln][:2]
 
 
+def test_backward_reads_square_weights_with_a_reduction_not_a_matmul():
+    """For a few points the backward product `d @ w.T` is a multiply-reduce (XLA:CPU's
+    batched matmul kernel is about half as fast with two rows); the forward stays a matmul."""
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
+    text = _lowered(spec).compile().as_text()
+    dots = [ln for ln in text.splitlines() if " dot(" in ln and "= f32[2,2,48]" in ln]
+    forward = [ln for ln in dots if "rhs_contracting_dims={1}" in ln]
+    backward = [ln for ln in dots if "rhs_contracting_dims={2}" in ln]
+    assert len(forward) >= spec.depth - 1  # one per square layer (the compiler may repeat the loop body)
+    assert not backward, backward[:2]
+
+
 def test_float32_run_matches_float64_run():
     res32 = _train_small(epochs=50)
     with jax.enable_x64(True):

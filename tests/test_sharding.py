@@ -1,0 +1,65 @@
+"""Runs over several CPU devices: `use_host_cores` and the per-run device limit (in subprocesses:
+the CPU device count is fixed when JAX starts)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import repalign_jax as rj
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+ENV.pop("XLA_FLAGS", None)
+ENV.pop("JAX_NUM_CPU_DEVICES", None)
+
+
+def _python(code, **env):
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(ENV, **env))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_use_host_cores_splits_the_cpu_only_before_jax_starts():
+    code = ("import repalign_jax as rj, jax\n"
+            "first = rj.use_host_cores(3)\n"
+            "n = len(jax.devices())\n"
+            "print(first, n, rj.use_host_cores(2), len(jax.devices()))")
+    assert _python(code) == "True 3 False 3"
+
+
+def test_use_host_cores_keeps_a_count_the_user_chose():
+    code = "import repalign_jax as rj, jax\nprint(rj.use_host_cores(3), len(jax.devices()))"
+    assert _python(code, XLA_FLAGS="--xla_force_host_platform_device_count=2") == "False 2"
+    assert _python(code, JAX_NUM_CPU_DEVICES="4") == "False 4"
+    assert _python("import repalign_jax as rj, jax\nprint(rj.use_host_cores(1), len(jax.devices()))") == "False 1"
+
+
+SCRIPT = """
+import json, sys
+import numpy as np
+import repalign_jax as rj
+from repalign_jax import _train
+rj.use_host_cores(2)
+sizes = []
+real = _train.run_mesh
+_train.run_mesh = lambda devices=None: (sizes.append(len(devices)), real(devices))[1]
+d = rj.two_point()
+spec = rj.NetworkSpec(d_in=1, d_out=1, width=16, depth=4)
+out = {}
+for runs in (1, 3):
+    res = rj.train_networks(d.x, d.y, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(runs), lrs=0.05)
+    out[runs] = res.h.tolist()
+print(json.dumps({"sizes": sizes, "h": out}))
+"""
+
+
+def test_a_batch_spreads_over_host_devices_at_most_one_per_run():
+    got = json.loads(_python(SCRIPT))
+    assert got["sizes"] == [1, 2]  # one run: one device (no padding run); three runs: both
+    d = rj.two_point()
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=16, depth=4)
+    alone = rj.train_networks(d.x, d.y, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(3), lrs=0.05)
+    np.testing.assert_allclose(np.asarray(got["h"]["1"]), alone.h[:1], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(got["h"]["3"]), alone.h, rtol=1e-5)

@@ -232,10 +232,7 @@ def main(argv=None):
                    help="JAX CPU devices the runs are split over (default: one per core, rj.use_host_cores; "
                         "1: a single device). No effect on a GPU")
     args = p.parse_args(argv)
-    if args.cpu_devices is None:
-        rj.use_host_cores()
-    elif args.cpu_devices > 1:
-        rj.use_host_cores(args.cpu_devices)
+    rj.use_host_cores(args.cpu_devices)  # no split for None on one core, nor for 1
 
     backend = jax.default_backend()
     on_gpu = backend != "cpu"

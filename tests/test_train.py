@@ -165,7 +165,7 @@ def test_weights_are_updated_in_place(optimizer):
 
 def test_backward_reads_square_weights_with_a_reduction_not_a_matmul():
     """For a few points the backward product `d @ w.T` is a multiply-reduce (XLA:CPU's
-    batched matmul kernel is about half as fast with two rows); the forward stays a matmul."""
+    batched matmul kernel is slower with two rows); the forward stays a matmul."""
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
     text = _lowered(spec).compile().as_text()
     dots = [ln for ln in text.splitlines() if " dot(" in ln and "= f32[2,2,48]" in ln]

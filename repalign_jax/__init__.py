@@ -28,6 +28,7 @@ from ._networks import Network as Network
 from ._networks import NetworkSpec as NetworkSpec
 from ._networks import apply as apply
 from ._networks import init_state as init_state
+from ._networks import params_from_torch as params_from_torch
 from ._networks import xavier_normal as xavier_normal
 from ._rates import EffectiveRates as EffectiveRates
 from ._sharding import use_host_cores as use_host_cores

@@ -36,13 +36,49 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array
 
+def leaky_relu(x, negative_slope=0.01):
+    """PyTorch's `leaky_relu`: `x` for `x > 0`, else `negative_slope * x`; derivative `negative_slope` at 0.
+
+    (`jax.nn.leaky_relu` takes the derivative 1 at 0. The two-point task puts a
+    point at input 0 with zero biases, so every pre-activation of that point is
+    exactly 0 at the first step: the convention moves the whole trajectory.)
+    """
+    return jnp.where(x > 0, x, negative_slope * x)
+
+
+def relu(x):
+    """PyTorch's `relu`: derivative 0 at 0 (as `jax.nn.relu`)."""
+    return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
+def elu(x):
+    """PyTorch's `elu` (alpha 1): `x` for `x > 0`, else `exp(x) - 1`; derivative 1 at 0 from both sides."""
+    # (`jnp.minimum(x, 0)` inside would give the derivative 1/2 at 0: JAX splits ties.)
+    return jnp.where(x > 0, x, jnp.expm1(jnp.where(x > 0, jnp.zeros_like(x), x)))
+
+
+def silu(x):
+    """PyTorch's `silu` (swish): `x * sigmoid(x)`; smooth."""
+    return x * jax.nn.sigmoid(x)
+
+
+def identity(x):
+    """No nonlinearity (the paper's "none")."""
+    return x
+
+
+#: The nonlinearities of the zoo, each with PyTorch's value *and derivative* at its
+#: kinks (the authors' networks are PyTorch's `torch.nn.functional` ones):
+#: leaky ReLU (slope 0.01) has derivative 0.01 at exactly 0, ReLU 0, ELU 1; tanh,
+#: swish and linear are smooth. `tests/test_torch_parity.py` trains every one of
+#: them against PyTorch from the same weights in float64.
 ACTIVATIONS = {
-    "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.01),
-    "relu": jax.nn.relu,
-    "elu": jax.nn.elu,
+    "leaky_relu": leaky_relu,
+    "relu": relu,
+    "elu": elu,
     "tanh": jnp.tanh,
-    "swish": jax.nn.silu,
-    "linear": lambda x: x,
+    "swish": silu,
+    "linear": identity,
 }
 ARCHS = ("mlp", "resnet", "cnn")
 PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH, "default": jax.lax.Precision.DEFAULT}
@@ -59,10 +95,14 @@ class NetworkSpec:
     - `depth`: number of hidden layers `L` (there are `L + 1` weight layers).
     - `activation`: one of `ACTIVATIONS` (`"linear"` is the paper's "none").
     - `arch`: `"mlp"`; `"resnet"` (each hidden layer from the third on also adds
-      the activation from two layers back); `"cnn"` (a linear map to `width`, then
-      1-d convolutions with `channels` channels and kernel `kernel`, no padding,
-      then a linear read-out).
-    - `dropout`: dropout probability on every hidden unit, in training only.
+      the activation from two layers back, the authors' `ResNet`); `"cnn"` (the
+      authors' `CNN`: a linear map to `width`, then `depth + 1` unpadded 1-d
+      convolutions of kernel `kernel`, from 1 to `channels` channels, `depth - 1`
+      times `channels` to `channels`, then to 1 channel, the nonlinearity after
+      each, then a linear read-out of the remaining `width - (depth + 1) * (kernel - 1)`
+      units: `depth + 2` hidden layers, 12 for the paper's `depth = 10`).
+    - `dropout`: dropout probability before *every* linear map, the input and the
+      read-out included (the authors' `Dropout` network), in training only.
     - `precision`: matmul precision, `"highest"` (full float32, the default),
       `"high"` or `"default"` (TF32 on NVIDIA GPUs: not for this theory).
     """
@@ -91,20 +131,25 @@ class NetworkSpec:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.arch == "cnn" and self.width - (self.depth - 1) * (self.kernel - 1) < 1:
+        if self.arch == "cnn" and self.width - (self.depth + 1) * (self.kernel - 1) < 1:
             raise ValueError(
-                f"cnn: width {self.width} is too small for {self.depth - 1} unpadded convolutions of kernel {self.kernel}"
+                f"cnn: width {self.width} is too small for {self.depth + 1} unpadded convolutions of kernel {self.kernel}"
             )
 
+    @property
+    def n_hidden(self) -> int:
+        """Number of hidden activations (`depth`; `depth + 2` for the convolutional net)."""
+        return self.depth + 2 if self.arch == "cnn" else self.depth
+
     def hidden_sizes(self) -> tuple[int, ...]:
-        """Number of units of each hidden layer (flattened for the convolutional net)."""
+        """Number of units of each hidden layer (flattened channels x length for the convolutional net)."""
         if self.arch != "cnn":
             return (self.width,) * self.depth
         sizes = [self.width]
         length = self.width
-        for _ in range(self.depth - 1):
+        for c in range(self.depth + 1):
             length -= self.kernel - 1
-            sizes.append(length * self.channels)
+            sizes.append(length * (1 if c == self.depth else self.channels))
         return tuple(sizes)
 
 
@@ -201,8 +246,9 @@ class Network(nnx.Module):
         dense = dict(kw, dot_general=dense_dot_general)
         layers = [nnx.Linear(spec.d_in, spec.width, **dense)]
         if spec.arch == "cnn":
-            layers.append(nnx.Conv(1, spec.channels, spec.kernel, padding="VALID", **kw))
-            layers += [nnx.Conv(spec.channels, spec.channels, spec.kernel, padding="VALID", **kw) for _ in range(spec.depth - 2)]
+            c = spec.channels
+            chans = [(1, c)] + [(c, c)] * (spec.depth - 1) + [(c, 1)]
+            layers += [nnx.Conv(i, o, spec.kernel, padding="VALID", **kw) for i, o in chans]
             layers.append(nnx.Linear(spec.hidden_sizes()[-1], spec.d_out, **dense))
         else:
             layers += [nnx.Linear(spec.width, spec.width, **dense) for _ in range(spec.depth - 1)]
@@ -213,21 +259,27 @@ class Network(nnx.Module):
         spec = self.spec
         act = ACTIVATIONS[spec.activation]
         n = x.shape[0]
+        drop = dropout_key is not None and spec.dropout > 0
+
+        def dropout(z, i):  # before linear map i (PyTorch's nn.Dropout: zero with p, scale by 1 / (1 - p))
+            if not drop:
+                return z
+            keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1.0 - spec.dropout, z.shape)
+            return jnp.where(keep, z / (1.0 - spec.dropout), 0.0)
+
         hidden: list[Array] = []
         z = x
         # Python-unrolled layers (faster than a scan over stacked layers; DESIGN.md).
         for i, layer in enumerate(self.layers[:-1]):
             if spec.arch == "cnn" and i == 1:
                 z = z[..., None]  # (N, width) -> (N, width, 1 channel)
-            z = act(layer(z))
+            z = act(layer(dropout(z, i)))
             if spec.arch == "resnet" and i >= 2:
                 z = z + hidden[i - 2]
-            if dropout_key is not None and spec.dropout > 0:
-                keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1.0 - spec.dropout, z.shape)
-                z = jnp.where(keep, z / (1.0 - spec.dropout), 0.0)
             hidden.append(z)
-        flat = tuple(h.reshape(n, -1) for h in hidden)
-        out = self.layers[-1](flat[-1] if spec.arch == "cnn" else z)
+        # Convolutions are (N, length, channels) in Flax: flattened channel-major, as PyTorch's (N, C, L).
+        flat = tuple(h.reshape(n, -1) if h.ndim == 2 else jnp.swapaxes(h, 1, 2).reshape(n, -1) for h in hidden)
+        out = self.layers[-1](dropout(flat[-1], len(self.layers) - 1))
         return out, flat
 
 
@@ -242,6 +294,54 @@ def graphdef(spec: NetworkSpec, x64: bool | None = None):
 def init_state(spec: NetworkSpec, gain, key: Array) -> nnx.State:
     """Fresh parameters of `Network(spec, gain)` from `key` (pure; `gain`, `key` may be traced)."""
     return nnx.split(Network(spec, gain, rngs=nnx.Rngs(params=key)))[1]
+
+
+def params_from_torch(spec: NetworkSpec, state_dict) -> nnx.State:
+    """The parameters of a PyTorch network of the authors' zoo as an `init_state`-shaped `nnx.State`.
+
+    `state_dict` maps names to tensors or arrays, as `module.state_dict()` of the
+    authors' `MLP`, `ResNet`, `CNN` or `Dropout` (`torch.nn.ModuleList`s: names
+    `"<index>.weight"`, `"<index>.bias"`; modules without parameters, such as
+    `nn.Dropout`, are skipped). The n-th module with a weight becomes layer n:
+    `nn.Linear.weight` `(out, in)` is transposed to the kernel `(in, out)`,
+    `nn.Conv1d.weight` `(out, in, k)` to `(k, in, out)`. The dtype follows
+    `jax_enable_x64`. Stack several with `jax.tree.map(lambda *v: np.stack(v), *states)`
+    for `train_networks(initial_params=...)`.
+    """
+    import numpy as np
+
+    def as_array(v):  # a copy: JAX may alias a NumPy buffer that PyTorch goes on updating in place
+        v = v.detach().cpu().numpy() if hasattr(v, "detach") else v
+        return np.array(v, copy=True)
+
+    modules: dict[int, dict[str, np.ndarray]] = {}
+    for name, value in state_dict.items():
+        index, _, kind = str(name).rpartition(".")
+        if kind not in ("weight", "bias") or not index.isdigit():
+            raise ValueError(f"params_from_torch: unexpected parameter name {name!r} (want '<index>.weight|bias')")
+        modules.setdefault(int(index), {})[kind] = as_array(value)
+    ordered = [modules[k] for k in sorted(modules)]
+    abstract = jax.eval_shape(lambda: init_state(spec, 1.0, jax.random.key(0)))
+    layers = abstract["layers"]
+    if len(ordered) != len(layers):
+        raise ValueError(f"params_from_torch: {len(ordered)} layers with weights, the network has {len(layers)}")
+    dtype = _param_dtype()
+    values = {}
+    for k, mod in enumerate(ordered):
+        w = mod["weight"]
+        kernel = w.T if w.ndim == 2 else np.transpose(w, (2, 1, 0))
+        bias = mod.get("bias", np.zeros(kernel.shape[-1]))
+        for what, v in (("kernel", kernel), ("bias", bias)):
+            want = layers[k][what].shape
+            if v.shape != want:
+                raise ValueError(f"params_from_torch: layer {k} {what} has shape {v.shape}, the network needs {want}")
+            values[(k, what)] = jnp.asarray(v, dtype)
+
+    def pick(path, _):
+        keys = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
+        return values[(keys[1], keys[2])]
+
+    return jax.tree_util.tree_map_with_path(pick, abstract)
 
 
 def apply(spec: NetworkSpec, state: nnx.State, x: Array, dropout_key: Array | None = None):

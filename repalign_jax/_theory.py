@@ -452,7 +452,8 @@ def solve_effective(
 
 
 def theory_loss(
-    ts: ArrayLike, y: ArrayLike, w: ArrayLike, *, dy2: ArrayLike, m0: ArrayLike, tau: ArrayLike
+    ts: ArrayLike, y: ArrayLike, w: ArrayLike, *, dy2: ArrayLike, m0: ArrayLike, tau: ArrayLike,
+    loss: str = "half_mse",
 ) -> Array:
     """Training loss predicted by the theory (THEORY.md section 4).
 
@@ -462,13 +463,19 @@ def theory_loss(
     **Arguments:** `ts`, `y`, `w` of shape `batch + (T,)` (or `(T,)` for `ts`);
     `dy2`, `m0`, `tau` of the batch shape.
 
+    `loss`: the training loss's scale, `"half_mse"` (`0.5 * MSE`, the paper's) or
+    `"mse"` (PyTorch's `MSELoss`: twice the above), as `TrainConfig.loss`.
+
     **Returns:** the loss, `batch + (T,)`. Divide by the output dimension to compare
     with a mean-over-elements loss for outputs that are not 1-d.
     """
+    if loss not in ("half_mse", "mse"):
+        raise ValueError(f"loss must be 'half_mse' or 'mse', got {loss!r}")
     ts = jnp.asarray(ts)
     t = ts - ts[..., :1]
     m0, tau = (jnp.asarray(v)[..., None] for v in (m0, tau))
-    return 0.5 * m0 * jnp.exp(-2.0 * t / tau) + representation_loss(y, w, dy2=dy2)
+    value = 0.5 * m0 * jnp.exp(-2.0 * t / tau) + representation_loss(y, w, dy2=dy2)
+    return 2.0 * value if loss == "mse" else value
 
 
 def representation_loss(y: ArrayLike, w: ArrayLike, *, dy2: ArrayLike) -> Array:

@@ -38,6 +38,10 @@ from ._networks import NetworkSpec, apply, init_state
 from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
 
 
+#: Loss scales: the factor in front of the mean squared error.
+LOSSES = {"half_mse": 0.5, "mse": 1.0}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How the networks are trained and what is recorded (hashable: static under `jit`).
@@ -58,6 +62,11 @@ class TrainConfig:
       loop (`None`: about 200 reports per training). The reports are always
       compiled in (so a progress bar never costs a recompilation) and cost nothing
       measurable; they reach the host only while a reporter is active.
+    - `loss`: `"half_mse"` (`0.5 * mean squared error`, the paper's and the
+      default) or `"mse"` (PyTorch's `nn.MSELoss()`, twice the gradient; the
+      authors' XOR notebook). The mean runs over points and output dimensions.
+      Recorded losses are in this scale; `to_pair_trajectory` converts them to the
+      theory's (`half_mse`, docs of `theory_loss`).
     - `stop_loss`: train "until the loss is below" this (the paper's Figure 5):
       once every live run of a compiled chunk has recorded a loss below it, the
       chunk stops stepping (each later epoch costs next to nothing) and its later
@@ -73,6 +82,7 @@ class TrainConfig:
     keep_hidden: bool = False
     progress_every: int | None = None
     stop_loss: float | None = None
+    loss: str = "half_mse"
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -83,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         if self.progress_every is not None and self.progress_every < 1:
             raise ValueError("progress_every must be a positive integer or None")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.stop_loss is not None and not (isinstance(self.stop_loss, (int, float)) and self.stop_loss > 0):
             raise ValueError(f"stop_loss must be a positive number or None, got {self.stop_loss!r}")
 
@@ -90,9 +102,9 @@ class TrainConfig:
         return self.progress_every or max(1, self.epochs // 200)
 
     def layer(self, spec: NetworkSpec) -> int:
-        layer = spec.depth // 2 if self.track_layer is None else self.track_layer
-        if not 0 <= layer < spec.depth:
-            raise ValueError(f"track_layer {layer} is outside the network's hidden layers 0..{spec.depth - 1}")
+        layer = spec.n_hidden // 2 if self.track_layer is None else self.track_layer
+        if not 0 <= layer < spec.n_hidden:
+            raise ValueError(f"track_layer {layer} is outside the network's hidden layers 0..{spec.n_hidden - 1}")
         return layer
 
 
@@ -101,7 +113,9 @@ class TrainResult(eqx.Module):
 
     **Fields:**
 
-    - `loss`: `(R, E + 1)` training loss (`0.5 * MSE`, mean over points and output dims).
+    - `loss`: `(R, E + 1)` training loss (`0.5 * MSE`, or `MSE` with
+      `TrainConfig(loss="mse")`; mean over points and output dims).
+    - `loss_kind`: which of the two (`"half_mse"` or `"mse"`; static).
     - `h`, `y`, `w`: `(R, E + 1, n_pairs)`, or `(R, E + 1, n_pairs, L)` with
       `all_layers`.
     - `diverged`: `(R,)` the loss became non-finite; `diverged_epoch`: `(R,)`
@@ -125,6 +139,7 @@ class TrainResult(eqx.Module):
     hidden_final: Array | None = None
     output_initial: Array | None = None
     output_final: Array | None = None
+    loss_kind: str = eqx.field(static=True, default="half_mse")
 
 
 # --------------------------------------------------------------------------------------
@@ -193,47 +208,57 @@ def _records(spec, config, pairs, targets, out, hidden):
     return tuple(stacked)
 
 
-def _mse(out, targets, weight=None):
+def _mse(out, targets, weight=None, scale=0.5):
     err = (out - targets) ** 2
     if weight is None:
-        return 0.5 * jnp.mean(err)
-    return 0.5 * jnp.sum(weight[:, None] * err) / (jnp.sum(weight) * out.shape[-1])
+        return scale * jnp.mean(err)
+    return scale * jnp.sum(weight[:, None] * err) / (jnp.sum(weight) * out.shape[-1])
 
 
-def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config: TrainConfig) -> TrainResult:
-    """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan."""
-    n = x.shape[0]
+def _train_chunk(x, targets, pairs, gains, seeds, lrs, params=None, *, spec: NetworkSpec, config: TrainConfig) -> TrainResult:
+    """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan.
+
+    `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
+    (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
+    """
+    per_run = x.ndim == 3
+    n = x.shape[-2]
+    scale = LOSSES[config.loss]
     keys = jax.vmap(jax.random.key)(seeds)
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     drop_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     shuffle_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
-    states = jax.vmap(lambda g, k: init_state(spec, g, k))(gains, init_keys)
+    if params is None:
+        states = jax.vmap(lambda g, k: init_state(spec, g, k))(gains, init_keys)
+    else:
+        states = params
     opt_states = jax.vmap(lambda s, lr: _optimizer(config, lr).init(s))(states, lrs)
     use_dropout = spec.dropout > 0
     full_batch = config.batch_size is None or config.batch_size >= n
+    data_axis = 0 if per_run else None
 
-    def evaluate(state):
+    def evaluate(state, x, targets):
         out, hidden = apply(spec, state, x)
-        return _mse(out, targets), out, hidden
+        return _mse(out, targets, scale=scale), out, hidden
 
     def step(state, opt_state, lr, xb, tb, wb, dkey):
         def loss_fn(s):
             out, hidden = apply(spec, s, xb, dkey if use_dropout else None)
-            return _mse(out, tb, wb), (out, hidden)
+            return _mse(out, tb, wb, scale), (out, hidden)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
         updates, opt_state = _optimizer(config, lr).update(grads, opt_state, state)
         return optax.apply_updates(state, updates), opt_state, loss, aux
 
-    def run_epoch(state, opt_state, lr, dkey, skey, epoch):
+    def run_epoch(state, opt_state, lr, dkey, skey, x, targets, epoch):
         """One run's epoch: the records before the step, then the step(s)."""
         dkey = jax.random.fold_in(dkey, epoch)
         if full_batch:
             new_state, new_opt, loss, (out, hidden) = step(state, opt_state, lr, x, targets, None, dkey)
             if use_dropout:  # records come from the deterministic network
-                loss, out, hidden = evaluate(state)
+                loss, out, hidden = evaluate(state, x, targets)
             return new_state, new_opt, loss, _records(spec, config, pairs, targets, out, hidden)
-        loss, out, hidden = evaluate(state)
+        loss, out, hidden = evaluate(state, x, targets)
         bs = config.batch_size
         nb = math.ceil(n / bs)
         perm = jax.random.permutation(jax.random.fold_in(skey, epoch), n)
@@ -249,6 +274,14 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
         (state, opt_state), _ = jax.lax.scan(mb, (state, opt_state), (perm, weight, jnp.arange(nb)))
         return state, opt_state, loss, _records(spec, config, pairs, targets, out, hidden)
 
+    def evaluate_all(states):
+        return jax.vmap(evaluate, in_axes=(0, data_axis, data_axis))(states, x, targets)
+
+    def records_all(out, hidden):
+        return jax.vmap(lambda o, hdn, t: _records(spec, config, pairs, t, o, hdn), in_axes=(0, 0, data_axis))(
+            out, hidden, targets
+        )
+
     def nan_like(v):
         return jnp.full_like(v, jnp.nan)
 
@@ -258,8 +291,8 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
         )
 
     def train_epoch(states, opt_states, epoch):
-        return jax.vmap(run_epoch, in_axes=(0, 0, 0, 0, 0, None))(
-            states, opt_states, lrs, drop_keys, shuffle_keys, epoch
+        return jax.vmap(run_epoch, in_axes=(0, 0, 0, 0, 0, data_axis, data_axis, None))(
+            states, opt_states, lrs, drop_keys, shuffle_keys, x, targets, epoch
         )
 
     def body(carry, epoch):
@@ -297,7 +330,7 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
 
     R = gains.shape[0]
     alive0 = jnp.ones(R, bool)
-    initial = jax.vmap(evaluate)(states) if config.keep_hidden else None
+    initial = evaluate_all(states) if config.keep_hidden else None
     stop0 = None
     if config.stop_loss is not None:  # (epochs trained before stopping, the last records)
         shapes = jax.eval_shape(train_epoch, states, opt_states, jnp.int32(0))[2:]
@@ -308,8 +341,8 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
         body, carry, jnp.arange(config.epochs, dtype=jnp.int32)
     )
 
-    loss_end, out_end, hidden_end = jax.vmap(evaluate)(states)
-    rec_end = jax.vmap(lambda o, hdn: _records(spec, config, pairs, targets, o, hdn))(out_end, hidden_end)
+    loss_end, out_end, hidden_end = evaluate_all(states)
+    rec_end = records_all(out_end, hidden_end)
     div_epoch = jnp.where(alive & ~jnp.isfinite(loss_end), config.epochs, div_epoch)
     loss_end = jnp.where(alive, loss_end, jnp.nan)
     rec_end = tuple(select(alive, r, nan_like(r)) for r in rec_end)
@@ -329,7 +362,7 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, spec: NetworkSpec, config
         extra["stop_epoch"] = jnp.full(R, stop[0], jnp.int32)
     return TrainResult(
         loss=join(losses, loss_end), h=h, y=y, w=w,
-        diverged=div_epoch >= 0, diverged_epoch=div_epoch, **extra,
+        diverged=div_epoch >= 0, diverged_epoch=div_epoch, loss_kind=config.loss, **extra,
     )
 
 
@@ -361,7 +394,7 @@ def bytes_per_run(spec: NetworkSpec, config: TrainConfig, n_points: int, n_pairs
     copies = 4 if config.optimizer == "sgd" else 6  # params, grads, update (+ Adam moments)
     batch = n_points if config.batch_size is None else min(n_points, config.batch_size)
     acts = 3 * max(batch, n_points) * sum(spec.hidden_sizes())
-    layers = spec.depth if config.all_layers else 1
+    layers = spec.n_hidden if config.all_layers else 1
     records = (config.epochs + 1) * (1 + 3 * n_pairs * layers)
     kept = 2 * n_points * (max(spec.hidden_sizes()) + spec.d_out) if config.keep_hidden else 0
     return itemsize * (copies * _param_count(spec) + acts + records + kept)
@@ -402,10 +435,11 @@ def train_networks(
     spec: NetworkSpec,
     config: TrainConfig,
     *,
-    gains: ArrayLike,
-    seeds: ArrayLike,
+    gains: ArrayLike | None = None,
+    seeds: ArrayLike = 0,
     lrs: ArrayLike,
     pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
+    initial_params=None,
     chunk_size: int | None = None,
     progress: bool | Callable[[int], None] = False,
     devices: Sequence | None = None,
@@ -414,12 +448,23 @@ def train_networks(
 
     **Arguments:**
 
-    - `x`: inputs `(N, d_in)`; `targets`: `(N, d_out)`.
+    - `x`: inputs `(N, d_in)`, shared by every run, or `(R, N, d_in)`, one
+      dataset per run (e.g. a grid of two-point tasks: one compilation for all);
+      `targets`: `(N, d_out)` or `(R, N, d_out)` likewise.
     - `spec`: the `NetworkSpec`; `config`: the `TrainConfig`.
     - `gains`, `seeds`, `lrs`: per run, broadcast against each other to `(R,)`:
-      Xavier gain, integer seed (initialisation, dropout and shuffling streams),
-      learning rate per step.
+      Xavier gain (required unless `initial_params` are given), integer seed
+      (initialisation, dropout and shuffling streams), learning rate per step.
     - `pairs`: `(n_pairs, 2)` indices of the tracked point pairs (point 2 minus point 1).
+    - `initial_params`: start from these parameters instead of fresh Xavier
+      weights (`gains` is then unused): a batch of parameter states with a
+      leading run axis `R`, laid out as `init_state` makes them: an `nnx.State`
+      (or nested dict) `{"layers": {k: {"kernel": ..., "bias": ...}}}` for layer
+      `k = 0 .. n_layers - 1` in forward order. A dense kernel is `(in, out)`
+      (PyTorch's `nn.Linear.weight` transposed), a convolution kernel
+      `(kernel, in_channels, out_channels)` (PyTorch's `nn.Conv1d.weight`
+      as `weight.transpose(2, 1, 0)`), biases `(out,)`. `params_from_torch`
+      converts a PyTorch `state_dict` of the authors' models.
     - `chunk_size`: runs per compiled call; default, as many as fit in 70% of the
       device's free memory (see `bytes_per_run`).
     - `progress`: `True` for a progress bar on stderr, or a callable of the epoch
@@ -435,17 +480,35 @@ def train_networks(
     x = np.asarray(x)
     targets = np.asarray(targets)
     dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
-    if x.ndim != 2 or x.shape[1] != spec.d_in:
-        raise ValueError(f"x must have shape (N, {spec.d_in}), got {x.shape}")
-    if targets.shape != (x.shape[0], spec.d_out):
-        raise ValueError(f"targets must have shape ({x.shape[0]}, {spec.d_out}), got {targets.shape}")
+    per_run = x.ndim == 3
+    if x.ndim not in (2, 3) or x.shape[-1] != spec.d_in:
+        raise ValueError(f"x must have shape (N, {spec.d_in}) or (R, N, {spec.d_in}), got {x.shape}")
+    if targets.shape != x.shape[:-1] + (spec.d_out,):
+        raise ValueError(f"targets must have shape {x.shape[:-1] + (spec.d_out,)}, got {targets.shape}")
+    n_points = x.shape[-2]
     pairs = np.asarray(pairs, np.int32).reshape(-1, 2)
-    if pairs.size == 0 or pairs.min() < 0 or pairs.max() >= x.shape[0] or np.any(pairs[:, 0] == pairs[:, 1]):
-        raise ValueError(f"pairs must be distinct point indices in [0, {x.shape[0]}), got {pairs.tolist()}")
+    if pairs.size == 0 or pairs.min() < 0 or pairs.max() >= n_points or np.any(pairs[:, 0] == pairs[:, 1]):
+        raise ValueError(f"pairs must be distinct point indices in [0, {n_points}), got {pairs.tolist()}")
     config.layer(spec)
-    R = int(np.prod(np.broadcast_shapes(np.shape(gains), np.shape(seeds), np.shape(lrs))))
+    if gains is None:
+        if initial_params is None:
+            raise ValueError("gains are required unless initial_params are given")
+        gains = 1.0
+    shapes = [np.shape(gains), np.shape(seeds), np.shape(lrs)] + ([x.shape[:1]] if per_run else [])
+    leaves = None
+    if initial_params is not None:
+        leaves = _check_params(spec, initial_params, dtype)
+        shapes.append(leaves[0].shape[:1])
+    try:
+        R = int(np.prod(np.broadcast_shapes(*shapes)))
+    except ValueError:
+        raise ValueError(f"the per-run arguments do not broadcast to one run axis: shapes {shapes}") from None
     if R < 1:
         raise ValueError("no runs: gains, seeds and lrs broadcast to an empty batch")
+    if per_run and x.shape[0] != R:
+        raise ValueError(f"x has data for {x.shape[0]} runs, the other arguments for {R}")
+    if leaves is not None and leaves[0].shape[0] != R:
+        raise ValueError(f"initial_params hold {leaves[0].shape[0]} runs, the other arguments {R}")
     gains = _as_runs("gains", gains, R, dtype)
     lrs = _as_runs("lrs", lrs, R, dtype)
     seeds = np.broadcast_to(np.asarray(seeds, np.int64), (R,)).astype(np.uint32)
@@ -457,7 +520,7 @@ def train_networks(
     # At most one device per run: a device without a run of its own would train padding.
     mesh = run_mesh(list(jax.devices() if devices is None else devices)[:R])
     if chunk_size is None:
-        chunk_size = fitting_runs(spec, config, x.shape[0], len(pairs), mesh)
+        chunk_size = fitting_runs(spec, config, n_points, len(pairs), mesh)
     chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device
     n_chunks = -(-R // chunk)
     reporter, own = None, False
@@ -466,7 +529,11 @@ def train_networks(
     elif callable(progress):
         reporter = progress
 
-    xj, tj, pj = (replicate(mesh, np.asarray(v, dt)) for v, dt in ((x, dtype), (targets, dtype), (pairs, np.int32)))
+    place_data = shard_runs if per_run else replicate
+    xs, ts = np.asarray(x, dtype), np.asarray(targets, dtype)
+    pj = replicate(mesh, pairs)
+    if not per_run:
+        xj, tj = replicate(mesh, xs), replicate(mesh, ts)
     parts = []
     _REPORTER["fn"] = reporter
     try:
@@ -475,7 +542,12 @@ def train_networks(
                 reporter.chunk = c
             idx = np.arange(c * chunk, (c + 1) * chunk).clip(max=R - 1)  # pad with the last run
             run_args = (shard_runs(mesh, v[idx]) for v in (gains, seeds, lrs))
-            out = _train_chunk_jit(xj, tj, pj, *run_args, spec=spec, config=config)
+            if per_run:
+                xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])
+            params = None
+            if leaves is not None:
+                params = jax.tree_util.tree_map(lambda v: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
+            out = _train_chunk_jit(xj, tj, pj, *run_args, params, spec=spec, config=config)
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:
         _REPORTER["fn"] = None
@@ -484,26 +556,67 @@ def train_networks(
     return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:R], *parts)
 
 
+def _check_params(spec: NetworkSpec, params, dtype):
+    """`(a leaf, the state)`: `params` as an `nnx.State` of `dtype` with `init_state`'s structure and
+    a leading run axis; raises `ValueError` naming the first mismatch."""
+    abstract = jax.eval_shape(lambda: init_state(spec, 1.0, jax.random.key(0)))
+    want = jax.tree_util.tree_flatten_with_path(abstract)[0]
+    want_paths = [_path_key(p) for p, _ in want]
+    got = {_path_key(p): v for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    if set(got) != set(want_paths):
+        missing = sorted(set(want_paths) - set(got))
+        extra = sorted(set(got) - set(want_paths))
+        raise ValueError(f"initial_params do not match the network's layout: missing {missing[:3]}, unexpected {extra[:3]}")
+    leaves = []
+    R = None
+    for path, (_, leaf) in zip(want_paths, want):
+        v = np.asarray(got[path], dtype)
+        if v.shape[1:] != leaf.shape:
+            raise ValueError(f"initial_params {path}: expected (R,) + {leaf.shape}, got {v.shape}")
+        if R is None:
+            R = v.shape[0]
+        elif v.shape[0] != R:
+            raise ValueError(f"initial_params {path}: {v.shape[0]} runs, the first parameter has {R}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"initial_params {path}: not finite")
+        leaves.append(v)
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract), leaves)
+    return leaves[0], state
+
+
+def _path_key(path) -> str:
+    """`"layers/3/kernel"` from a pytree key path (attribute keys such as an `nnx.Param`'s value dropped)."""
+    names = []
+    for k in path:
+        if isinstance(k, jax.tree_util.DictKey):
+            names.append(str(k.key))
+        elif isinstance(k, jax.tree_util.SequenceKey):
+            names.append(str(k.idx))
+    return "/".join(names)
+
+
 def to_pair_trajectory(
     result: TrainResult, x: ArrayLike, targets: ArrayLike, pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),)
 ) -> PairTrajectory:
     """The recorded `h, y, w` as a `PairTrajectory` for `fit_effective_rates`.
 
     Batch axes are `(R, n_pairs)` (and `L` with `all_layers`); time is the epoch.
-    The loss curve is attached only when the dataset is one pair of points (the
-    theory's loss, THEORY.md section 4, is that of two points); it is multiplied by
-    the output dimension to undo the mean over output elements.
+    `x`, `targets` are those given to `train_networks` (shared or per run). The
+    loss curve is attached only when the dataset is one pair of points (the
+    theory's loss, THEORY.md section 4, is that of two points), in the theory's
+    scale: multiplied by the output dimension to undo the mean over output
+    elements, and halved for a run trained on `loss="mse"`.
     """
     x, targets = np.asarray(x, np.float64), np.asarray(targets, np.float64)
     pairs = np.asarray(pairs).reshape(-1, 2)
-    dx2 = ((x[pairs[:, 1]] - x[pairs[:, 0]]) ** 2).sum(-1)
-    dy2 = ((targets[pairs[:, 1]] - targets[pairs[:, 0]]) ** 2).sum(-1)
+    dx2 = ((x[..., pairs[:, 1], :] - x[..., pairs[:, 0], :]) ** 2).sum(-1)  # ([R,] n_pairs)
+    dy2 = ((targets[..., pairs[:, 1], :] - targets[..., pairs[:, 0], :]) ** 2).sum(-1)
     h, y, w = (np.moveaxis(np.asarray(v), 1, -1) for v in (result.h, result.y, result.w))
     extra = h.ndim - 3  # 1 with all_layers: (R, n_pairs, L, T)
-    shape = (len(pairs),) + (1,) * extra
+    shape = dx2.shape + (1,) * extra
     loss = None
-    if x.shape[0] == 2 and len(pairs) == 1:
-        loss = np.asarray(result.loss)[:, None] * targets.shape[1]
+    if x.shape[-2] == 2 and len(pairs) == 1:
+        loss = np.asarray(result.loss)[:, None] * targets.shape[-1] * (0.5 / LOSSES[result.loss_kind])
         loss = loss.reshape(loss.shape[:2] + (1,) * extra + loss.shape[-1:])
         loss = np.broadcast_to(loss, h.shape)
     dt = h.dtype

@@ -67,11 +67,12 @@ class TrainConfig:
       authors' XOR notebook). The mean runs over points and output dimensions.
       Recorded losses are in this scale; `to_pair_trajectory` converts them to the
       theory's (`half_mse`, docs of `theory_loss`).
-    - `stop_loss`: train "until the loss is below" this (the paper's Figure 5):
-      once every live run of a compiled chunk has recorded a loss below it, the
-      chunk stops stepping (each later epoch costs next to nothing) and its later
-      records repeat the last recorded values; the final record is the state
-      reached. `epochs` is then the budget. `None` (default): every epoch trains.
+    - `stop_loss`: train "until the loss is below" this (the paper's Figure 5, the
+      authors' `conv_thresh`): a run whose loss, recorded before an epoch's step,
+      is below it stops there without that step; its later records (the final
+      one included) repeat that record. Once every live run of a compiled chunk
+      has stopped, the chunk stops stepping (each later epoch costs next to
+      nothing). `epochs` is then the budget. `None` (default): every epoch trains.
     """
 
     epochs: int
@@ -120,9 +121,9 @@ class TrainResult(eqx.Module):
       `all_layers`.
     - `diverged`: `(R,)` the loss became non-finite; `diverged_epoch`: `(R,)`
       the first such epoch (-1 when never). From there on records are NaN.
-    - `stop_epoch`: `(R,)` with `TrainConfig.stop_loss`, the number of epochs
-      the run's chunk trained before it stopped (`epochs` when it never did);
-      else `None`.
+    - `stop_epoch`: `(R,)` with `TrainConfig.stop_loss`, the number of steps the
+      run took before it stopped (the first epoch whose loss is below
+      `stop_loss`; `epochs` when it never was); else `None`.
     - `hidden_initial`, `hidden_final`: `(R, N, units)` tracked-layer activations
       of the whole dataset (with `keep_hidden`, else `None`).
     - `output_initial`, `output_final`: `(R, N, d_out)` outputs likewise.
@@ -300,14 +301,20 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, params=None, *, spec: Net
         if config.stop_loss is None:
             new_states, new_opts, loss, rec = train_epoch(states, opt_states, epoch)
         else:
-            stop_epoch, last = stop
+            halt_epoch, last, frozen, run_stop = stop
 
-            def halted(_):  # the chunk has converged: repeat the last records, step nothing
+            def halted(_):  # every run has stopped: repeat the last records, step nothing
                 return (states, opt_states) + last
 
             new_states, new_opts, loss, rec = jax.lax.cond(
-                stop_epoch < config.epochs, halted, lambda _: train_epoch(states, opt_states, epoch), None
+                halt_epoch < config.epochs, halted, lambda _: train_epoch(states, opt_states, epoch), None
             )
+            # The authors' rule: a run whose loss (recorded before the step) is below
+            # stop_loss stops there, without that step; its state, hence its records, stay.
+            frozen = frozen | (alive & (loss < config.stop_loss))
+            run_stop = jnp.where(frozen & (run_stop == config.epochs), epoch, run_stop)
+            new_states = select(~frozen, new_states, states)
+            new_opts = select(~frozen, new_opts, opt_states)
         finite = jnp.isfinite(loss)
         div_epoch = jnp.where(alive & ~finite, epoch, div_epoch)
         was_alive = alive
@@ -324,18 +331,19 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, params=None, *, spec: Net
             lambda: None,
         )
         if config.stop_loss is not None:
-            converged = jnp.all(~alive | (loss < config.stop_loss))
-            stop = (jnp.where((stop_epoch == config.epochs) & converged, epoch + 1, stop_epoch), (loss, rec))
+            done = jnp.all(~alive | frozen)
+            halt_epoch = jnp.where((halt_epoch == config.epochs) & done, epoch + 1, halt_epoch)
+            stop = (halt_epoch, (loss, rec), frozen, run_stop)
         return (new_states, new_opts, alive, div_epoch, stop), (loss, rec)
 
     R = gains.shape[0]
     alive0 = jnp.ones(R, bool)
     initial = evaluate_all(states) if config.keep_hidden else None
     stop0 = None
-    if config.stop_loss is not None:  # (epochs trained before stopping, the last records)
+    if config.stop_loss is not None:  # (epoch the chunk halted, the last records, runs stopped, their epochs)
         shapes = jax.eval_shape(train_epoch, states, opt_states, jnp.int32(0))[2:]
         last0 = jax.tree_util.tree_map(lambda v: jnp.zeros(v.shape, v.dtype), shapes)
-        stop0 = (jnp.int32(config.epochs), last0)
+        stop0 = (jnp.int32(config.epochs), last0, jnp.zeros(R, bool), jnp.full(R, config.epochs, jnp.int32))
     carry = (states, opt_states, alive0, jnp.full(R, -1, jnp.int32), stop0)
     (states, _, alive, div_epoch, stop), (losses, recs) = jax.lax.scan(
         body, carry, jnp.arange(config.epochs, dtype=jnp.int32)
@@ -359,7 +367,7 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, params=None, *, spec: Net
             hidden_final=hidden_end[layer], output_final=out_end,
         )
     if config.stop_loss is not None:
-        extra["stop_epoch"] = jnp.full(R, stop[0], jnp.int32)
+        extra["stop_epoch"] = stop[3]
     return TrainResult(
         loss=join(losses, loss_end), h=h, y=y, w=w,
         diverged=div_epoch >= 0, diverged_epoch=div_epoch, loss_kind=config.loss, **extra,

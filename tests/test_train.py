@@ -80,23 +80,22 @@ def test_divergence_is_flagged_and_contained():
     np.testing.assert_allclose(res.h[2], alone.h[0], rtol=1e-5)
 
 
-def test_stop_loss_halts_the_chunk_once_every_run_is_below():
+def test_stop_loss_stops_each_run_at_its_first_epoch_below():
     seeds, lrs = [0, 1], [0.05, 0.03]
     full = _train_small(epochs=400, seeds=seeds, lrs=lrs)
     tol = float(np.max(full.loss[:, 200]))  # both runs are below it from about epoch 200 on
     config = rj.TrainConfig(epochs=400, stop_loss=tol)
     res = _train_small(seeds=seeds, lrs=lrs, config=config)
-    below = np.all(full.loss < tol, axis=0)
-    first = int(np.argmax(below))  # first epoch whose record is below tol for both runs
-    assert 0 < first < 400
-    np.testing.assert_array_equal(res.stop_epoch, [first + 1, first + 1])
-    # Identical to the full training up to the stop; the records then repeat the last one.
-    np.testing.assert_allclose(res.loss[:, : first + 1], full.loss[:, : first + 1], rtol=1e-5)
-    np.testing.assert_allclose(res.h[:, : first + 1], full.h[:, : first + 1], rtol=1e-5)
-    np.testing.assert_array_equal(res.loss[:, first + 1 : -1], np.repeat(res.loss[:, first : first + 1], 399 - first, 1))
-    np.testing.assert_array_equal(res.h[:, first + 1 : -1], np.repeat(res.h[:, first : first + 1], 399 - first, 1))
-    # The final record is the state reached: one step past the last record.
-    np.testing.assert_allclose(res.loss[:, -1], full.loss[:, first + 1], rtol=1e-5)
+    for r in range(2):
+        first = int(np.argmax(full.loss[r] < tol))  # this run's first epoch whose record is below tol
+        assert 0 < first < 400
+        assert res.stop_epoch[r] == first
+        # Identical to the full training up to the stop; the records then repeat that one, the final too.
+        np.testing.assert_allclose(res.loss[r, : first + 1], full.loss[r, : first + 1], rtol=1e-5)
+        np.testing.assert_allclose(res.h[r, : first + 1], full.h[r, : first + 1], rtol=1e-5)
+        np.testing.assert_array_equal(res.loss[r, first:], np.repeat(res.loss[r, first], 401 - first))
+        np.testing.assert_array_equal(res.h[r, first:], np.repeat(res.h[r, first:first + 1], 401 - first, 0))
+    assert res.stop_epoch[0] != res.stop_epoch[1]  # the runs stopped on their own
     # A tolerance never reached trains every epoch, as without one.
     never = _train_small(seeds=seeds, lrs=lrs, config=rj.TrainConfig(epochs=400, stop_loss=1e-30))
     np.testing.assert_array_equal(never.stop_epoch, [400, 400])
@@ -257,3 +256,52 @@ def test_chunk_size_from_memory():
     assert _train._param_count(rj.NetworkSpec(d_in=1, d_out=1)) == n_params
     assert 4 * 4 * n_params <= per_run < 4 * 8 * n_params
     assert _train.available_memory() > 0
+
+
+def test_per_run_data_equals_one_call_per_dataset():
+    """A grid of two-point tasks as one batch (one compilation) trains as each task alone."""
+    tasks = [rj.two_point(dx2=0.5, dy2=0.2), rj.two_point(dx2=2.0, dy2=1.0), rj.two_point(dx2=1.0, dy2=0.0)]
+    x = np.stack([t.x for t in tasks])
+    y = np.stack([t.y for t in tasks])
+    batch = rj.train_networks(x, y, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=[0, 1, 2], lrs=0.05)
+    for r, task in enumerate(tasks):
+        alone = rj.train_networks(task.x, task.y, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=r, lrs=0.05)
+        np.testing.assert_allclose(batch.loss[r], alone.loss[0], rtol=2e-5, atol=1e-9)
+        np.testing.assert_allclose(batch.h[r], alone.h[0], rtol=2e-5, atol=1e-9)
+    traj = rj.to_pair_trajectory(batch, x, y)
+    np.testing.assert_allclose(np.asarray(traj.dx2)[:, 0], [0.5, 2.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(traj.dy2)[:, 0], [0.2, 1.0, 0.0], atol=1e-7)
+    with pytest.raises(ValueError, match="run axis"):
+        rj.train_networks(x, y, SMALL, rj.TrainConfig(epochs=3), gains=1.0, seeds=[0, 1], lrs=0.05)
+
+
+def test_mse_loss_is_half_mse_at_twice_the_learning_rate():
+    """PyTorch's `MSELoss` doubles the gradient: same trajectory as `0.5 * MSE` at twice the rate."""
+    mse = _train_small(lrs=0.02, config=rj.TrainConfig(epochs=40, loss="mse"))
+    half = _train_small(lrs=0.04, config=rj.TrainConfig(epochs=40))
+    assert mse.loss_kind == "mse" and half.loss_kind == "half_mse"
+    np.testing.assert_allclose(mse.h, half.h, rtol=1e-5)
+    np.testing.assert_allclose(mse.loss, 2 * half.loss, rtol=1e-5)
+    # The trajectory handed to the fit is in the theory's scale either way.
+    np.testing.assert_allclose(rj.to_pair_trajectory(mse, DATA.x, DATA.y).loss,
+                               rj.to_pair_trajectory(half, DATA.x, DATA.y).loss, rtol=1e-5)
+    ts, y, w = np.arange(5.0), np.full(5, 0.1), np.full(5, 0.01)
+    np.testing.assert_allclose(rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0, loss="mse"),
+                               2 * rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0), rtol=1e-6)
+    with pytest.raises(ValueError, match="loss"):
+        rj.TrainConfig(epochs=3, loss="l1")
+
+
+def test_initial_params_start_the_runs():
+    """Given parameters train exactly as the same parameters made by the seed."""
+    keys = [jax.random.fold_in(jax.random.key(s), 0) for s in (3, 4)]
+    states = [rj.init_state(SMALL, g, k) for g, k in zip((0.9, 1.2), keys)]
+    params = jax.tree.map(lambda *v: np.stack(v), *states)
+    given = _train_small(lrs=0.05, seeds=[3, 4], gains=None, initial_params=params)
+    fresh = _train_small(lrs=0.05, seeds=[3, 4], gains=[0.9, 1.2])
+    np.testing.assert_allclose(given.h, fresh.h, rtol=1e-6)
+    with pytest.raises(ValueError, match="gains are required"):
+        _train_small(gains=None)
+    bad = jax.tree.map(lambda v: np.asarray(v)[:, :, :1] if np.ndim(v) == 3 else v, params)
+    with pytest.raises(ValueError, match="expected"):
+        _train_small(initial_params=bad)

@@ -1,12 +1,17 @@
 """Reproduce the paper's experiments, one command each.
 
-    python -m repalign_jax.reproduce NAME [--out DIR] [--quick] [--seeds N] [--mnist DIR] [--set KEY=VALUE ...]
+    python -m repalign_jax.reproduce NAME [--settings code|paper] [--out DIR] [--quick] [--seeds N] [--mnist DIR]
+                                     [--networks default|all|NAME,...] [--set KEY=VALUE ...]
 
 NAME is one of the experiments below, or `all`. Each writes its figures (PNG),
 tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
 whether they held) to DIR/NAME/. `--quick` shrinks epochs, widths and trial
 counts so that every experiment finishes in minutes on a 2-core CPU (tests,
-demos); without it the paper's settings (EXPERIMENTS.md) are used. `--set`
+demos). `--settings code` (the default) runs what the authors' code ran, the
+settings that made the paper's figures; `--settings paper` the tables printed
+in the paper's appendix (both profiles are data in `repalign_jax/_paper.py`).
+`--networks` chooses the Table-1 rows of final_distance (`default`, the CPU
+default; `all`, the authors' loop over every row; or comma-separated names). `--set`
 replaces one numeric setting of an experiment that has them (final_distance:
 n_trials, fit_epochs, grid, lr, epochs, seeds_per_point), for a smaller budget;
 the JSON and the report say so.
@@ -60,6 +65,10 @@ def build_parser():
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--settings", default="code", choices=("code", "paper"),
+                   help="code: what the authors' code ran (default); paper: the printed tables")
+    p.add_argument("--networks", default="default",
+                   help="final_distance: Table-1 rows, 'default', 'all' or comma-separated names (default: default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="replace a numeric setting of the experiment (repeatable), e.g. --set n_trials=10")
     return p
@@ -72,6 +81,7 @@ def run_experiment(name: str, ctx) -> dict:
     numbers = module.run(ctx)
     numbers["wall_seconds"] = time.perf_counter() - t0
     numbers["quick"] = ctx.quick
+    numbers["settings_profile"] = ctx.profile
     ctx.write_json(f"{name}.json", numbers)
     return numbers
 
@@ -84,7 +94,8 @@ def report(root: pathlib.Path, machine: str) -> str:
         if not path.exists():
             continue
         numbers = json.loads(path.read_text())
-        settings = "--quick" if numbers.get("quick") else "paper settings"
+        profile = numbers.get("settings_profile", "paper")
+        settings = f"{profile} settings" + (", --quick" if numbers.get("quick") else "")
         if numbers.get("overrides"):
             settings += " with " + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items())
         for c in numbers.get("claims", []):
@@ -123,6 +134,8 @@ def main(argv=None) -> int:
             overrides[key.strip()] = value.strip()
         if overrides and (len(names) != 1 or names[0] not in OVERRIDABLE):
             raise UsageError(f"--set applies to one of: {', '.join(OVERRIDABLE)}")
+        if args.networks != "default" and "final_distance" not in names:
+            raise UsageError("--networks applies to final_distance")
     except UsageError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
@@ -139,14 +152,18 @@ def main(argv=None) -> int:
         out = root / name
         out.mkdir(parents=True, exist_ok=True)
         ctx = Context(out=out, quick=args.quick, seeds=seeds, mnist=args.mnist, progress=not args.quiet, say=say,
-                      cache=cache, overrides=overrides)
-        say(f"== {name} ({'quick' if args.quick else 'paper settings'}; {jax.default_backend()}) ==")
-        if overrides:
-            try:  # bad keys or values stop here, before anything is computed
-                importlib.import_module(f"repalign_jax.experiments.{name}").settings(ctx)
-            except ValueError as e:
-                print(f"reproduce: error: {e}", file=sys.stderr)
-                return 2
+                      cache=cache, overrides=overrides, profile=args.settings, networks=args.networks)
+        try:  # bad --set keys or values and bad --networks stop here, before anything is computed
+            module = importlib.import_module(f"repalign_jax.experiments.{name}")
+            if overrides:
+                module.settings(ctx)
+            if name == "final_distance":
+                module.chosen_rows(ctx)
+        except ValueError as e:
+            print(f"reproduce: error: {e}", file=sys.stderr)
+            return 2
+        say(f"== {name} ({args.settings} settings{', quick' if args.quick else ''}"
+            f"{', overrides ' + str(overrides) if overrides else ''}; {jax.default_backend()}) ==")
         try:
             numbers = run_experiment(name, ctx)
         except KeyboardInterrupt:
@@ -158,7 +175,7 @@ def main(argv=None) -> int:
         say(f"  wrote {out} ({numbers['wall_seconds']:.0f} s)")
         if any(c["holds"] is False for c in numbers.get("claims", [])):
             failed.append(name)
-    summary = {"experiments": list(names), "quick": args.quick, "not_reproduced": failed,
+    summary = {"experiments": list(names), "quick": args.quick, "settings_profile": args.settings, "not_reproduced": failed,
                "finished": datetime.datetime.now().isoformat(timespec="seconds"),
                "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
     (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -190,9 +190,10 @@ def make_config(args) -> SweepConfig:
             raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     if args.activation not in ACTIVATIONS:
         raise UsageError(f"--activation: unknown {args.activation!r}; choose from {', '.join(ACTIVATIONS)}")
-    hidden = args.depth // 2 if args.hidden_layer is None else args.hidden_layer
-    if not 0 <= hidden < args.depth:
-        raise UsageError(f"--hidden-layer {hidden} is outside the network's hidden layers 0..{args.depth - 1}")
+    n_hidden = args.depth + 2 if args.arch == "cnn" else args.depth  # NetworkSpec.n_hidden
+    hidden = n_hidden // 2 if args.hidden_layer is None else args.hidden_layer
+    if not 0 <= hidden < n_hidden:
+        raise UsageError(f"--hidden-layer {hidden} is outside the network's hidden layers 0..{n_hidden - 1}")
     if not (np.isfinite(args.dx2) and args.dx2 > 0) or not (np.isfinite(args.dy2) and args.dy2 >= 0):
         raise UsageError("--dx2 must be positive and --dy2 non-negative")
     if args.lr is not None:

@@ -18,9 +18,9 @@ from repalign_jax.experiments._common import Context
 CACHE: dict = {}  # the default network's rates, fitted once for the whole module
 
 
-def _run(name, tmp_path_factory):
+def _run(name, tmp_path_factory, profile="code"):
     out = tmp_path_factory.mktemp(name)
-    ctx = Context(out=out, quick=True, seeds=1, progress=False, say=lambda *a: None, cache=CACHE)
+    ctx = Context(out=out, quick=True, seeds=1, progress=False, say=lambda *a: None, cache=CACHE, profile=profile)
     numbers = reproduce.run_experiment(name, ctx)
     assert (out / f"{name}.json").exists()
     assert json.loads((out / f"{name}.json").read_text())["quick"] is True
@@ -56,12 +56,15 @@ def test_unknown_experiment_exit_code_2(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["final_distance", "--set", "foo=1"], "not a numeric setting"),
-    (["final_distance", "--set", "lr=abc"], "expected a number"),
+    (["final_distance", "--set", "lr_factor=abc"], "expected a number"),
     (["final_distance", "--set", "grid=2.5"], "expected an integer"),
     (["final_distance", "--set", "epochs=0"], "must be positive"),
     (["final_distance", "--set", "lr"], "KEY=VALUE"),
     (["xor", "--set", "lr=1"], "applies to one of"),
     (["all", "--set", "lr=1"], "applies to one of"),
+    (["final_distance", "--networks", "default,bogus"], "unknown bogus"),
+    (["xor", "--networks", "all"], "applies to final_distance"),
+    (["xor", "--settings", "printed"], "invalid choice"),
 ])
 def test_set_bad_input_exit_code_2_before_any_work(args, message, tmp_path, capsys):
     assert reproduce.main(args + ["--out", str(tmp_path), "--quiet"]) == 2
@@ -73,14 +76,36 @@ def test_set_bad_input_exit_code_2_before_any_work(args, message, tmp_path, caps
 def test_set_overrides_settings_with_their_types(tmp_path):
     from repalign_jax.experiments import final_distance
 
-    ctx = Context(out=tmp_path, quick=False, overrides={"n_trials": "10", "lr": "0.005", "epochs": "40000"})
+    ctx = Context(out=tmp_path, quick=False, overrides={"n_trials": "10", "lr_factor": "1", "epochs": "20000"})
     s = final_distance.settings(ctx)
-    assert (s["n_trials"], s["lr"], s["epochs"]) == (10, 0.005, 40000)
-    assert isinstance(s["n_trials"], int) and isinstance(s["lr"], float)
-    paper = final_distance.settings(Context(out=tmp_path, quick=False))
-    assert (paper["n_trials"], paper["lr"], paper["epochs"], paper["grid"]) == (50, 0.001, 120_000, 5)
-    assert {k: v for k, v in s.items() if k not in ("n_trials", "lr", "epochs")} == \
-        {k: v for k, v in paper.items() if k not in ("n_trials", "lr", "epochs")}
+    assert (s["n_trials"], s["lr_factor"], s["epochs"]) == (10, 1.0, 20000)
+    assert isinstance(s["n_trials"], int) and isinstance(s["lr_factor"], float)
+    code = final_distance.settings(Context(out=tmp_path, quick=False))
+    assert {k: v for k, v in s.items() if k not in ("n_trials", "lr_factor", "epochs")} == \
+        {k: v for k, v in code.items() if k not in ("n_trials", "lr_factor", "epochs")}
+
+
+def test_settings_profiles_are_data_in_one_place():
+    """The authors' code (EXPERIMENTS.md, last section) against the printed tables, where they differ."""
+    from repalign_jax import _paper
+
+    code, paper = _paper.settings("final_distance", "code"), _paper.settings("final_distance", "paper")
+    assert (code["lr_factor"] * 0.005, code["epochs"], code["trial_loss_max"], code["run_loss_max"]) == \
+        pytest.approx((0.002, 40000, 1e-2, 1e-3))
+    assert paper["lr_factor"] == 0.2
+    xor = _paper.settings("xor", "code")
+    assert (xor["activation"], xor["loss"]) == ("relu", "mse")
+    assert [n[1:4] for n in xor["nets"]][0] == (0.85, 0.015, 3000) and xor["nets"][3][3] == 2000
+    assert _paper.settings("feature_collapse", "code")["activation"] == "leaky_relu"
+    assert _paper.settings("feature_collapse", "paper")["activation"] == "tanh"
+    rows = {r.name: r for r in _paper.table1("code")}
+    assert rows["dropout"].track_layer == 2 and rows["convolution"].track_layer == 5
+    assert _paper.differs("xor") and _paper.differs("depth") and not _paper.differs("gains")
+    settings = _paper.settings("xor")
+    settings["loss"] = "changed"  # a fresh copy each time
+    assert _paper.settings("xor")["loss"] == "mse"
+    with pytest.raises(ValueError, match="profile"):
+        _paper.settings("xor", "printed")
 
 
 @pytest.mark.slow
@@ -91,9 +116,12 @@ def test_gains_quick_plateau_shrinks(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_xor_quick_rich_merges(tmp_path_factory):
-    numbers, _ = _run("xor", tmp_path_factory)
+@pytest.mark.parametrize("profile", ["code", "paper"])
+def test_xor_quick_rich_merges(profile, tmp_path_factory):
+    numbers, _ = _run("xor", tmp_path_factory, profile)
     assert _holds(numbers, "merge") is True
+    assert (numbers["activation"], numbers["loss"]) == {"code": ("relu", "mse"),
+                                                        "paper": ("leaky_relu", "half_mse")}[profile]
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax import _paper as paper
 from repalign_jax._results import atomic_write_json, atomic_write_text, markdown_table, write_csv
 
 
@@ -27,6 +28,10 @@ class Context:
     - `cache`: shared between experiments of one invocation (e.g. the default rates).
     - `overrides`: `--set KEY=VALUE` settings replacing an experiment's own (see
       `Context.override`); recorded in its JSON.
+    - `profile`: `"code"` (what the authors' code ran, the default) or `"paper"`
+      (the printed tables); see `repalign_jax._paper`.
+    - `networks`: the Table-1 rows of `final_distance` (`default`, `all`, or
+      comma-separated row names).
     """
 
     out: pathlib.Path
@@ -37,6 +42,12 @@ class Context:
     say: Callable[..., None] = print
     cache: dict = dataclasses.field(default_factory=dict)
     overrides: dict = dataclasses.field(default_factory=dict)
+    profile: str = "code"
+    networks: str = "default"
+
+    def settings(self, experiment: str) -> dict:
+        """The experiment's full-size settings in this context's profile (`repalign_jax._paper`)."""
+        return paper.settings(experiment, self.profile)
 
     def override(self, settings: dict) -> dict:
         """`settings` with `self.overrides` applied, each converted to the type of the value it replaces.
@@ -76,46 +87,19 @@ def claim(text: str, measured: str, holds: bool | None) -> dict:
     return {"claim": text, "measured": measured, "holds": None if holds is None else bool(holds)}
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One network of the paper's Table 1 (two-point task, 6000 epochs, width 500)."""
-
-    name: str
-    activation: str
-    gain: float
-    lr: float
-    depth: int
-    width: int = 500
-    arch: str = "mlp"
-    dropout: float = 0.0
-
-
-TABLE1 = (
-    Row("default", "leaky_relu", 1.0, 0.005, 20),
-    Row("convolution", "leaky_relu", 0.95, 0.002, 10, arch="cnn"),
-    Row("skip connections", "leaky_relu", 0.1, 0.01, 20, arch="resnet"),
-    Row("shallow", "leaky_relu", 0.35, 0.01, 2),
-    Row("narrow (50 units)", "leaky_relu", 1.05, 0.005, 20, width=50),
-    Row("dropout", "leaky_relu", 1.0, 0.005, 10, dropout=0.1),
-    Row("linear", "linear", 0.85, 0.00125, 20),
-    Row("ReLU", "relu", 1.0, 0.005, 20),
-    Row("ELU", "elu", 0.95, 0.00045, 20),
-    Row("tanh", "tanh", 0.85, 0.00125, 20),
-    Row("swish", "swish", 1.7, 0.0025, 20),
-    Row("low initial weights", "leaky_relu", 0.9, 0.015, 20),
-    Row("intermediate initial weights", "leaky_relu", 1.1, 0.0025, 20),
-    Row("high initial weights", "leaky_relu", 1.3, 0.00075, 20),
-    Row("very high initial weights", "leaky_relu", 1.4, 0.00025, 20),
-)
+Row = paper.Row
+TABLE1 = paper.table1("code")
 DEFAULT = TABLE1[0]
 EPOCHS = 6000
 
 
 def quick_row(row: Row) -> Row:
     """A small stand-in for `row` (same nonlinearity, variant and gain) for `--quick`."""
-    depth = min(row.depth, 6)
+    depth = min(row.depth, 6 if row.arch != "cnn" else 3)
     width = 60 if row.arch != "cnn" else 80
-    return dataclasses.replace(row, depth=depth, width=min(row.width, width), lr=min(4 * row.lr, 0.05))
+    layer = None if row.track_layer is None else min(row.track_layer, depth // 2)
+    return dataclasses.replace(row, depth=depth, width=min(row.width, width), lr=min(4 * row.lr, 0.05),
+                               track_layer=layer)
 
 
 def spec_of(row: Row, d_in: int = 1, d_out: int = 1) -> rj.NetworkSpec:
@@ -143,14 +127,14 @@ def train_two_point(ctx: Context, rows: Sequence[Row], seeds: Sequence[int], epo
     data = rj.two_point(dx2=dx2, dy2=dy2)
     groups: dict = {}
     for i, row in enumerate(rows):
-        groups.setdefault(spec_of(row), []).append(i)
+        groups.setdefault((spec_of(row), row.track_layer), []).append(i)
     out: list[TwoPointRun | None] = [None] * len(rows)
     seeds = np.asarray(seeds)
-    for spec, idx in groups.items():
+    for (spec, layer), idx in groups.items():
         gains = np.repeat([rows[i].gain for i in idx], len(seeds))
         lrs = np.repeat([rows[i].lr for i in idx], len(seeds))
         sds = np.tile(seeds, len(idx))
-        config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers)
+        config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=layer)
         res = rj.train_networks(data.x, data.y, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress)
         traj = rj.to_pair_trajectory(res, data.x, data.y)
         with warnings.catch_warnings():

@@ -1,27 +1,31 @@
 """Final representational distance (Figure 5): measured final h against the theory's h_inf.
 
-1. The effective rates of the default two-point network (`dx2 = 1`, `dy2 = 0.5`)
-   are fitted (paper Eq. 49) for many trials and averaged over the trials whose
-   fit succeeded (paper: 50 trials; `--quick`: `--seeds` trials, shared with the
-   other experiments' default rates).
-2. The same network is trained on a grid of two-point tasks, `||dx||` in
+For each chosen network of Table 1 (`--networks`: `default`, the CPU default; a
+comma-separated list of row names; or `all`, the authors' loop over every row):
+
+1. Its effective rates are fitted (paper Eq. 49) on the default task (`dx2 = 1`,
+   `dy2 = 0.5`) for `n_trials` trials at the row's learning rate and epochs; the
+   `code` profile drops trials whose final loss is above 1e-2 (the authors'
+   rule); the rates are the mean over the kept, successfully fitted trials.
+2. The network is trained on a grid of two-point tasks, `||dx||` in
    `linspace(0.5, 1.5, 5)` and `||dy||` in `linspace(0, 1, 5)` (`--quick`: 3 x 3),
-   one network per grid point as in the paper (`--quick`: `--seeds` per point),
-   at a fifth of the default learning rate, until its loss is below 1e-4
-   (`TrainConfig.stop_loss`, within an epoch budget); a run counts as converged
-   when its final loss is below 1e-4. Non-converged runs are discarded and
-   counted. Every grid point is its own `train_networks` call (the data differ;
-   the shapes do not, so the training core compiles once), so each stops as soon
-   as it has converged.
+   one network per grid point, all grid points as **one vectorised batch** (the
+   per-run data are a traced input: one compilation), each run stopping at its
+   first epoch whose loss is below `stop_loss` (the authors' rule,
+   `TrainConfig.stop_loss`), within an epoch budget. `code`: learning rate
+   `0.4 x` Table 1's (0.002 for the default network; their settings file's rate
+   over 5), 40000 epochs, runs whose final loss is above 1e-3 discarded. `paper`:
+   a fifth of Table 1's rate, runs above 1e-4 discarded. The kept fraction is
+   reported.
 3. Each run's prediction is `h_inf = final_distance(h0, y0)` (THEORY.md section
    6) from that run's own measured initial `h0, y0` and the averaged rates; it
    is compared with the run's final `h` by the Pearson correlation and the
-   least-squares line of measured on predicted. At `||dy|| = 0` the two targets
-   are equal and the rich prediction is a merge (`h_inf` small): those points
-   are kept.
+   least-squares line of measured on predicted (the package's summary: the
+   authors' figure shows the scatter against `y = x` only). At `||dy|| = 0` the
+   two targets are equal and the rich prediction is a merge (`h_inf` small).
 
 The rates enter only through `eta_enc / eta_dec`, which does not depend on the
-learning rate, so rates fitted at the default learning rate predict the slower
+learning rate, so rates fitted at the row's learning rate predict the slower
 grid runs.
 """
 
@@ -33,9 +37,8 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import DEFAULT, EPOCHS, Context, claim, quick_row, rates_json, spec_of, train_two_point
+from ._common import Context, claim, quick_row, rates_json, spec_of, train_two_point
 
-LOSS_TOL = 1e-4
 COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured",
            "ratio")
 FORMATS = {"dx": ".3g", "dy": ".3g", "epochs_to_tol": ".0f", "h0": ".3e", "A_low": ".4f", "A_high": ".3e",
@@ -48,40 +51,43 @@ def settings(ctx: Context) -> dict:
 
 
 def _settings(ctx: Context) -> dict:
-    row = quick_row(DEFAULT) if ctx.quick else DEFAULT
+    st = ctx.settings("final_distance")
     if ctx.quick:
-        return dict(row=row, n_trials=ctx.seeds, fit_epochs=1500, grid=3, lr=row.lr / 5, epochs=8000,
-                    seeds_per_point=ctx.seeds)
-    # At lr 0.001 the slowest grid point (||dx|| = 0.5, ||dy|| = 0.25) needs of the
-    # order of 1e5 epochs to leave its plateau (its escape rate scales with
-    # ||dx|| ||dy||); a budget of 120000 epochs lets nearly every run reach the 1e-4
-    # loss, and each run stops once it has.
-    return dict(row=row, n_trials=50, fit_epochs=EPOCHS, grid=5, lr=row.lr / 5, epochs=120_000, seeds_per_point=1)
+        st.update(n_trials=ctx.seeds, fit_epochs=1500, grid=3, epochs=8000, seeds_per_point=ctx.seeds)
+    return st
 
 
-def averaged_rates(ctx: Context, row, n_trials: int, epochs: int) -> tuple[rj.EffectiveRates, int | None]:
-    """The default network's rates averaged over `n_trials` trials, and how many fits succeeded.
+def chosen_rows(ctx: Context) -> list:
+    """The Table-1 rows named by `ctx.networks` (`default`, `all`, or comma-separated names)."""
+    table = list(ctx.settings("universality")["rows"])
+    names = ctx.networks
+    if names == "all":
+        rows = table
+    else:
+        wanted = [n.strip() for n in names.split(",")]
+        by_name = {r.name: r for r in table}
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            raise ValueError(f"--networks: unknown {', '.join(unknown)}; choose from all, {', '.join(by_name)}")
+        rows = [by_name[n] for n in wanted]
+    return [quick_row(r) for r in rows] if ctx.quick else rows
 
-    With `n_trials == ctx.seeds` this is exactly `default_rates(ctx)` (same row,
-    epochs and seeds) and shares its cache; if another experiment already filled
-    that cache the number of successful fits is not known here (None).
-    """
-    shared = n_trials == ctx.seeds
-    key = ("final_distance_rates", n_trials)
+
+def averaged_rates(ctx: Context, row, n_trials: int, epochs: int, loss_max: float) -> tuple[rj.EffectiveRates, int]:
+    """`row`'s rates averaged over the trials whose final loss is at most `loss_max` and whose fit
+    succeeded, and how many those were."""
+    key = ("final_distance_rates", row, n_trials, epochs, loss_max)
     if key in ctx.cache:
         return ctx.cache[key]
-    if shared and "default_rates" in ctx.cache:
-        return ctx.cache["default_rates"], None
-    ctx.say(f"  (fitting the default network's rates: {n_trials} trial(s), {epochs} epochs)")
+    ctx.say(f"  ({row.name}: fitting the rates on {n_trials} trial(s), {epochs} epochs)")
     run = train_two_point(ctx, [row], np.arange(n_trials), epochs)[0]
-    ok = np.asarray(run.fit.success).ravel() & ~np.asarray(run.result.diverged).ravel()
+    final = np.asarray(run.result.loss)[:, -1]
+    ok = (np.asarray(run.fit.success).ravel() & ~np.asarray(run.result.diverged).ravel()
+          & np.isfinite(final) & (final <= loss_max))
     if not ok.any():
-        raise RuntimeError("the default network's fit failed for every trial")
+        raise RuntimeError(f"{row.name}: no trial converged and fitted (final loss <= {loss_max:g})")
     ee, ed, tau = (np.asarray(getattr(run.fit, f)).ravel()[ok] for f in ("eta_enc", "eta_dec", "tau"))
-    rates = rj.EffectiveRates(float(ee.mean()), float(ed.mean()), float(np.nanmean(tau)))
-    ctx.cache[key] = (rates, int(ok.sum()))
-    if shared:
-        ctx.cache.setdefault("default_rates", rates)
+    ctx.cache[key] = (rj.EffectiveRates(float(ee.mean()), float(ed.mean()), float(np.nanmean(tau))), int(ok.sum()))
     return ctx.cache[key]
 
 
@@ -94,32 +100,36 @@ class GridRuns:
     h0: np.ndarray
     y0: np.ndarray
     h_final: np.ndarray
-    h_at_tol: np.ndarray  # h at the first epoch whose loss is below LOSS_TOL (NaN if never)
+    h_at_tol: np.ndarray  # h at the first epoch whose loss is below stop_loss (NaN if never)
     epoch_at_tol: np.ndarray  # that epoch (-1 if never)
     final_loss: np.ndarray
     converged: np.ndarray
 
 
-def train_grid(ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int) -> GridRuns:
+def train_grid(ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss: float,
+               run_loss_max: float) -> GridRuns:
+    """Every grid point and seed of `row` as one batch (per-run two-point data)."""
     spec = spec_of(row)
-    config = rj.TrainConfig(epochs=epochs, stop_loss=LOSS_TOL)
-    parts = []
-    for k, (dx, dy) in enumerate((a, b) for a in dxs for b in dys):
-        data = rj.two_point(dx2=float(dx) ** 2, dy2=float(dy) ** 2)
-        ctx.say(f"  grid point {k + 1}/{len(dxs) * len(dys)}: ||dx|| = {dx:.3g}, ||dy|| = {dy:.3g}")
-        res = rj.train_networks(data.x, data.y, spec, config, gains=row.gain, seeds=seeds, lrs=lr,
-                                progress=ctx.progress)
-        loss = np.asarray(res.loss, np.float64)
-        h = np.asarray(res.h, np.float64)[:, :, 0]
-        below = np.isfinite(loss) & (loss < LOSS_TOL)
-        epoch_at = np.where(below.any(axis=1), np.argmax(below, axis=1), -1)
-        h_at = np.where(epoch_at >= 0, h[np.arange(len(h)), np.maximum(epoch_at, 0)], np.nan)
-        final = loss[:, -1]
-        conv = np.isfinite(final) & (final < LOSS_TOL) & ~np.asarray(res.diverged) & np.isfinite(h[:, -1])
-        n = len(seeds)
-        parts.append(dict(dx=np.full(n, dx), dy=np.full(n, dy), h0=h[:, 0], y0=np.asarray(res.y, np.float64)[:, 0, 0],
-                          h_final=h[:, -1], h_at_tol=h_at, epoch_at_tol=epoch_at, final_loss=final, converged=conv))
-    return GridRuns(**{f: np.concatenate([p[f] for p in parts]) for f in parts[0]})
+    config = rj.TrainConfig(epochs=epochs, stop_loss=stop_loss, track_layer=row.track_layer)
+    points = [(a, b) for a in dxs for b in dys]
+    n = len(seeds)
+    dx = np.repeat([p[0] for p in points], n)
+    dy = np.repeat([p[1] for p in points], n)
+    tasks = [rj.two_point(dx2=float(a) ** 2, dy2=float(b) ** 2) for a, b in zip(dx, dy)]
+    x, t = np.stack([d.x for d in tasks]), np.stack([d.y for d in tasks])
+    ctx.say(f"  {row.name}: {len(points)} grid points x {n} seed(s) as one batch, lr {lr:g}, "
+            f"up to {epochs} epochs (each run stops at loss < {stop_loss:g})")
+    res = rj.train_networks(x, t, spec, config, gains=row.gain, seeds=np.tile(seeds, len(points)), lrs=lr,
+                            progress=ctx.progress)
+    loss = np.asarray(res.loss, np.float64)
+    h = np.asarray(res.h, np.float64)[:, :, 0]
+    below = np.isfinite(loss) & (loss < stop_loss)
+    epoch_at = np.where(below.any(axis=1), np.argmax(below, axis=1), -1)
+    h_at = np.where(epoch_at >= 0, h[np.arange(len(h)), np.maximum(epoch_at, 0)], np.nan)
+    final = loss[:, -1]
+    conv = np.isfinite(final) & (final <= run_loss_max) & ~np.asarray(res.diverged) & np.isfinite(h[:, -1])
+    return GridRuns(dx=dx, dy=dy, h0=h[:, 0], y0=np.asarray(res.y, np.float64)[:, 0, 0], h_final=h[:, -1],
+                    h_at_tol=h_at, epoch_at_tol=epoch_at, final_loss=final, converged=conv)
 
 
 def line_stats(pred, meas) -> dict:
@@ -159,12 +169,29 @@ def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
 
 def run(ctx: Context) -> dict:
     s = settings(ctx)
-    row = s["row"]
-    rates, n_fitted = averaged_rates(ctx, row, s["n_trials"], s["fit_epochs"])
+    rows = chosen_rows(ctx)
+    networks = {}
+    claims = []
+    for row in rows:
+        numbers = run_network(ctx, row, s, stem="final_distance" if len(rows) == 1 else
+                              "final_distance_" + row.name.split(" (")[0].replace(" ", "_"))
+        networks[row.name] = numbers
+        claims.append(numbers.pop("claim"))
+    first = networks[rows[0].name]
+    return {**(first if len(rows) == 1 else {}), "networks": networks if len(rows) > 1 else None,
+            "settings_profile": ctx.profile, "overrides": dict(ctx.overrides), "claims": claims,
+            "kept_fraction": float(sum(n["converged"] for n in networks.values())
+                                   / max(1, sum(n["runs"] for n in networks.values())))}
+
+
+def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
+    """Rates, grid, prediction and figures of one Table-1 network."""
+    rates, n_fitted = averaged_rates(ctx, row, s["n_trials"], s["fit_epochs"], s["trial_loss_max"])
     dxs = np.linspace(0.5, 1.5, s["grid"])
     dys = np.linspace(0.0, 1.0, s["grid"])
     seeds = np.arange(s["seeds_per_point"])
-    runs = train_grid(ctx, row, dxs, dys, seeds, s["lr"], s["epochs"])
+    lr = row.lr * s["lr_factor"]
+    runs = train_grid(ctx, row, dxs, dys, seeds, lr, s["epochs"], s["stop_loss"], s["run_loss_max"])
 
     pred = np.asarray(rj.final_distance(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates), np.float64)
     a_low, a_high = (np.asarray(v, np.float64) for v in
@@ -189,29 +216,28 @@ def run(ctx: Context) -> dict:
                           "A_low": float(a_low[at][0]), "A_high": mean(a_high), "predicted": mean(pred),
                           "measured": mean(runs.h_final),
                           "ratio": mean(runs.h_final / np.where(pred > 0, pred, np.nan))})
-    ctx.say(ctx.write_table("final_distance", table, COLUMNS, FORMATS))
+    ctx.say(ctx.write_table(stem, table, COLUMNS, FORMATS))
 
     from repalign_jax._plots import plot_predicted_vs_measured
 
-    plot_predicted_vs_measured(ctx.out / "final_distance.png", pred[keep], runs.h_final[keep], colour=runs.dy[keep],
-                               label="||dy||", title="final h: measured vs h_inf (Figure 5)")
-    plot_against_dy(ctx.out / "final_distance_vs_dy.png", runs, pred, keep, dxs)
+    plot_predicted_vs_measured(ctx.out / f"{stem}.png", pred[keep], runs.h_final[keep], colour=runs.dy[keep],
+                               label="||dy||", title=f"{row.name}: final h measured vs h_inf (Figure 5)")
+    plot_against_dy(ctx.out / f"{stem}_vs_dy.png", runs, pred, keep, dxs)
 
     n_runs, n_kept = int(runs.dx.size), int(keep.sum())
     holds = bool(np.isfinite(stats["pearson"]) and stats["pearson"] >= 0.9 and 0.8 <= stats["slope"] <= 1.25)
-    fitted = "all" if n_fitted is None else f"{n_fitted} of {s['n_trials']}"
-    claims = [
-        claim("measured final h follows the predicted h_inf (Pearson r >= 0.9, slope of measured on predicted "
-              "in 0.8-1.25)",
-              f"r = {stats['pearson']:.3f}, slope = {stats['slope']:.3f} (intercept {stats['intercept']:.3g}) over "
-              f"{n_kept} converged runs ({n_runs - n_kept} of {n_runs} discarded: final loss >= {LOSS_TOL:g}); "
-              f"rates from {fitted} fitted trials, eta_enc/eta_dec = {rates.eta_enc / rates.eta_dec:.4g}", holds),
-    ]
+    the_claim = claim(
+        f"{row.name}: measured final h follows the predicted h_inf (Pearson r >= 0.9, slope of measured on "
+        "predicted in 0.8-1.25)",
+        f"r = {stats['pearson']:.3f}, slope = {stats['slope']:.3f} (intercept {stats['intercept']:.3g}) over "
+        f"{n_kept} of {n_runs} runs kept ({n_kept / n_runs:.0%}; final loss <= {s['run_loss_max']:g}); rates from "
+        f"{n_fitted} of {s['n_trials']} trials, eta_enc/eta_dec = {rates.eta_enc / rates.eta_dec:.4g}", holds)
     return {
+        "claim": the_claim,
         "rates": rates_json(rates),
         "rate_ratio": float(rates.eta_enc / rates.eta_dec),
         "rate_trials": s["n_trials"],
-        "rate_trials_fitted": n_fitted,
+        "rate_trials_kept": n_fitted,
         "runs": n_runs,
         "converged": n_kept,
         "discarded": n_runs - n_kept,
@@ -225,10 +251,7 @@ def run(ctx: Context) -> dict:
             "dx": runs.dx, "dy": runs.dy, "seed": np.tile(seeds, len(dxs) * len(dys)), "h0": runs.h0, "y0": runs.y0,
             "predicted": pred, "measured": runs.h_final, "h_at_loss_tol": runs.h_at_tol,
             "epoch_at_loss_tol": runs.epoch_at_tol, "final_loss": runs.final_loss, "converged": runs.converged}.items()},
-        "overrides": dict(ctx.overrides),
         "settings": {"network": row.name, "width": row.width, "depth": row.depth, "gain": row.gain,
-                     "activation": row.activation, "fit_lr": row.lr, "fit_epochs": s["fit_epochs"], "grid_lr": s["lr"],
-                     "grid_epochs": s["epochs"], "loss_tol": LOSS_TOL, "seeds_per_point": int(s["seeds_per_point"]),
-                     "dx": dxs.tolist(), "dy": dys.tolist()},
-        "claims": claims,
+                     "activation": row.activation, "fit_lr": row.lr, "grid_lr": lr,
+                     **{k: v for k, v in s.items()}, "dx": dxs.tolist(), "dy": dys.tolist()},
     }

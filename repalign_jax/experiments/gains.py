@@ -20,9 +20,9 @@ def run(ctx: Context) -> dict:
         gains, lrs = [0.75, 1.0, 1.25, 1.5], [0.02] * 4
         shape = dict(epochs=800, width=64, depth=6, hidden_layer=3)
     else:
-        gains = [0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6]
-        lrs = [sweep.paper_lr(g) for g in gains[:-1]] + [1.5e-6]
-        shape = dict(epochs=6000, width=500, depth=20, hidden_layer=10)
+        st = ctx.settings("gains")
+        gains, lrs = list(st["gains"]), list(st["lrs"])
+        shape = dict(epochs=st["epochs"], width=st["width"], depth=st["depth"], hidden_layer=st["track_layer"])
     seeds = list(range(ctx.seeds))
     cfg = sweep.SweepConfig(gains=gains, seeds=seeds, lrs=lrs, activation="leaky_relu", arch="mlp", optimizer="sgd",
                             dx2=1.0, dy2=0.5, chunk_size=len(gains) * len(seeds), lr_source="paper", **shape)

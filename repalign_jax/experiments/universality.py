@@ -13,7 +13,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import EPOCHS, TABLE1, Context, claim, quick_row, train_two_point
+from ._common import Context, claim, quick_row, train_two_point
 
 COLUMNS = ("network", "activation", "gain", "lr", "depth", "width", "seeds", "fitted", "diverged", "eta_enc",
            "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")
@@ -67,8 +67,9 @@ def plot_grid(path, runs) -> None:
 
 
 def run(ctx: Context) -> dict:
-    rows = [quick_row(r) for r in TABLE1] if ctx.quick else list(TABLE1)
-    epochs = 1000 if ctx.quick else EPOCHS
+    st = ctx.settings("universality")
+    rows = [quick_row(r) for r in st["rows"]] if ctx.quick else list(st["rows"])
+    epochs = 1000 if ctx.quick else st["epochs"]
     runs = train_two_point(ctx, rows, np.arange(ctx.seeds), epochs)
     table = [summarise(r) for r in runs]
     md = ctx.write_table("universality", table, COLUMNS, FORMATS)
@@ -80,6 +81,7 @@ def run(ctx: Context) -> dict:
     return {
         "table": table,
         "epochs": epochs,
+        "track_layers": {r.name: r.track_layer for r in rows},
         "claims": [claim("the 3-variable theory fits every network of Table 1 (R^2 of h and y >= 0.9)",
                          f"min over networks of min(R^2 h, R^2 y) = {np.nanmin(good):.3f}; "
                          f"median R^2 h {np.nanmedian(r2[:, 0]):.3f}, y {np.nanmedian(r2[:, 1]):.3f}, "

@@ -6,6 +6,8 @@ networks by gradient-based optimisation through diffrax, and predict the final
 representational structure.
 """
 
+from importlib import metadata as _metadata
+
 from ._data import Dataset as Dataset
 from ._data import digits as digits
 from ._data import first_of_class as first_of_class
@@ -18,6 +20,7 @@ from ._data import two_point as two_point
 from ._data import xor as xor
 from ._fit import FitOptions as FitOptions
 from ._fit import FitResult as FitResult
+from ._fit import FitWarning as FitWarning
 from ._fit import PairTrajectory as PairTrajectory
 from ._fit import fit_effective_rates as fit_effective_rates
 from ._fit import fit_objective as fit_objective
@@ -47,10 +50,14 @@ from ._theory import representation_loss as representation_loss
 from ._theory import solve_effective as solve_effective
 from ._theory import structure_scales as structure_scales
 from ._theory import theory_loss as theory_loss
+from ._theory import valid_state as valid_state
 from ._theory import vector_field as vector_field
 from ._train import TrainConfig as TrainConfig
 from ._train import TrainResult as TrainResult
 from ._train import to_pair_trajectory as to_pair_trajectory
 from ._train import train_networks as train_networks
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("repalign_jax")
+except _metadata.PackageNotFoundError:  # run from a source tree that was not installed
+    __version__ = "0+unknown"

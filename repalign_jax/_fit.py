@@ -31,9 +31,25 @@ from jaxtyping import Array, ArrayLike
 from ._rates import EffectiveRates
 from ._theory import SolverOptions, _max_step, _state_scale, representation_loss, solve_single
 
+#: `FitResult.explains` asks for `R^2 >= EXPLAINS_R2` of both `h` and `y` (the
+#: universality claim's threshold).
+EXPLAINS_R2 = 0.9
+
+
+class FitWarning(UserWarning):
+    """Warnings of `fit_effective_rates` about its input (filter them alone with this class)."""
+
+
 # --------------------------------------------------------------------------------------
 # Pytrees
 # --------------------------------------------------------------------------------------
+
+
+def _floating(v, name: str) -> Array:
+    v = jnp.asarray(v)
+    if jnp.issubdtype(v.dtype, jnp.complexfloating) or not jnp.issubdtype(v.dtype, jnp.number) and v.dtype != bool:
+        raise ValueError(f"PairTrajectory: {name} must be real numbers, got dtype {v.dtype}")
+    return v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.result_type(float))
 
 
 class PairTrajectory(eqx.Module):
@@ -61,11 +77,12 @@ class PairTrajectory(eqx.Module):
     m0: Array | None = None
 
     def __init__(self, ts, h, y, w, dx2, dy2, loss=None, m0=None):
-        self.ts = jnp.asarray(ts)
-        self.h, self.y, self.w = jnp.asarray(h), jnp.asarray(y), jnp.asarray(w)
-        self.dx2, self.dy2 = jnp.asarray(dx2), jnp.asarray(dy2)
-        self.loss = None if loss is None else jnp.asarray(loss)
-        self.m0 = None if m0 is None else jnp.asarray(m0)
+        # Integer (or boolean) input is cast to the default float dtype: the fit needs floats.
+        self.ts = _floating(ts, "ts")
+        self.h, self.y, self.w = _floating(h, "h"), _floating(y, "y"), _floating(w, "w")
+        self.dx2, self.dy2 = _floating(dx2, "dx2"), _floating(dy2, "dy2")
+        self.loss = None if loss is None else _floating(loss, "loss")
+        self.m0 = None if m0 is None else _floating(m0, "m0")
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -84,7 +101,17 @@ class FitResult(eqx.Module):
       of `h, y, w` over all epochs.
     - `tau_fit_loss`: the summed squared error of the loss curve (NaN without one).
     - `success`: the element was valid, the optimiser converged, the final solve
-      succeeded and every number is finite. Where `False`, the rates are NaN.
+      succeeded, the rates are identifiable and every number is finite. Where
+      `False`, the rates are NaN.
+    - `identifiable`: the measured trajectory determines both rates: the
+      objective changes with each of them at the optimum (the Jacobian of the
+      residuals has a column of norm above `1e-6` of the data's scale in each
+      log-rate). A trajectory without dynamics (constant `h`, `y = w = 0` with
+      `dy2 = 0`: a fixed point for every rate) is not; nor is one whose rate
+      has no effect in the fitted window.
+    - `explains`: the fit succeeded *and* explains the data: `R^2 >= 0.9`
+      (`EXPLAINS_R2`) for both `h` and `y`. A converged fit can still not
+      explain its run (the paper's gain-1.4 network: `R^2` of `h` far below 0).
     - `r2_h`, `r2_y`, `r2_w`, `r2_loss`: coefficient of determination of the
       theory against the measurement for each quantity (`r2_loss` NaN without a
       loss curve): 1 is a perfect fit.
@@ -100,6 +127,8 @@ class FitResult(eqx.Module):
     fit_loss: Array
     tau_fit_loss: Array
     success: Array
+    identifiable: Array
+    explains: Array
     r2_h: Array
     r2_y: Array
     r2_w: Array
@@ -288,7 +317,11 @@ def _fit_one(ts, states, dx2, dy2, loss, m0, valid, start, options: FitOptions):
     sol, solve_ok, _ = solve_single(state0, (rates[0], rates[1], dx2, dy2), ts, options.solver)
     fit_loss = jnp.sum((sol - states) ** 2)
     r2 = [_r2(states[:, k], sol[:, k]) for k in range(3)]
-    ok = valid & converged & solve_ok & jnp.all(jnp.isfinite(rates)) & jnp.isfinite(fit_loss)
+    # Identifiability: does the objective respond to each log-rate at the optimum?
+    jac = jax.jacfwd(lambda r: residuals(jnp.concatenate([r, params[2:]]), data))(params[:2])
+    scale = jnp.sqrt(jnp.sum(states**2)) + jnp.finfo(dtype).tiny
+    identifiable = jnp.all(jnp.sqrt(jnp.sum(jac**2, axis=0)) > 1e-6 * scale)
+    ok = valid & converged & solve_ok & identifiable & jnp.all(jnp.isfinite(rates)) & jnp.isfinite(fit_loss)
 
     if loss is None:
         tau = m0_out = tau_loss = r2_loss = nan
@@ -330,6 +363,8 @@ def _fit_one(ts, states, dx2, dy2, loss, m0, valid, start, options: FitOptions):
         fit_loss=jnp.where(valid, fit_loss, nan),
         tau_fit_loss=jnp.where(valid, tau_loss, nan),
         success=success,
+        identifiable=valid & identifiable,
+        explains=success & (r2[0] >= EXPLAINS_R2) & (r2[1] >= EXPLAINS_R2),
         r2_h=jnp.where(valid, r2[0], nan),
         r2_y=jnp.where(valid, r2[1], nan),
         r2_w=jnp.where(valid, r2[2], nan),
@@ -474,6 +509,7 @@ def _check(traj: PairTrajectory):
                 warnings.warn(
                     f"{name} has non-finite values in {int(bad.sum())} of {bad.size} trajectories; "
                     "those are not fitted (success=False)",
+                    FitWarning,
                     stacklevel=3,
                 )
         nonpos = np.any(np.asarray(h) <= 0, axis=-1)
@@ -481,6 +517,7 @@ def _check(traj: PairTrajectory):
             warnings.warn(
                 f"h <= 0 in {int(nonpos.sum())} of {nonpos.size} trajectories (the theory needs two distinct "
                 "representations); those are not fitted (success=False)",
+                FitWarning,
                 stacklevel=3,
             )
     return batch, T, tsb

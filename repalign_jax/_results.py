@@ -19,12 +19,23 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file, fsync, rename)."""
+    """Write `data` to `path` atomically (temporary file, fsync, rename).
+
+    The file gets the permissions of any file the user writes (`0666` less the
+    umask), not the `0600` of the temporary file.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

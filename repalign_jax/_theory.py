@@ -411,6 +411,21 @@ def _batch_shape(*arrays) -> tuple[int, ...]:
     return jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
 
 
+def valid_state(h: ArrayLike, y: ArrayLike, w: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike) -> Array:
+    """Whether `(h, y, w)` is a state the theory can start from (THEORY.md section 3).
+
+    `h > 0`, `y >= 0`, `|y - w| <= sqrt(dy2 * y)` (Cauchy-Schwarz; a relative slack
+    of 1000 machine epsilons admits measured 1-d states, which sit on the bound),
+    `dx2 > 0`, `dy2 >= 0`, all finite. Broadcasts; returns a boolean array.
+    """
+    h, y, w, dx2, dy2 = (jnp.asarray(v) for v in (h, y, w, dx2, dy2))
+    eps = 1000 * jnp.finfo(jnp.result_type(h, y, w, float)).eps
+    bound = jnp.sqrt(jnp.maximum(dy2 * y, 0.0))
+    cs = jnp.abs(y - w) <= bound * (1 + eps) + eps * (jnp.abs(y) + jnp.abs(w))
+    finite = jnp.isfinite(h) & jnp.isfinite(y) & jnp.isfinite(w) & jnp.isfinite(dx2) & jnp.isfinite(dy2)
+    return finite & (h > 0) & (y >= 0) & cs & (dx2 > 0) & (dy2 >= 0)
+
+
 def solve_effective(
     h0: ArrayLike,
     y0: ArrayLike,
@@ -433,7 +448,10 @@ def solve_effective(
     - `options`: `SolverOptions` (tolerances, solver, step limit).
 
     **Returns:** `(h, y, w)`, each `batch + (T,)`. A solve that failed (step limit,
-    non-finite state) gives NaN throughout, never a silently wrong number.
+    non-finite state) gives NaN throughout, never a silently wrong number; so does
+    an element that starts from an invalid state: `h0 <= 0`, `y0 < 0`, or
+    `|y0 - w0| > sqrt(dy2 * y0)` (Cauchy-Schwarz, section 3; equality, which 1-d
+    outputs always reach, is allowed to rounding), or with `dx2 <= 0` or `dy2 < 0`.
     """
     ts = jnp.asarray(ts)
     dtype = jnp.result_type(h0, y0, w0, ts, float)
@@ -447,6 +465,7 @@ def solve_effective(
     args = tuple(flat(v) for v in (rates.eta_enc, rates.eta_dec, dx2, dy2))
     tsb = jnp.broadcast_to(ts.astype(dtype), batch + (T,)).reshape(-1, T)
     states, ok, _ = jax.vmap(lambda s, a, t: solve_single(s, a, t, options))(state0, args, tsb)
+    ok = ok & valid_state(state0[:, 0], state0[:, 1], state0[:, 2], dx2=args[2], dy2=args[3])
     states = jnp.where(ok[:, None, None], states, jnp.nan).reshape(batch + (T, 3))
     return states[..., 0], states[..., 1], states[..., 2]
 

@@ -43,7 +43,8 @@ from ._sharding import use_host_cores
 PAPER_LRS = {0.9: 0.015, 1.0: 0.005, 1.1: 0.0025, 1.2: 0.00125, 1.3: 0.00075, 1.4: 0.00025}
 
 SUMMARY_COLUMNS = (
-    "gain", "seed", "lr", "eta_enc", "eta_dec", "tau", "fit_loss", "fit_ok", "r2_h", "r2_y", "r2_w", "r2_loss",
+    "gain", "seed", "lr", "eta_enc", "eta_dec", "tau", "fit_loss", "fit_ok", "explains", "r2_h", "r2_y", "r2_w",
+    "r2_loss",
     "h0", "y0", "w0", "h_final", "y_final", "w_final", "h_inf_theory", "plateau_epochs", "final_loss",
     "diverged", "diverged_epoch",
 )
@@ -287,13 +288,13 @@ def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[s
                             chunk_size=len(gains), progress=progress)
     traj = rj.to_pair_trajectory(res, data.x, data.y)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # diverged runs are reported as such
+        warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs are reported as such
         fit = rj.fit_effective_rates(traj)
     out = {"gain": np.asarray(gains), "seed": np.asarray(seeds), "lr": np.asarray(lrs),
            "loss": res.loss, "h": res.h[..., 0], "y": res.y[..., 0], "w": res.w[..., 0],
            "diverged": res.diverged, "diverged_epoch": res.diverged_epoch}
-    for k in ("eta_enc", "eta_dec", "tau", "m0", "fit_loss", "success", "r2_h", "r2_y", "r2_w", "r2_loss",
-              "h0", "y0", "w0"):
+    for k in ("eta_enc", "eta_dec", "tau", "m0", "fit_loss", "success", "explains", "r2_h", "r2_y", "r2_w",
+              "r2_loss", "h0", "y0", "w0"):
         out["fit_" + k] = np.asarray(getattr(fit, k))[:, 0]
     return out
 
@@ -350,6 +351,8 @@ def summary_rows(arrays, cfg: SweepConfig) -> list[dict]:
         for k in ("eta_enc", "eta_dec", "tau", "fit_loss", "r2_h", "r2_y", "r2_w", "r2_loss"):
             row[k] = float(arrays["fit_" + k][i])
         row["fit_ok"] = bool(arrays["fit_success"][i])
+        # explains: the fit succeeded with R^2 >= 0.9 for h and y (FitResult.explains)
+        row["explains"] = bool(arrays["fit_explains"][i]) if "fit_explains" in arrays else False
         for k in ("h", "y", "w"):
             row[k + "0"] = float(arrays[k][i, 0])
             row[k + "_final"] = float(arrays[k][i, -1])
@@ -374,6 +377,7 @@ def gain_table(rows: list[dict]) -> list[dict]:
             return float(np.mean(v)) if v else float("nan")
 
         table.append({"gain": g, "lr": rs[0]["lr"], "runs": len(rs), "fitted": len(good),
+                      "explained": sum(r["explains"] for r in rs),
                       "diverged": sum(r["diverged"] for r in rs), "eta_enc": mean("eta_enc"),
                       "eta_dec": mean("eta_dec"), "tau": mean("tau"), "r2_h": mean("r2_h"), "r2_y": mean("r2_y"),
                       "r2_w": mean("r2_w"), "plateau_epochs": mean("plateau_epochs")})
@@ -397,7 +401,8 @@ def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> l
         "h_theory": h_th, "y_theory": y_th, "w_theory": w_th, "loss_theory": loss_th,
     })
     table = gain_table(rows)
-    cols = ["gain", "lr", "runs", "fitted", "diverged", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "plateau_epochs"]
+    cols = ["gain", "lr", "runs", "fitted", "explained", "diverged", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w",
+            "plateau_epochs"]
     atomic_write_text(out / "table.md", markdown_table(table, cols, TABLE_FORMATS) + "\n")
     if plots:
         ts = np.arange(arrays["h"].shape[1])

@@ -142,7 +142,13 @@ def test_initial_guess_is_close_without_a_solve(synthetic, x64):
 
 
 def test_goodness_of_fit_is_r2(synthetic, x64):
-    traj = _traj(synthetic, slice(5, 7), noise=0.05, seed=4)
+    noisy = _traj(synthetic, slice(5, 7), noise=0.05, seed=4)
+    # The first point stays clean: `solve_effective` returns NaN from a state that breaks
+    # Cauchy-Schwarz, as 5% noise on y0 and w0 can make it.
+    h, y, w = (np.asarray(v).copy() for v in (noisy.h, noisy.y, noisy.w))
+    for v, k in ((h, "h"), (y, "y"), (w, "w")):
+        v[:, 0] = synthetic[k][5:7, 0]
+    traj = rj.PairTrajectory(noisy.ts, h, y, w, noisy.dx2, noisy.dy2)
     res = rj.fit_effective_rates(traj)
     h, y, w = rj.solve_effective(traj.h[:, 0], traj.y[:, 0], traj.w[:, 0], dx2=1.0, dy2=0.5, rates=res.rates, ts=traj.ts)
     for got, meas, th in ((res.r2_h, traj.h, h), (res.r2_y, traj.y, y), (res.r2_w, traj.w, w)):
@@ -212,3 +218,48 @@ def test_fallback_grid_rescues_a_bad_start(synthetic, x64, monkeypatch):
     assert np.all(res.success)
     np.testing.assert_allclose(res.eta_enc, synthetic["rates"][4:6, 0], rtol=1e-4)
     np.testing.assert_allclose(res.eta_dec, synthetic["rates"][4:6, 1], rtol=1e-4)
+
+
+def test_api_edges_integer_input_and_no_dynamics():
+    """Integer arrays are cast; a trajectory without dynamics says its rates are not identifiable."""
+    ts = np.arange(50)
+    flat = rj.PairTrajectory(ts, np.ones(50, int), np.zeros(50, int), np.zeros(50, int), dx2=1, dy2=0)
+    assert jnp.issubdtype(flat.h.dtype, jnp.floating) and jnp.issubdtype(flat.ts.dtype, jnp.floating)
+    fit = rj.fit_effective_rates(flat)
+    assert not bool(fit.identifiable) and not bool(fit.success) and not bool(fit.explains)
+    assert np.isnan(float(fit.eta_enc))
+    with pytest.raises(ValueError, match="real numbers"):
+        rj.PairTrajectory(ts, np.ones(50, complex), np.zeros(50), np.zeros(50), dx2=1.0, dy2=0.0)
+
+
+def test_explains_flags_a_converged_fit_that_misses_the_data(synthetic):
+    """`explains` = success and R^2 of h and y >= 0.9: a clean trajectory is explained, a corrupted one not."""
+    s = synthetic
+    clean = rj.PairTrajectory(s["ts"], s["h"][5], s["y"][5], s["w"][5], dx2=s["dx2"], dy2=s["dy2"])
+    fit = rj.fit_effective_rates(clean)
+    assert bool(fit.success) and bool(fit.identifiable) and bool(fit.explains)
+    # h halves in the first tenth and stays flat: the theory cannot do that (the paper's gain 1.4).
+    h = np.asarray(s["h"][5]).copy()
+    h[: 600] = h[0] * (1 - 0.5 * np.arange(600) / 600)
+    h[600:] = h[0] * 0.5
+    bent = rj.PairTrajectory(s["ts"], h, s["y"][5], s["w"][5], dx2=s["dx2"], dy2=s["dy2"])
+    fit = rj.fit_effective_rates(bent)
+    assert float(fit.r2_h) < 0.9 and not bool(fit.explains)
+
+
+def test_fit_warnings_have_their_own_class():
+    ts = np.arange(10.0)
+    traj = rj.PairTrajectory(ts, np.full(10, np.nan), np.zeros(10), np.zeros(10), dx2=1.0, dy2=0.5)
+    with pytest.warns(rj.FitWarning, match="non-finite"):
+        rj.fit_effective_rates(traj)
+
+
+def test_solve_effective_from_an_invalid_state_is_nan():
+    ts = np.arange(5.0)
+    h, y, w = rj.solve_effective(np.array([0.8, -1.0, 0.8, 0.8]), np.array([1e-3, 1e-3, 1e-3, 0.5]),
+                                 np.array([-1e-6, 0.0, 0.5, 0.5 - np.sqrt(0.25)]), dx2=1.0, dy2=0.5,
+                                 rates=rj.EffectiveRates(1e-3, 1e-2), ts=ts)
+    ok = np.all(np.isfinite(np.asarray(h)), axis=-1)
+    # valid; h0 <= 0; |y0 - w0| > sqrt(dy2 y0); on the Cauchy-Schwarz bound (1-d outputs): valid
+    assert ok.tolist() == [True, False, False, True]
+    assert not bool(rj.valid_state(1.0, -0.1, 0.0, dx2=1.0, dy2=0.5))

@@ -138,7 +138,7 @@ def train_two_point(ctx: Context, rows: Sequence[Row], seeds: Sequence[int], epo
         res = rj.train_networks(data.x, data.y, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress)
         traj = rj.to_pair_trajectory(res, data.x, data.y)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # diverged runs come back with success=False
+            warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs come back with success=False
             fit = rj.fit_effective_rates(traj, fit_options)
         n = len(gains)
         for k, i in enumerate(idx):

@@ -153,7 +153,7 @@ def run(ctx: Context) -> dict:
     # Figure 4: the pair through training and the fitted theory.
     traj = rj.to_pair_trajectory(res, x, y, [pair])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # failed fits come back with success=False
+        warnings.simplefilter("ignore", rj.FitWarning)  # failed fits come back with success=False
         fit = rj.fit_effective_rates(traj)
     fitted = np.asarray(fit.success)[:, 0] & ok
     r2 = {k: np.asarray(getattr(fit, f"r2_{k}"))[:, 0] for k in "hyw"}

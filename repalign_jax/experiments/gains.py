@@ -29,7 +29,7 @@ def run(ctx: Context) -> dict:
     g, s, lr = cfg.runs()
     arrays = sweep.train_and_fit_chunk(cfg, g, s, lr, ctx.progress)
     table = sweep.write_outputs(ctx.out, arrays, cfg, plots=True)
-    cols = ["gain", "lr", "runs", "fitted", "diverged", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w",
+    cols = ["gain", "lr", "runs", "fitted", "explained", "diverged", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w",
             "plateau_epochs"]
     ctx.say(ctx.write_table("gains", table, cols, sweep.TABLE_FORMATS))
     plateau = np.array([t["plateau_epochs"] for t in table])

@@ -15,7 +15,7 @@ import repalign_jax as rj
 
 from ._common import Context, claim, quick_row, train_two_point
 
-COLUMNS = ("network", "activation", "gain", "lr", "depth", "width", "seeds", "fitted", "diverged", "eta_enc",
+COLUMNS = ("network", "activation", "gain", "lr", "depth", "width", "seeds", "fitted", "explained", "diverged", "eta_enc",
            "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")
 FORMATS = {"gain": ".3g", "lr": ".3g", "eta_enc": ".3e", "eta_dec": ".3e", "tau": ".1f", "r2_h": ".4f", "r2_y": ".4f",
            "r2_w": ".4f", "r2_loss": ".4f"}
@@ -31,7 +31,9 @@ def summarise(run) -> dict:
 
     row = run.row
     return {"network": row.name, "activation": row.activation, "gain": row.gain, "lr": row.lr, "depth": row.depth,
-            "width": row.width, "seeds": int(ok.size), "fitted": int(ok.sum()), "diverged": int(np.sum(res.diverged)),
+            "width": row.width, "seeds": int(ok.size), "fitted": int(ok.sum()),
+            "explained": int(np.sum(np.asarray(fit.explains).ravel() & ~np.asarray(res.diverged))),
+            "diverged": int(np.sum(res.diverged)),
             **{k: mean(k) for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")}}
 
 

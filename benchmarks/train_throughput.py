@@ -268,7 +268,7 @@ def main(argv=None):
           f"(available_memory): {mem_limit / 1e9:.1f} GB")
     print()
 
-    x, t = ds.x, ds.y
+    x, t = ds.x, ds.targets
     rows = []  # (label, G, seconds, model-steps/s, peak per run str, median final loss)
 
     def jax_vmap(G):

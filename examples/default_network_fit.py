@@ -26,9 +26,9 @@ def run(seeds=3, epochs=6000, width=500, depth=20, gain=1.0, lr=0.005, progress=
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=width, depth=depth)
     config = rj.TrainConfig(epochs=epochs)
     t0 = time.perf_counter()
-    result = rj.train_networks(data.x, data.y, spec, config, gains=gain, seeds=np.arange(seeds), lrs=lr, progress=progress)
+    result = rj.train_networks(data.x, data.targets, spec, config, gains=gain, seeds=np.arange(seeds), lrs=lr, progress=progress)
     train_s = time.perf_counter() - t0
-    traj = rj.to_pair_trajectory(result, data.x, data.y)
+    traj = rj.to_pair_trajectory(result, data.x, data.targets)
     t0 = time.perf_counter()
     fit = rj.fit_effective_rates(traj)
     fit_s = time.perf_counter() - t0

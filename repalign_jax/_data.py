@@ -1,7 +1,7 @@
 """The paper's datasets, as small pure constructors of NumPy arrays.
 
 Every constructor returns a [`repalign_jax.Dataset`][] holding `float32` inputs
-`x` of shape `(N, d_in)` and targets `y` of shape `(N, d_out)`, a short `name`
+`x` of shape `(N, d_in)` and `targets` of shape `(N, d_out)`, a short `name`
 and a `meta` dict with whatever else describes the points (the two-point
 distances, the blob centres and contexts, the digit labels and where they came
 from). Nothing here touches JAX or the network: pass `jnp.asarray(data.x)` on.
@@ -54,13 +54,13 @@ class Dataset(NamedTuple):
     **Fields:**
 
     - `x`: inputs, `float32` array `(N, d_in)`.
-    - `y`: targets, `float32` array `(N, d_out)`.
+    - `targets`: `float32` array `(N, d_out)` (named so because `y` is the squared output distance everywhere else).
     - `name`: short name of the dataset, e.g. `"two_point"`.
     - `meta`: dict of extra information; its keys depend on the constructor.
     """
 
     x: np.ndarray
-    y: np.ndarray
+    targets: np.ndarray
     name: str
     meta: dict[str, Any]
 
@@ -109,7 +109,7 @@ def two_point(dx2: float = 1.0, dy2: float = 0.5, d_in: int = 1, d_out: int = 1)
     - `d_in`: input dimension, `>= 1`.
     - `d_out`: output dimension, `>= 1`.
 
-    **Returns:** a `Dataset` with `x` of shape `(2, d_in)` and `y` of shape
+    **Returns:** a `Dataset` with `x` of shape `(2, d_in)` and `targets` of shape
     `(2, d_out)` (row 0 is `A`, row 1 is `B`), name `"two_point"` and `meta`
     holding `dx2` and `dy2` as floats.
 
@@ -128,19 +128,19 @@ def two_point(dx2: float = 1.0, dy2: float = 0.5, d_in: int = 1, d_out: int = 1)
     y1 = np.array([0.6, 0.6 + math.sqrt(dy2)])
     x = np.repeat(x1[:, None] / math.sqrt(d_in), d_in, axis=1).astype(np.float32)
     y = np.repeat(y1[:, None] / math.sqrt(d_out), d_out, axis=1).astype(np.float32)
-    return Dataset(x=x, y=y, name="two_point", meta={"dx2": dx2, "dy2": dy2})
+    return Dataset(x=x, targets=y, name="two_point", meta={"dx2": dx2, "dy2": dy2})
 
 
 def xor() -> Dataset:
     """The XOR task.
 
     **Returns:** a `Dataset` with inputs `x = (0,0), (0,1), (1,0), (1,1)` of
-    shape `(4, 2)`, targets `y = 0, 1, 1, 0` of shape `(4, 1)`, name `"xor"` and
+    shape `(4, 2)`, `targets` `0, 1, 1, 0` of shape `(4, 1)`, name `"xor"` and
     an empty `meta`.
     """
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     y = np.array([[0], [1], [1], [0]], dtype=np.float32)
-    return Dataset(x=x, y=y, name="xor", meta={})
+    return Dataset(x=x, targets=y, name="xor", meta={})
 
 
 # --------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def gaussian_blobs(n: int = 30, grid: int = 5) -> Dataset:
     - `n`: number of blob centres along each axis, `>= 1`.
     - `grid`: image side in pixels, `>= 1`.
 
-    **Returns:** a `Dataset` with `x` of shape `(2 n^2, grid^2 + 2)` and `y` of
+    **Returns:** a `Dataset` with `x` of shape `(2 n^2, grid^2 + 2)` and `targets` of
     shape `(2 n^2, 1)` (for the defaults `(1800, 27)` and `(1800, 1)`), name
     `"gaussian_blobs"` and `meta` holding `context` (`int64`, `(N,)`), `mu_x`
     and `mu_y` (`float32`, `(N,)`) and `pixels` (the pixel coordinates `g`,
@@ -199,7 +199,7 @@ def gaussian_blobs(n: int = 30, grid: int = 5) -> Dataset:
         "mu_y": mu_y.astype(np.float32),
         "pixels": g.astype(np.float32),
     }
-    return Dataset(x=x, y=y, name="gaussian_blobs", meta=meta)
+    return Dataset(x=x, targets=y, name="gaussian_blobs", meta=meta)
 
 
 # --------------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def digits(
       one digit stay in their original order).
 
     **Returns:** a `Dataset` with `x` of shape `(N, 784)` (MNIST) or `(N, 64)`
-    (scikit-learn), pixel values in `[0, 1]`, `y` the one-hot labels `(N, 10)`,
+    (scikit-learn), pixel values in `[0, 1]`, `targets` the one-hot labels `(N, 10)`,
     name `"mnist"` or `"sklearn_digits"`, and `meta` holding `labels` (`int64`,
     `(N,)`), `index` (`int64`, `(N,)`, each example's position in the source
     dataset) and `source` (`"mnist-idx:<absolute folder>"` or `"sklearn-digits"`).
@@ -390,7 +390,7 @@ def digits(
         raise ValueError(f"digit labels must lie in 0..9, found {labels.min()}..{labels.max()}.")
     y = np.eye(10, dtype=np.float32)[labels]
     meta = {"labels": labels, "index": index, "source": source}
-    return Dataset(x=np.ascontiguousarray(x, dtype=np.float32), y=y, name=name, meta=meta)
+    return Dataset(x=np.ascontiguousarray(x, dtype=np.float32), targets=y, name=name, meta=meta)
 
 
 def first_of_class(labels, classes: Iterable[int]) -> np.ndarray:

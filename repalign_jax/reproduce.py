@@ -1,7 +1,7 @@
 """Reproduce the paper's experiments, one command each.
 
     python -m repalign_jax.reproduce NAME [--settings code|paper] [--out DIR] [--quick] [--seeds N] [--mnist DIR]
-                                     [--networks default|all|NAME,...] [--set KEY=VALUE ...]
+                                     [--networks all|NAME,...] [--set KEY=VALUE ...]
 
 NAME is one of the experiments below, or `all`. Each writes its figures (PNG),
 tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
@@ -10,8 +10,9 @@ counts so that every experiment finishes in minutes on a 2-core CPU (tests,
 demos). `--settings code` (the default) runs what the authors' code ran, the
 settings that made the paper's figures; `--settings paper` the tables printed
 in the paper's appendix (both profiles are data in `repalign_jax/_paper.py`).
-`--networks` chooses the Table-1 rows of final_distance (`default`, the CPU
-default; `all`, the authors' loop over every row; or comma-separated names). `--set`
+`--networks` chooses Table-1 rows (`all`, or comma-separated names such as
+`default,shallow`): of universality (default all) and final_distance (default
+`default`, a CPU's budget; `all` is the authors' loop over every row). `--set`
 replaces one numeric setting of an experiment that has them (final_distance:
 n_trials, fit_epochs, grid, lr, epochs, seeds_per_point), for a smaller budget;
 the JSON and the report say so.
@@ -67,8 +68,9 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--settings", default="code", choices=("code", "paper"),
                    help="code: what the authors' code ran (default); paper: the printed tables")
-    p.add_argument("--networks", default="default",
-                   help="final_distance: Table-1 rows, 'default', 'all' or comma-separated names (default: default)")
+    p.add_argument("--networks", default=None,
+                   help="Table-1 rows: 'all' or comma-separated names; universality (default all) and "
+                        "final_distance (default: the default network)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="replace a numeric setting of the experiment (repeatable), e.g. --set n_trials=10")
     return p
@@ -134,8 +136,8 @@ def main(argv=None) -> int:
             overrides[key.strip()] = value.strip()
         if overrides and (len(names) != 1 or names[0] not in OVERRIDABLE):
             raise UsageError(f"--set applies to one of: {', '.join(OVERRIDABLE)}")
-        if args.networks != "default" and "final_distance" not in names:
-            raise UsageError("--networks applies to final_distance")
+        if args.networks is not None and not set(names) & {"final_distance", "universality"}:
+            raise UsageError("--networks applies to universality and final_distance")
     except UsageError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
@@ -159,6 +161,10 @@ def main(argv=None) -> int:
                 module.settings(ctx)
             if name == "final_distance":
                 module.chosen_rows(ctx)
+            if name == "universality":
+                from .experiments._common import table1_rows
+
+                table1_rows(ctx, default="all")
         except ValueError as e:
             print(f"reproduce: error: {e}", file=sys.stderr)
             return 2

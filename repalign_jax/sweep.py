@@ -284,9 +284,9 @@ def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[s
     import repalign_jax as rj
 
     data = rj.two_point(dx2=cfg.dx2, dy2=cfg.dy2)
-    res = rj.train_networks(data.x, data.y, cfg.spec(), cfg.train_config(), gains=gains, seeds=seeds, lrs=lrs,
+    res = rj.train_networks(data.x, data.targets, cfg.spec(), cfg.train_config(), gains=gains, seeds=seeds, lrs=lrs,
                             chunk_size=len(gains), progress=progress)
-    traj = rj.to_pair_trajectory(res, data.x, data.y)
+    traj = rj.to_pair_trajectory(res, data.x, data.targets)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs are reported as such
         fit = rj.fit_effective_rates(traj)

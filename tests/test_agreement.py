@@ -16,9 +16,9 @@ import repalign_jax as rj
 def test_theory_explains_the_default_network():
     data = rj.two_point(dx2=1.0, dy2=0.5)
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=500, depth=20, activation="leaky_relu")
-    result = rj.train_networks(data.x, data.y, spec, rj.TrainConfig(epochs=6000), gains=1.0, seeds=[0, 1, 2], lrs=0.005)
+    result = rj.train_networks(data.x, data.targets, spec, rj.TrainConfig(epochs=6000), gains=1.0, seeds=[0, 1, 2], lrs=0.005)
     assert not np.any(result.diverged)
-    fit = rj.fit_effective_rates(rj.to_pair_trajectory(result, data.x, data.y))
+    fit = rj.fit_effective_rates(rj.to_pair_trajectory(result, data.x, data.targets))
     for s in range(3):
         print(f"seed {s}: eta_enc {float(fit.eta_enc[s, 0]):.3e} eta_dec {float(fit.eta_dec[s, 0]):.3e} "
               f"tau {float(fit.tau[s, 0]):.1f} R2 h {float(fit.r2_h[s, 0]):.4f} y {float(fit.r2_y[s, 0]):.4f} "

@@ -28,9 +28,10 @@ from repalign_jax._data import (
 def test_two_point_default_values():
     data = two_point()
     assert isinstance(data, Dataset)
-    assert data.x.dtype == np.float32 and data.y.dtype == np.float32
+    assert data.x.dtype == np.float32 and data.targets.dtype == np.float32
+    assert not hasattr(data, "y")  # renamed `targets`: `y` is the squared output distance elsewhere
     np.testing.assert_allclose(data.x, [[-1.0], [0.0]], rtol=0, atol=1e-7)
-    np.testing.assert_allclose(data.y, [[0.6], [0.6 + np.sqrt(0.5)]], rtol=1e-7)
+    np.testing.assert_allclose(data.targets, [[0.6], [0.6 + np.sqrt(0.5)]], rtol=1e-7)
     assert data.meta == {"dx2": 1.0, "dy2": 0.5}
 
 
@@ -38,8 +39,8 @@ def test_two_point_default_values():
 @pytest.mark.parametrize("dx2,dy2", [(1.0, 0.5), (0.25, 0.0), (2.25, 1.0)])
 def test_two_point_distances_any_dimension(dx2, dy2, d_in, d_out):
     data = two_point(dx2=dx2, dy2=dy2, d_in=d_in, d_out=d_out)
-    assert data.x.shape == (2, d_in) and data.y.shape == (2, d_out)
-    x, y = data.x.astype(np.float64), data.y.astype(np.float64)
+    assert data.x.shape == (2, d_in) and data.targets.shape == (2, d_out)
+    x, y = data.x.astype(np.float64), data.targets.astype(np.float64)
     np.testing.assert_allclose(np.sum((x[1] - x[0]) ** 2), dx2, rtol=1e-6)
     np.testing.assert_allclose(np.sum((y[1] - y[0]) ** 2), dy2, rtol=1e-6, atol=1e-12)
     # Every coordinate is the 1-d value divided by sqrt(d).
@@ -71,11 +72,11 @@ def test_two_point_validation(kwargs, match):
 
 def test_xor():
     data = xor()
-    assert data.x.shape == (4, 2) and data.y.shape == (4, 1)
-    assert data.x.dtype == np.float32 and data.y.dtype == np.float32
+    assert data.x.shape == (4, 2) and data.targets.shape == (4, 1)
+    assert data.x.dtype == np.float32 and data.targets.dtype == np.float32
     np.testing.assert_array_equal(data.x, [[0, 0], [0, 1], [1, 0], [1, 1]])
-    np.testing.assert_array_equal(data.y[:, 0], np.logical_xor(data.x[:, 0], data.x[:, 1]))
-    np.testing.assert_array_equal(data.y[:, 0], [0, 1, 1, 0])
+    np.testing.assert_array_equal(data.targets[:, 0], np.logical_xor(data.x[:, 0], data.x[:, 1]))
+    np.testing.assert_array_equal(data.targets[:, 0], [0, 1, 1, 0])
 
 
 # --------------------------------------------------------------------------------------
@@ -89,8 +90,8 @@ def blobs():
 
 
 def test_blobs_shapes_and_normalisation(blobs):
-    assert blobs.x.shape == (1800, 27) and blobs.y.shape == (1800, 1)
-    assert blobs.x.dtype == np.float32 and blobs.y.dtype == np.float32
+    assert blobs.x.shape == (1800, 27) and blobs.targets.shape == (1800, 1)
+    assert blobs.x.dtype == np.float32 and blobs.targets.dtype == np.float32
     images = blobs.x[:, :25].astype(np.float64)
     np.testing.assert_allclose(images.sum(axis=1), 1.0, rtol=1e-6)
     assert np.all(images > 0)
@@ -102,8 +103,8 @@ def test_blobs_context_onehot_and_targets(blobs):
     c, mu_x, mu_y = blobs.meta["context"], blobs.meta["mu_x"], blobs.meta["mu_y"]
     np.testing.assert_array_equal(np.bincount(c), [900, 900])
     np.testing.assert_array_equal(blobs.x[:, 25:], np.eye(2)[c])
-    np.testing.assert_array_equal(blobs.y[c == 0, 0], mu_x[c == 0])
-    np.testing.assert_array_equal(blobs.y[c == 1, 0], mu_y[c == 1])
+    np.testing.assert_array_equal(blobs.targets[c == 0, 0], mu_x[c == 0])
+    np.testing.assert_array_equal(blobs.targets[c == 1, 0], mu_y[c == 1])
     # The two contexts show the same images.
     np.testing.assert_array_equal(blobs.x[:900, :25], blobs.x[900:, :25])
 
@@ -135,7 +136,7 @@ def test_blobs_image_formula_and_peak(blobs):
 
 def test_blobs_small_and_validation():
     data = gaussian_blobs(n=3, grid=4)
-    assert data.x.shape == (18, 18) and data.y.shape == (18, 1)
+    assert data.x.shape == (18, 18) and data.targets.shape == (18, 1)
     with pytest.raises(ValueError, match="n must be"):
         gaussian_blobs(n=0)
     with pytest.raises(ValueError, match="grid"):
@@ -269,8 +270,8 @@ def test_digits_from_mnist_folder(tmp_path):
     data = digits(mnist_dir=tmp_path)
     assert data.name == "mnist"
     assert data.meta["source"] == f"mnist-idx:{os.path.abspath(tmp_path)}"
-    assert data.x.shape == (7, 784) and data.y.shape == (7, 10)
-    np.testing.assert_array_equal(data.y, np.eye(10)[labels])
+    assert data.x.shape == (7, 784) and data.targets.shape == (7, 10)
+    np.testing.assert_array_equal(data.targets, np.eye(10)[labels])
     np.testing.assert_array_equal(data.meta["labels"], labels)
 
     sub = digits(mnist_dir=tmp_path, n=5, sort=True)
@@ -278,7 +279,7 @@ def test_digits_from_mnist_folder(tmp_path):
     np.testing.assert_array_equal(sub.meta["labels"], [0, 1, 1, 3, 9])
     np.testing.assert_array_equal(sub.meta["index"], [2, 1, 3, 0, 4])
     np.testing.assert_allclose(sub.x, images[[2, 1, 3, 0, 4]].reshape(5, 784) / 255.0, rtol=1e-6)
-    np.testing.assert_array_equal(sub.y.argmax(axis=1), sub.meta["labels"])
+    np.testing.assert_array_equal(sub.targets.argmax(axis=1), sub.meta["labels"])
     with pytest.raises(ValueError, match="n=8"):
         digits(mnist_dir=tmp_path, n=8)
     with pytest.raises(ValueError, match="n must be"):
@@ -292,12 +293,12 @@ def test_digits_sklearn_fallback():
     ref = datasets.load_digits()
     data = digits()
     assert data.meta["source"] == "sklearn-digits"
-    assert data.x.shape == (len(ref.target), 64) and data.y.shape == (len(ref.target), 10)
-    assert data.x.dtype == np.float32 and data.y.dtype == np.float32
+    assert data.x.shape == (len(ref.target), 64) and data.targets.shape == (len(ref.target), 10)
+    assert data.x.dtype == np.float32 and data.targets.dtype == np.float32
     assert data.x.min() == 0.0 and data.x.max() == 1.0
     np.testing.assert_allclose(data.x, ref.data / 16.0, rtol=1e-6)
-    np.testing.assert_array_equal(data.y, np.eye(10)[ref.target])
-    np.testing.assert_array_equal(data.y.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(data.targets, np.eye(10)[ref.target])
+    np.testing.assert_array_equal(data.targets.sum(axis=1), 1.0)
 
     sub = digits(n=100, sort=True)
     assert sub.x.shape == (100, 64)

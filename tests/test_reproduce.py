@@ -63,7 +63,8 @@ def test_unknown_experiment_exit_code_2(capsys):
     (["xor", "--set", "lr=1"], "applies to one of"),
     (["all", "--set", "lr=1"], "applies to one of"),
     (["final_distance", "--networks", "default,bogus"], "unknown bogus"),
-    (["xor", "--networks", "all"], "applies to final_distance"),
+    (["xor", "--networks", "all"], "applies to universality and final_distance"),
+    (["universality", "--networks", "nonet"], "unknown nonet"),
     (["xor", "--settings", "printed"], "invalid choice"),
 ])
 def test_set_bad_input_exit_code_2_before_any_work(args, message, tmp_path, capsys):

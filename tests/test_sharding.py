@@ -49,7 +49,7 @@ d = rj.two_point()
 spec = rj.NetworkSpec(d_in=1, d_out=1, width=16, depth=4)
 out = {}
 for runs in (1, 3):
-    res = rj.train_networks(d.x, d.y, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(runs), lrs=0.05)
+    res = rj.train_networks(d.x, d.targets, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(runs), lrs=0.05)
     out[runs] = res.h.tolist()
 print(json.dumps({"sizes": sizes, "h": out}))
 """
@@ -60,6 +60,6 @@ def test_a_batch_spreads_over_host_devices_at_most_one_per_run():
     assert got["sizes"] == [1, 2]  # one run: one device (no padding run); three runs: both
     d = rj.two_point()
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=16, depth=4)
-    alone = rj.train_networks(d.x, d.y, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(3), lrs=0.05)
+    alone = rj.train_networks(d.x, d.targets, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(3), lrs=0.05)
     np.testing.assert_allclose(np.asarray(got["h"]["1"]), alone.h[:1], rtol=1e-5)
     np.testing.assert_allclose(np.asarray(got["h"]["3"]), alone.h, rtol=1e-5)

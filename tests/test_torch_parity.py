@@ -161,7 +161,7 @@ def test_trains_exactly_as_pytorch(name, x64):
     spec_kw, cls, cls_kw, gain, lr, torch_layer, layer = CASES[name]
     spec = rj.NetworkSpec(d_in=1, d_out=1, **spec_kw)
     data = rj.two_point(dx2=1.0, dy2=0.5)
-    x, t = np.asarray(data.x, np.float64), np.asarray(data.y, np.float64)
+    x, t = np.asarray(data.x, np.float64), np.asarray(data.targets, np.float64)
     torch.manual_seed(0)
     model = cls(1, 1, spec.width, spec.depth, gain, TORCH_ACT[spec.activation], **cls_kw).double()
     params = rj.params_from_torch(spec, model.state_dict())

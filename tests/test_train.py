@@ -17,7 +17,7 @@ def _train_small(epochs=30, spec=SMALL, **kw):
     kw.setdefault("seeds", 0)
     kw.setdefault("lrs", 0.05)
     config = kw.pop("config", rj.TrainConfig(epochs=epochs))
-    return rj.train_networks(DATA.x, DATA.y, spec, config, **kw)
+    return rj.train_networks(DATA.x, DATA.targets, spec, config, **kw)
 
 
 def test_records_start_at_the_initial_state():
@@ -27,11 +27,11 @@ def test_records_start_at_the_initial_state():
         key = jax.random.fold_in(jax.random.key(seed), 0)
         state = rj.init_state(SMALL, 1.0, key)
         out, hidden = rj.apply(SMALL, state, DATA.x)
-        h, y, w = rj.measure_hyw(hidden[2][0], hidden[2][1], out[0], out[1], DATA.y[0], DATA.y[1])
+        h, y, w = rj.measure_hyw(hidden[2][0], hidden[2][1], out[0], out[1], DATA.targets[0], DATA.targets[1])
         np.testing.assert_allclose(res.h[r, 0, 0], h, rtol=1e-6)
         np.testing.assert_allclose(res.y[r, 0, 0], y, rtol=1e-5)
         np.testing.assert_allclose(res.w[r, 0, 0], w, rtol=1e-5, atol=1e-9)
-        np.testing.assert_allclose(res.loss[r, 0], 0.5 * np.mean((np.asarray(out) - DATA.y) ** 2), rtol=1e-6)
+        np.testing.assert_allclose(res.loss[r, 0], 0.5 * np.mean((np.asarray(out) - DATA.targets) ** 2), rtol=1e-6)
 
 
 def test_one_sgd_step_is_plain_gradient_descent():
@@ -41,7 +41,7 @@ def test_one_sgd_step_is_plain_gradient_descent():
 
     def loss(s):
         out, _ = rj.apply(SMALL, s, DATA.x)
-        return 0.5 * jnp.mean((out - DATA.y) ** 2)
+        return 0.5 * jnp.mean((out - DATA.targets) ** 2)
 
     grads = jax.grad(loss)(state)
     stepped = jax.tree_util.tree_map(lambda p, g: p - lr * g, state, grads)
@@ -120,7 +120,7 @@ def test_progress_reports_epochs():
 
 
 def _lowered(spec, config=rj.TrainConfig(epochs=2)):
-    args = (jnp.asarray(DATA.x), jnp.asarray(DATA.y), jnp.array([[0, 1]]), jnp.ones(2), jnp.arange(2, dtype=jnp.uint32),
+    args = (jnp.asarray(DATA.x), jnp.asarray(DATA.targets), jnp.array([[0, 1]]), jnp.ones(2), jnp.arange(2, dtype=jnp.uint32),
             jnp.full(2, 0.01))
     return _train._train_chunk_jit.lower(*args, spec=spec, config=config)
 
@@ -189,12 +189,12 @@ def test_minibatches_adam_and_all_layers():
     pairs = [(0, 1), (0, 40)]
     for opt in ("sgd", "adam"):
         config = rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt, all_layers=True, keep_hidden=True)
-        res = rj.train_networks(blobs.x, blobs.y, spec, config, gains=1.0, seeds=[0, 1], lrs=0.01 if opt == "adam" else 0.02,
+        res = rj.train_networks(blobs.x, blobs.targets, spec, config, gains=1.0, seeds=[0, 1], lrs=0.01 if opt == "adam" else 0.02,
                                 pairs=pairs)
         assert res.h.shape == (2, 21, 2, 4)
         assert res.loss[0, -1] < res.loss[0, 0]
         assert res.hidden_final.shape == (2, 72, 16) and res.output_initial.shape == (2, 72, 1)
-        single = rj.train_networks(blobs.x, blobs.y, spec, rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt),
+        single = rj.train_networks(blobs.x, blobs.targets, spec, rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt),
                                    gains=1.0, seeds=[0, 1], lrs=0.01 if opt == "adam" else 0.02, pairs=pairs)
         np.testing.assert_allclose(res.h[..., 2], single.h, rtol=1e-5)
         # The final hidden activations are those the last record was measured on.
@@ -218,7 +218,7 @@ def test_dropout_records_are_deterministic_network():
 
 def test_feeds_fit_effective_rates():
     res = _train_small(epochs=300, seeds=[0, 1], lrs=0.02)
-    traj = rj.to_pair_trajectory(res, DATA.x, DATA.y)
+    traj = rj.to_pair_trajectory(res, DATA.x, DATA.targets)
     assert traj.h.shape == (2, 1, 301) and traj.loss.shape == (2, 1, 301)
     np.testing.assert_allclose(traj.dx2, [1.0], rtol=1e-6)
     fit = rj.fit_effective_rates(traj)
@@ -247,7 +247,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="optimizer"):
         rj.TrainConfig(epochs=1, optimizer="lbfgs")
     with pytest.raises(ValueError, match="x must have shape"):
-        rj.train_networks(np.ones((2, 3)), DATA.y, SMALL, rj.TrainConfig(epochs=1), gains=1.0, seeds=0, lrs=0.1)
+        rj.train_networks(np.ones((2, 3)), DATA.targets, SMALL, rj.TrainConfig(epochs=1), gains=1.0, seeds=0, lrs=0.1)
 
 
 def test_chunk_size_from_memory():
@@ -262,10 +262,10 @@ def test_per_run_data_equals_one_call_per_dataset():
     """A grid of two-point tasks as one batch (one compilation) trains as each task alone."""
     tasks = [rj.two_point(dx2=0.5, dy2=0.2), rj.two_point(dx2=2.0, dy2=1.0), rj.two_point(dx2=1.0, dy2=0.0)]
     x = np.stack([t.x for t in tasks])
-    y = np.stack([t.y for t in tasks])
+    y = np.stack([t.targets for t in tasks])
     batch = rj.train_networks(x, y, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=[0, 1, 2], lrs=0.05)
     for r, task in enumerate(tasks):
-        alone = rj.train_networks(task.x, task.y, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=r, lrs=0.05)
+        alone = rj.train_networks(task.x, task.targets, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=r, lrs=0.05)
         np.testing.assert_allclose(batch.loss[r], alone.loss[0], rtol=2e-5, atol=1e-9)
         np.testing.assert_allclose(batch.h[r], alone.h[0], rtol=2e-5, atol=1e-9)
     traj = rj.to_pair_trajectory(batch, x, y)
@@ -283,8 +283,8 @@ def test_mse_loss_is_half_mse_at_twice_the_learning_rate():
     np.testing.assert_allclose(mse.h, half.h, rtol=1e-5)
     np.testing.assert_allclose(mse.loss, 2 * half.loss, rtol=1e-5)
     # The trajectory handed to the fit is in the theory's scale either way.
-    np.testing.assert_allclose(rj.to_pair_trajectory(mse, DATA.x, DATA.y).loss,
-                               rj.to_pair_trajectory(half, DATA.x, DATA.y).loss, rtol=1e-5)
+    np.testing.assert_allclose(rj.to_pair_trajectory(mse, DATA.x, DATA.targets).loss,
+                               rj.to_pair_trajectory(half, DATA.x, DATA.targets).loss, rtol=1e-5)
     ts, y, w = np.arange(5.0), np.full(5, 0.1), np.full(5, 0.01)
     np.testing.assert_allclose(rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0, loss="mse"),
                                2 * rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0), rtol=1e-6)

@@ -30,8 +30,9 @@ class Context:
       `Context.override`); recorded in its JSON.
     - `profile`: `"code"` (what the authors' code ran, the default) or `"paper"`
       (the printed tables); see `repalign_jax._paper`.
-    - `networks`: the Table-1 rows of `final_distance` (`default`, `all`, or
-      comma-separated row names).
+    - `networks`: the Table-1 rows of `universality` and `final_distance`
+      (`default`, `all`, or comma-separated row names; `None`: the experiment's
+      default, see `table1_rows`).
     """
 
     out: pathlib.Path
@@ -43,7 +44,7 @@ class Context:
     cache: dict = dataclasses.field(default_factory=dict)
     overrides: dict = dataclasses.field(default_factory=dict)
     profile: str = "code"
-    networks: str = "default"
+    networks: str | None = None
 
     def settings(self, experiment: str) -> dict:
         """The experiment's full-size settings in this context's profile (`repalign_jax._paper`)."""
@@ -93,6 +94,24 @@ DEFAULT = TABLE1[0]
 EPOCHS = 6000
 
 
+def table1_rows(ctx: Context, default: str) -> list:
+    """The Table-1 rows (of `ctx.profile`) named by `ctx.networks`, or by `default` when it is `None`:
+    `"all"`, or comma-separated row names (`"default"` is the default network). Quick stand-ins
+    with `ctx.quick`. Raises `ValueError` naming an unknown row."""
+    table = list(ctx.settings("universality")["rows"])
+    names = default if ctx.networks is None else ctx.networks
+    if names == "all":
+        rows = table
+    else:
+        wanted = [n.strip() for n in names.split(",")]
+        by_name = {r.name: r for r in table}
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            raise ValueError(f"--networks: unknown {', '.join(unknown)}; choose from all, {', '.join(by_name)}")
+        rows = [by_name[n] for n in wanted]
+    return [quick_row(r) for r in rows] if ctx.quick else rows
+
+
 def quick_row(row: Row) -> Row:
     """A small stand-in for `row` (same nonlinearity, variant and gain) for `--quick`."""
     depth = min(row.depth, 6 if row.arch != "cnn" else 3)
@@ -135,8 +154,8 @@ def train_two_point(ctx: Context, rows: Sequence[Row], seeds: Sequence[int], epo
         lrs = np.repeat([rows[i].lr for i in idx], len(seeds))
         sds = np.tile(seeds, len(idx))
         config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=layer)
-        res = rj.train_networks(data.x, data.y, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress)
-        traj = rj.to_pair_trajectory(res, data.x, data.y)
+        res = rj.train_networks(data.x, data.targets, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress)
+        traj = rj.to_pair_trajectory(res, data.x, data.targets)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs come back with success=False
             fit = rj.fit_effective_rates(traj, fit_options)

@@ -63,7 +63,7 @@ def run(ctx: Context) -> dict:
     data = rj.xor()
     spec = rj.NetworkSpec(d_in=2, d_out=1, width=base.width, depth=base.depth)
     xor_epochs = 1000 if not ctx.quick else 600
-    res = rj.train_networks(data.x, data.y, spec, rj.TrainConfig(epochs=xor_epochs, optimizer="adam", keep_hidden=True),
+    res = rj.train_networks(data.x, data.targets, spec, rj.TrainConfig(epochs=xor_epochs, optimizer="adam", keep_hidden=True),
                             gains=0.7, seeds=seeds, lrs=adam_lr * (10 if not ctx.quick else 1), progress=ctx.progress)
     hf = res.hidden_final
     d = np.sqrt(((hf[:, :, None] - hf[:, None]) ** 2).sum(-1))  # (seeds, 4, 4)
@@ -71,7 +71,7 @@ def run(ctx: Context) -> dict:
     other = (d[:, 0, 1] + d[:, 0, 2] + d[:, 1, 3] + d[:, 2, 3]) / 4
     ratio = float(np.nanmean(same / other))
     rates = default_rates(ctx)
-    pd = predicted_final_distances(data.x, data.y, res.hidden_initial[0], res.output_initial[0], rates)
+    pd = predicted_final_distances(data.x, data.targets, res.hidden_initial[0], res.output_initial[0], rates)
     pred_ratio = float(((pd.distance[0, 3] + pd.distance[1, 2]) / 2) /
                        ((pd.distance[0, 1] + pd.distance[0, 2] + pd.distance[1, 3] + pd.distance[2, 3]) / 4))
 

@@ -84,11 +84,11 @@ def tracked_pair(st: dict, labels) -> tuple[int, int]:
 def prediction(st: dict, data, n: int, idx, sub) -> np.ndarray:
     """`E @ A @ E` restricted to the first 100 digits (sorted, `idx`), from the profile's inputs."""
     if st["prediction_inputs"] == "train":
-        return exponential_weighting(rj.pairwise_distances(sub.x), rj.pairwise_distances(sub.y))
+        return exponential_weighting(rj.pairwise_distances(sub.x), rj.pairwise_distances(sub.targets))
     m = min(st["prediction_points"], n)  # the first 10000 training digits (all of scikit-learn's)
     raw_max = SKLEARN_RAW_MAX if str(data.meta["source"]).startswith("sklearn") else 255.0
     raw = np.asarray(data.x[:m], np.float64) * raw_max  # back to raw pixel values
-    a = rj.pairwise_distances(raw) * rj.pairwise_distances(np.asarray(data.y[:m], np.float64))
+    a = rj.pairwise_distances(raw) * rj.pairwise_distances(np.asarray(data.targets[:m], np.float64))
     e = np.exp(-a)
     return e[idx] @ a @ e[:, idx]
 
@@ -135,7 +135,7 @@ def run(ctx: Context) -> dict:
     source = str(data.meta["source"])
     sched = schedule(ctx, st, data.x.shape[0], source)
     n = sched["n_train"]
-    x_unit, y, labels = data.x[:n], data.y[:n], data.meta["labels"][:n]
+    x_unit, y, labels = data.x[:n], data.targets[:n], data.meta["labels"][:n]
     x = (x_unit - MNIST_MEAN) / MNIST_STD if st["standardise"] else x_unit
     pair = tracked_pair(st, labels)
     sub = rj.digits(ctx.mnist, n=100, sort=True)  # the first 100 digits, sorted; `index` points into x

@@ -117,7 +117,7 @@ def run(ctx: Context) -> dict:
         groups.setdefault(s.epochs, []).append(s)
     for epochs, group in groups.items():  # settings of equal epochs train as one batch
         config = rj.TrainConfig(epochs=epochs, batch_size=BATCH, keep_hidden=True, track_layer=LAYER)
-        res = rj.train_networks(data.x, data.y, spec, config, gains=np.repeat([s.gain for s in group], len(seeds)),
+        res = rj.train_networks(data.x, data.targets, spec, config, gains=np.repeat([s.gain for s in group], len(seeds)),
                                 seeds=np.tile(seeds, len(group)), lrs=np.repeat([s.lr for s in group], len(seeds)),
                                 progress=ctx.progress)
         for k, s in enumerate(group):

@@ -37,7 +37,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, claim, quick_row, rates_json, spec_of, train_two_point
+from ._common import Context, claim, rates_json, spec_of, table1_rows, train_two_point
 
 COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured",
            "ratio")
@@ -58,19 +58,8 @@ def _settings(ctx: Context) -> dict:
 
 
 def chosen_rows(ctx: Context) -> list:
-    """The Table-1 rows named by `ctx.networks` (`default`, `all`, or comma-separated names)."""
-    table = list(ctx.settings("universality")["rows"])
-    names = ctx.networks
-    if names == "all":
-        rows = table
-    else:
-        wanted = [n.strip() for n in names.split(",")]
-        by_name = {r.name: r for r in table}
-        unknown = [n for n in wanted if n not in by_name]
-        if unknown:
-            raise ValueError(f"--networks: unknown {', '.join(unknown)}; choose from all, {', '.join(by_name)}")
-        rows = [by_name[n] for n in wanted]
-    return [quick_row(r) for r in rows] if ctx.quick else rows
+    """The Table-1 rows named by `--networks` (default: the default network only, a CPU's budget)."""
+    return table1_rows(ctx, default="default")
 
 
 def averaged_rates(ctx: Context, row, n_trials: int, epochs: int, loss_max: float) -> tuple[rj.EffectiveRates, int]:
@@ -116,7 +105,7 @@ def train_grid(ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_
     dx = np.repeat([p[0] for p in points], n)
     dy = np.repeat([p[1] for p in points], n)
     tasks = [rj.two_point(dx2=float(a) ** 2, dy2=float(b) ** 2) for a, b in zip(dx, dy)]
-    x, t = np.stack([d.x for d in tasks]), np.stack([d.y for d in tasks])
+    x, t = np.stack([d.x for d in tasks]), np.stack([d.targets for d in tasks])
     ctx.say(f"  {row.name}: {len(points)} grid points x {n} seed(s) as one batch, lr {lr:g}, "
             f"up to {epochs} epochs (each run stops at loss < {stop_loss:g})")
     res = rj.train_networks(x, t, spec, config, gains=row.gain, seeds=np.tile(seeds, len(points)), lrs=lr,

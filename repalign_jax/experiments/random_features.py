@@ -41,7 +41,7 @@ FORMATS = {"gain": ".2f", "h_inf_mean": ".4g", "h_inf_std": ".3g", "h_inf_cv": "
 def _measure(spec: rj.NetworkSpec):
     """Jitted `(gain, seeds) -> (h0, y0)` for one architecture (compiled once per chunk shape)."""
     data = rj.two_point(dx2=DX2, dy2=DY2)
-    x, t = jnp.asarray(data.x), jnp.asarray(data.y)
+    x, t = jnp.asarray(data.x), jnp.asarray(data.targets)
     layer = spec.depth // 2
 
     @jax.jit

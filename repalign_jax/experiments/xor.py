@@ -149,7 +149,7 @@ def run(ctx: Context) -> dict:
         groups.setdefault((net.width, net.depth, net.epochs), []).append(net)
     results = {}
     for group in groups.values():
-        for net, r in zip(group, train_group(ctx, group, data.x, data.y, rates)):
+        for net, r in zip(group, train_group(ctx, group, data.x, data.targets, rates)):
             results[net.name] = r
     table = [summarise(net, *results[net.name]) for net in nets]
     cols = ["network", "gain", "lr", "epochs", "width", "depth", "seeds", "diverged", "final_loss", "correlation",

@@ -21,11 +21,10 @@ import argparse
 import sys
 import time
 
+import jax
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import minimize
-
-import jax
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _machine import describe  # noqa: E402
@@ -38,8 +37,12 @@ DX2, DY2 = 1.0, 0.5
 def rhs(ee, ed):
     def f(t, s):
         h, y, w = s
-        return [-ee * DX2 * w, -w * (ed * h + ee * DX2 * y / h),
-                -0.5 * ed * h * (3 * w - y + DY2) - 0.5 * ee * DX2 * w * (y + w) / h]
+        return [
+            -ee * DX2 * w,
+            -w * (ed * h + ee * DX2 * y / h),
+            -0.5 * ed * h * (3 * w - y + DY2) - 0.5 * ee * DX2 * w * (y + w) / h,
+        ]
+
     return f
 
 
@@ -65,7 +68,9 @@ def scipy_fit(ts, state, grid, rtol):
 
     def sse(logp):
         ee, ed = np.exp(logp)
-        sol = solve_ivp(rhs(ee, ed), (ts[0], ts[-1]), state[:, 0], t_eval=ts, method="Radau", rtol=rtol, atol=rtol * 1e-3)
+        sol = solve_ivp(
+            rhs(ee, ed), (ts[0], ts[-1]), state[:, 0], t_eval=ts, method="Radau", rtol=rtol, atol=rtol * 1e-3
+        )
         if not sol.success or sol.y.shape[1] != len(ts):
             return 1e10
         return float(np.sum((sol.y - state) ** 2))
@@ -87,7 +92,9 @@ def main(argv=None):
     p.add_argument("--scipy-n", type=int, default=5, help="trajectories fitted by the scipy baseline")
     p.add_argument("--grid", type=int, default=12, help="scipy starting grid per axis (12 -> 144 guesses)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--scipy-rtol", type=float, default=1e-6, help="Radau tolerance of the baseline (atol = rtol / 1000)")
+    p.add_argument(
+        "--scipy-rtol", type=float, default=1e-6, help="Radau tolerance of the baseline (atol = rtol / 1000)"
+    )
     args = p.parse_args(argv)
 
     print("machine:", describe())
@@ -109,11 +116,15 @@ def main(argv=None):
                     best = min(best, time.perf_counter() - t0)
                 ok = np.asarray(fit.success)
                 results[key] = args.batch / best
-                print(f"[1] fit_effective_rates, {name} ({label}): {best:.3f} s -> {args.batch / best:8.1f} traj/s "
-                      f"({1e3 * best / args.batch:.1f} ms/traj); success {ok.sum()}/{args.batch}; "
-                      f"eta_enc {rel_err(fit.eta_enc, rates[:, 0])}; eta_dec {rel_err(fit.eta_dec, rates[:, 1])}")
+                print(
+                    f"[1] fit_effective_rates, {name} ({label}): {best:.3f} s -> {args.batch / best:8.1f} traj/s "
+                    f"({1e3 * best / args.batch:.1f} ms/traj); success {ok.sum()}/{args.batch}; "
+                    f"eta_enc {rel_err(fit.eta_enc, rates[:, 0])}; eta_dec {rel_err(fit.eta_dec, rates[:, 1])}"
+                )
 
-            singles = [jax.tree_util.tree_map(lambda v, i=i: v[i] if v.ndim == 2 else v, traj) for i in range(args.batch)]
+            singles = [
+                jax.tree_util.tree_map(lambda v, i=i: v[i] if v.ndim == 2 else v, traj) for i in range(args.batch)
+            ]
             jax.block_until_ready(rj.fit_effective_rates(singles[0]))  # compile the single-trajectory fit
             t0 = time.perf_counter()
             loop = [jax.block_until_ready(rj.fit_effective_rates(s)) for s in singles]
@@ -121,8 +132,10 @@ def main(argv=None):
             results[f"loop {label}"] = args.batch / dt
             ee = np.array([float(f.eta_enc) for f in loop])
             ed = np.array([float(f.eta_dec) for f in loop])
-            print(f"[2] loop of jitted single fits ({label}): {dt:.3f} s -> {args.batch / dt:8.1f} traj/s; "
-                  f"eta_enc {rel_err(ee, rates[:, 0])}; eta_dec {rel_err(ed, rates[:, 1])}")
+            print(
+                f"[2] loop of jitted single fits ({label}): {dt:.3f} s -> {args.batch / dt:8.1f} traj/s; "
+                f"eta_enc {rel_err(ee, rates[:, 0])}; eta_dec {rel_err(ed, rates[:, 1])}"
+            )
 
     axis = np.logspace(-4.5, -0.5, args.grid)
     grid = np.array([(a, b) for a in axis for b in axis])
@@ -131,9 +144,11 @@ def main(argv=None):
     sp = np.array([scipy_fit(ts, states[i], grid, args.scipy_rtol) for i in range(n)])
     dt = time.perf_counter() - t0
     results["scipy"] = n / dt
-    print(f"[3] scipy baseline ({len(grid)} Radau starts at rtol {args.scipy_rtol:g} + Nelder-Mead), {n} trajectories: {dt:.1f} s -> "
-          f"{n / dt:.3f} traj/s ({dt / n:.2f} s/traj); eta_enc {rel_err(sp[:, 0], rates[:n, 0])}; "
-          f"eta_dec {rel_err(sp[:, 1], rates[:n, 1])}")
+    print(
+        f"[3] scipy baseline ({len(grid)} Radau starts at rtol {args.scipy_rtol:g} + Nelder-Mead), {n} trajectories: {dt:.1f} s -> "
+        f"{n / dt:.3f} traj/s ({dt / n:.2f} s/traj); eta_enc {rel_err(sp[:, 0], rates[:n, 0])}; "
+        f"eta_dec {rel_err(sp[:, 1], rates[:n, 1])}"
+    )
     print("ratios (throughput):")
     for k in ("vmap float64", "auto float64", "loop float64", "vmap float32", "auto float32", "loop float32"):
         print(f"  {k:13s} / scipy = {results[k] / results['scipy']:8.0f}x")

@@ -96,16 +96,50 @@ class Sizes:
     reserve_fit_s: float  # part 1: seconds of the budget kept for the fit section
 
 
-FULL = Sizes(width=500, depth=20, epochs=300, groups=(1, 16, 64, 256), max_g_cap=4096, repeats=2, loop_runs=8,
-             eager_runs=4, bw_mb=1024, fit_sizes=(1000, 10000), fit_epochs=6000, uni_args=("--seeds", "50"),
-             uni_rows=None, prec_epochs=600, prec_seeds=4, reserve_fit_s=150)
-SMOKE = Sizes(width=32, depth=4, epochs=20, groups=(1, 2), max_g_cap=3, repeats=1, loop_runs=2, eager_runs=2,
-              bw_mb=16, fit_sizes=(10, 20), fit_epochs=6000, uni_args=("--quick", "--seeds", "1"),
-              uni_rows=("default", "low initial weights", "shallow"), prec_epochs=30, prec_seeds=2,
-              reserve_fit_s=0)
+FULL = Sizes(
+    width=500,
+    depth=20,
+    epochs=300,
+    groups=(1, 16, 64, 256),
+    max_g_cap=4096,
+    repeats=2,
+    loop_runs=8,
+    eager_runs=4,
+    bw_mb=1024,
+    fit_sizes=(1000, 10000),
+    fit_epochs=6000,
+    uni_args=("--seeds", "50"),
+    uni_rows=None,
+    prec_epochs=600,
+    prec_seeds=4,
+    reserve_fit_s=150,
+)
+SMOKE = Sizes(
+    width=32,
+    depth=4,
+    epochs=20,
+    groups=(1, 2),
+    max_g_cap=3,
+    repeats=1,
+    loop_runs=2,
+    eager_runs=2,
+    bw_mb=16,
+    fit_sizes=(10, 20),
+    fit_epochs=6000,
+    uni_args=("--quick", "--seeds", "1"),
+    uni_rows=("default", "low initial weights", "shallow"),
+    prec_epochs=30,
+    prec_seeds=2,
+    reserve_fit_s=0,
+)
 LR, GAIN = 0.005, 1.0
-TARGETS = {"roofline_fraction": 0.75, "vs_torch_batched": 2.0, "vs_torch_eager": 100.0, "universality_s": 180.0,
-           "fit_10k_s": 10.0}
+TARGETS = {
+    "roofline_fraction": 0.75,
+    "vs_torch_batched": 2.0,
+    "vs_torch_eager": 100.0,
+    "universality_s": 180.0,
+    "fit_10k_s": 10.0,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -314,11 +348,16 @@ def environment(out: pathlib.Path) -> dict:
     import importlib.metadata as md
 
     import jax
-
     from _machine import describe
 
-    env: dict = {"time": now(), "host": platform.node(), "python": platform.python_version(),
-                 "cpu_cores": os.cpu_count(), "summary": describe(), "backend": jax.default_backend()}
+    env: dict = {
+        "time": now(),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpu_cores": os.cpu_count(),
+        "summary": describe(),
+        "backend": jax.default_backend(),
+    }
     devs = jax.devices()
     env["devices"] = [f"{d.platform}:{d.id} {d.device_kind}" for d in devs]
     try:
@@ -327,30 +366,65 @@ def environment(out: pathlib.Path) -> dict:
         stats = None
     env["device0_memory_stats"] = dict(stats) if stats else None
     versions = {}
-    for name in ("jax", "jaxlib", "flax", "diffrax", "equinox", "optax", "optimistix", "numpy", "scipy", "torch",
-                 "scikit-learn", "matplotlib"):
+    for name in (
+        "jax",
+        "jaxlib",
+        "flax",
+        "diffrax",
+        "equinox",
+        "optax",
+        "optimistix",
+        "numpy",
+        "scipy",
+        "torch",
+        "scikit-learn",
+        "matplotlib",
+    ):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             versions[name] = None
     for dist in md.distributions():
         name = (dist.metadata["Name"] or "").lower()
-        if name.startswith("jax-cuda") or name.startswith("jax_cuda") or name in (
-                "nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cublas",
-                "nvidia-cudnn-cu13", "nvidia-cuda-runtime"):
+        if (
+            name.startswith("jax-cuda")
+            or name.startswith("jax_cuda")
+            or name
+            in (
+                "nvidia-cublas-cu12",
+                "nvidia-cudnn-cu12",
+                "nvidia-cuda-runtime-cu12",
+                "nvidia-cublas",
+                "nvidia-cudnn-cu13",
+                "nvidia-cuda-runtime",
+            )
+        ):
             versions[name] = dist.version
     env["versions"] = versions
     # PyTorch in a subprocess: part 2 never loads it, and a clash of CUDA libraries cannot take this process down.
-    probe = run_cmd([sys.executable, "-c", "import json, torch; c = torch.cuda.is_available(); print(json.dumps("
-                     "{'version': torch.__version__, 'cuda': torch.version.cuda, 'cuda_available': c, "
-                     "'cudnn': torch.backends.cudnn.version() if c else None, "
-                     "'device': torch.cuda.get_device_name(0) if c else None}))"], timeout=120)
+    probe = run_cmd(
+        [
+            sys.executable,
+            "-c",
+            "import json, torch; c = torch.cuda.is_available(); print(json.dumps("
+            "{'version': torch.__version__, 'cuda': torch.version.cuda, 'cuda_available': c, "
+            "'cudnn': torch.backends.cudnn.version() if c else None, "
+            "'device': torch.cuda.get_device_name(0) if c else None}))",
+        ],
+        timeout=120,
+    )
     try:
         env["torch"] = json.loads(probe.splitlines()[-1]) if probe else {"error": "not importable"}
     except (ValueError, IndexError):
         env["torch"] = {"error": (probe or "")[-300:]}
-    query = run_cmd(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,"
-                     "power.limit,pstate,temperature.gpu,utilization.gpu,memory.used", "--format=csv,noheader"])
+    query = run_cmd(
+        [
+            "nvidia-smi",
+            "--query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,"
+            "power.limit,pstate,temperature.gpu,utilization.gpu,memory.used",
+            "--format=csv,noheader",
+        ]
+    )
     env["nvidia_smi_query"] = query
     env["gpu_name"] = env["driver"] = None
     if query:
@@ -366,7 +440,9 @@ def environment(out: pathlib.Path) -> dict:
         info = jax.print_environment_info(return_string=True)
     except Exception as err:  # noqa: BLE001
         info = f"jax.print_environment_info failed: {err}"
-    text = f"{env['summary']}\n\n{info}\n\n$ nvidia-smi\n{full or '(not present)'}\n\nversions: {json.dumps(versions)}\n"
+    text = (
+        f"{env['summary']}\n\n{info}\n\n$ nvidia-smi\n{full or '(not present)'}\n\nversions: {json.dumps(versions)}\n"
+    )
     (out / "env.txt").write_text(text)
     write_json(out / "env.json", env)
     return env
@@ -396,9 +472,9 @@ def device_stats() -> dict | None:
 def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path, use_torch: bool):
     import jax
     import numpy as np
+    import train_throughput as tt
 
     import repalign_jax as rj
-    import train_throughput as tt
     from repalign_jax import _train
 
     sec = part.section("train_throughput")
@@ -413,10 +489,17 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
     step_bytes = 4 * 4 * n_params
     per_run_est = _train.bytes_per_run(spec, config, 2, 1)
     reserve = sz.reserve_fit_s
-    sec.update(network=f"MLP width {sz.width} depth {sz.depth}, leaky ReLU, gain {GAIN}, SGD lr {LR}, two points",
-               precision=f"float32, Precision.{spec.precision.upper()} (PyTorch: TF32 off)", epochs=sz.epochs,
-               repeats=sz.repeats, parameters=n_params, step_bytes=step_bytes, bytes_per_run_estimate=per_run_est,
-               available_memory=_train.available_memory(), rows=[])
+    sec.update(
+        network=f"MLP width {sz.width} depth {sz.depth}, leaky ReLU, gain {GAIN}, SGD lr {LR}, two points",
+        precision=f"float32, Precision.{spec.precision.upper()} (PyTorch: TF32 off)",
+        epochs=sz.epochs,
+        repeats=sz.repeats,
+        parameters=n_params,
+        step_bytes=step_bytes,
+        bytes_per_run_estimate=per_run_est,
+        available_memory=_train.available_memory(),
+        rows=[],
+    )
     rows = sec["rows"]
     say(f"[1] training throughput: {sec['network']}, {sz.epochs} epochs per call, min of {sz.repeats} after a warm-up")
 
@@ -427,9 +510,11 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
         sec.update(bandwidth_Bps=bw, bandwidth_array_mb=sz.bw_mb, roofline_steps_per_s=bw / step_bytes)
         for r in rows:
             r["roofline_fraction"] = r["model_steps_per_s"] * step_bytes / bw
-        say(f"    bandwidth {bw / 1e9:.1f} GB/s (in-place v + 1 over {sz.bw_mb} MB) -> roofline "
+        say(
+            f"    bandwidth {bw / 1e9:.1f} GB/s (in-place v + 1 over {sz.bw_mb} MB) -> roofline "
             f"{bw / step_bytes:.1f} model-steps/s ({step_bytes / 1e6:.1f} MB per model-step); "
-            + ", ".join(f"G={r['G']} {100 * r['roofline_fraction']:.1f}%" for r in rows))
+            + ", ".join(f"G={r['G']} {100 * r['roofline_fraction']:.1f}%" for r in rows)
+        )
         part.save()
 
     def add_row(**row):
@@ -442,8 +527,11 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
     def memory(G):
         if on_gpu:
             peak = gpu_peak()
-            return {"peak_bytes": peak, "peak_per_run_bytes": peak / G if peak else None,
-                    "bytes_in_use": (device_stats() or {}).get("bytes_in_use")}
+            return {
+                "peak_bytes": peak,
+                "peak_per_run_bytes": peak / G if peak else None,
+                "bytes_in_use": (device_stats() or {}).get("bytes_in_use"),
+            }
         rss = tt.max_rss_bytes()
         return {"max_rss_bytes": rss, "max_rss_per_run_bytes": rss / G, "estimate_per_run_bytes": per_run_est}
 
@@ -461,13 +549,24 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
         traces = _train.TRACE_COUNT["train"]
         sec_, res = tt.best_time(lambda: call(G, G), sz.repeats)
         rate = G * sz.epochs / sec_
-        row = add_row(method=label, G=G, seconds=sec_, model_steps_per_s=rate, first_call_s=first, first_chunk=chosen,
-                      compile_s=COMPILES.covered([(t0, t0 + first)]), retraced=_train.TRACE_COUNT["train"] != traces,
-                      final_loss_median=float(np.nanmedian(res.loss[:, -1])), **memory(G))
+        row = add_row(
+            method=label,
+            G=G,
+            seconds=sec_,
+            model_steps_per_s=rate,
+            first_call_s=first,
+            first_chunk=chosen,
+            compile_s=COMPILES.covered([(t0, t0 + first)]),
+            retraced=_train.TRACE_COUNT["train"] != traces,
+            final_loss_median=float(np.nanmedian(res.loss[:, -1])),
+            **memory(G),
+        )
         frac = row["roofline_fraction"]
-        say(f"    {label} G={G:5d}: {sec_:8.3f} s -> {rate:10.1f} model-steps/s"
+        say(
+            f"    {label} G={G:5d}: {sec_:8.3f} s -> {rate:10.1f} model-steps/s"
             + (f" ({100 * frac:.1f}% of roofline)" if frac else "")
-            + f"; first call {first:.1f} s (compiling {row['compile_s']:.1f} s); memory {fmt_mem(row)}")
+            + f"; first call {first:.1f} s (compiling {row['compile_s']:.1f} s); memory {fmt_mem(row)}"
+        )
         return row
 
     say("    [1a] train_networks, G runs in one vmapped call")
@@ -485,8 +584,15 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
         single(0)
         sec_, losses = tt.best_time(lambda: [single(s).loss[0, -1] for s in range(n_loop)], sz.repeats)
         rate = n_loop * sz.epochs / sec_
-        add_row(method="jax loop of jitted single runs", G=1, runs=n_loop, seconds=sec_, seconds_per_run=sec_ / n_loop,
-                model_steps_per_s=rate, final_loss_median=float(np.nanmedian(losses)))
+        add_row(
+            method="jax loop of jitted single runs",
+            G=1,
+            runs=n_loop,
+            seconds=sec_,
+            seconds_per_run=sec_ / n_loop,
+            model_steps_per_s=rate,
+            final_loss_median=float(np.nanmedian(losses)),
+        )
         say(f"    [1b] loop of jitted single runs, {n_loop} runs: {sec_:.3f} s -> {rate:.1f} model-steps/s")
 
     attempt(sec, part, "jax loop", loop)
@@ -530,8 +636,15 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
 
             sec_, losses = tt.best_time(runs, sz.repeats)
             rate = n * sz.epochs / sec_
-            add_row(method="torch eager loop", G=1, runs=n, seconds=sec_, seconds_per_run=sec_ / n,
-                    model_steps_per_s=rate, final_loss_median=float(np.median(losses)))
+            add_row(
+                method="torch eager loop",
+                G=1,
+                runs=n,
+                seconds=sec_,
+                seconds_per_run=sec_ / n,
+                model_steps_per_s=rate,
+                final_loss_median=float(np.median(losses)),
+            )
             say(f"        eager loop, {n} runs: {sec_:.3f} s -> {rate:.1f} model-steps/s")
 
         if clock.left(reserve) > 30:
@@ -553,8 +666,14 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
             sec_, rec = tt.best_time(one, sz.repeats)
             rate = G * sz.epochs / sec_
             mem = {"torch_peak_per_run_bytes": torch.cuda.max_memory_allocated() / G} if on_gpu else {}
-            add_row(method="torch hand-batched (baddbmm)", G=G, seconds=sec_, model_steps_per_s=rate,
-                    final_loss_median=float(np.nanmedian(rec[:, -1, 0].numpy())), **mem)
+            add_row(
+                method="torch hand-batched (baddbmm)",
+                G=G,
+                seconds=sec_,
+                model_steps_per_s=rate,
+                final_loss_median=float(np.nanmedian(rec[:, -1, 0].numpy())),
+                **mem,
+            )
             say(f"        hand-batched G={G:5d}: {sec_:.3f} s -> {rate:.1f} model-steps/s")
 
         for G in sz.groups:
@@ -571,10 +690,17 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
     def largest():
         fr = _train.fitting_runs(spec, config, 2, 1)
         G = min(fr, sz.max_g_cap)
-        info = sec["largest_g"] = {"package_chunk": fr, "cap": sz.max_g_cap, "available_memory":
-                                   _train.available_memory(), "bytes_per_run_estimate": per_run_est, "oom": []}
-        say(f"    [1d] largest G: the package's chunk sizing allows {fr} runs "
-            f"({info['available_memory'] / 1e9:.1f} GB / {per_run_est / 1e6:.1f} MB); trying G={G}")
+        info = sec["largest_g"] = {
+            "package_chunk": fr,
+            "cap": sz.max_g_cap,
+            "available_memory": _train.available_memory(),
+            "bytes_per_run_estimate": per_run_est,
+            "oom": [],
+        }
+        say(
+            f"    [1d] largest G: the package's chunk sizing allows {fr} runs "
+            f"({info['available_memory'] / 1e9:.1f} GB / {per_run_est / 1e6:.1f} MB); trying G={G}"
+        )
         if G <= max(sz.groups, default=0):
             info["note"] = "no larger than the groups already measured"
         first_chunk = None  # the first try goes through train_networks' own chunk sizing
@@ -582,7 +708,9 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
         for _ in range(5):
             need = 20 + (2 + sz.repeats) * G * sz.epochs / best if best else 30
             if clock.left(reserve) < need:
-                skip(sec, part, f"largest G={G}", f"time budget (~{need:.0f} s needed, {clock.left(reserve):.0f} s left)")
+                skip(
+                    sec, part, f"largest G={G}", f"time budget (~{need:.0f} s needed, {clock.left(reserve):.0f} s left)"
+                )
                 return
             try:
                 row = jax_vmap(G, "jax vmap (largest G)", first_chunk)
@@ -611,13 +739,16 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
         gb = max(vm, key=vm.get)
         big = [g for g in vm if g >= 256] if not part.data["smoke"] else list(vm)
         roof = sec.get("roofline_steps_per_s")
-        ratios = {"best_vmap_G": gb, "best_vmap_steps_per_s": vm[gb],
-                  "best_vmap_roofline_fraction": vm[gb] / roof if roof else None,
-                  "best_G_ge_256_roofline_fraction": max(vm[g] for g in big) / roof if roof and big else None,
-                  "vmap_over_torch_eager": vm[gb] / eag if eag else None,
-                  "vmap_over_best_torch_batched": vm[gb] / max(tb.values()) if tb else None,
-                  "vmap_over_torch_batched_same_G": {g: vm[g] / tb[g] for g in tb if g in vm},
-                  "vmap_over_jax_loop": vm[gb] / lp if lp else None}
+        ratios = {
+            "best_vmap_G": gb,
+            "best_vmap_steps_per_s": vm[gb],
+            "best_vmap_roofline_fraction": vm[gb] / roof if roof else None,
+            "best_G_ge_256_roofline_fraction": max(vm[g] for g in big) / roof if roof and big else None,
+            "vmap_over_torch_eager": vm[gb] / eag if eag else None,
+            "vmap_over_best_torch_batched": vm[gb] / max(tb.values()) if tb else None,
+            "vmap_over_torch_batched_same_G": {g: vm[g] / tb[g] for g in tb if g in vm},
+            "vmap_over_jax_loop": vm[gb] / lp if lp else None,
+        }
         sec["ratios"] = ratios
         say(f"    ratios: {json.dumps(clean(ratios))}")
     if not on_gpu:
@@ -634,9 +765,9 @@ def section_headroom(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path):
     """
     import jax
     import numpy as np
+    import train_throughput as tt
 
     import repalign_jax as rj
-    import train_throughput as tt
 
     sec = part.section("headroom")
     on_gpu = jax.default_backend() != "cpu"
@@ -654,10 +785,14 @@ def section_headroom(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path):
         G = G0 + 1  # no memory statistics on a CPU: one run more exercises the path (the smoke test)
     if G < 1.2 * G0:
         return skip(sec, part, "headroom probe", f"peak memory allows at most ~{G} runs, not >= 1.2 x {G0}") or sec
-    rate = next((r["model_steps_per_s"] for r in tp.get("rows", []) if r["method"].startswith("jax vmap (largest")), None)
+    rate = next(
+        (r["model_steps_per_s"] for r in tp.get("rows", []) if r["method"].startswith("jax vmap (largest")), None
+    )
     need = 30 + 2 * G * sz.epochs / rate if rate else 60
     if clock.left() < need:
-        return skip(sec, part, f"headroom probe G={G}", f"time budget (~{need:.0f} s, {clock.left():.0f} s left)") or sec
+        return (
+            skip(sec, part, f"headroom probe G={G}", f"time budget (~{need:.0f} s, {clock.left():.0f} s left)") or sec
+        )
     say(f"[1e] headroom probe: G={G} (the package's memory-based chunk was {info.get('package_chunk')}; {G0} ran)")
     ds = rj.two_point()
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=sz.width, depth=sz.depth)
@@ -683,8 +818,14 @@ def section_headroom(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path):
         return sec
     rate = G * sz.epochs / secs
     roof = tp.get("roofline_steps_per_s")
-    probe.update(fits=True, seconds=secs, model_steps_per_s=rate, roofline_fraction=rate / roof if roof else None,
-                 first_call_s=first, final_loss_median=float(np.nanmedian(res.loss[:, -1])))
+    probe.update(
+        fits=True,
+        seconds=secs,
+        model_steps_per_s=rate,
+        roofline_fraction=rate / roof if roof else None,
+        first_call_s=first,
+        final_loss_median=float(np.nanmedian(res.loss[:, -1])),
+    )
     if on_gpu:
         peak = gpu_peak()
         probe.update(peak_bytes=peak, peak_per_run_bytes=peak / G if peak else None)
@@ -713,7 +854,10 @@ def plot_throughput(sec, path):
         pts = sorted((r["G"], r["model_steps_per_s"]) for r in rows if r["method"].startswith(prefix))
         if pts:
             ax.plot(*zip(*pts), mk, label=label)
-    for label, prefix, color in (("JAX loop of jitted runs", "jax loop", "C2"), ("PyTorch eager loop", "torch eager", "C3")):
+    for label, prefix, color in (
+        ("JAX loop of jitted runs", "jax loop", "C2"),
+        ("PyTorch eager loop", "torch eager", "C3"),
+    ):
         v = next((r["model_steps_per_s"] for r in rows if r["method"].startswith(prefix)), None)
         if v:
             ax.axhline(v, color=color, ls=":", label=label)
@@ -738,7 +882,6 @@ def plot_throughput(sec, path):
 def synthetic_initial(n: int, seed: int):
     """Rates over the paper's range and valid initial states, as `fit_throughput.make_batch` draws them."""
     import numpy as np
-
     from fit_throughput import DY2
 
     rng = np.random.default_rng(seed)
@@ -760,34 +903,51 @@ def section_fit(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path):
     import jax
     import jax.numpy as jnp
     import numpy as np
+    from fit_throughput import DX2, DY2, rel_err
 
     import repalign_jax as rj
-    from fit_throughput import DX2, DY2, rel_err
 
     sec = part.section("fit")
     on_gpu = jax.default_backend() != "cpu"
     n_max = max(sz.fit_sizes)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    sec.update(epochs=sz.fit_epochs, sizes=list(sz.fit_sizes), dtype=str(np.dtype(dtype)), runs=[],
-               options="FitOptions() (default: whole batch on an accelerator, chunks of 1 on a CPU)")
-    say(f"[3] fit_effective_rates on synthetic {sz.fit_epochs}-epoch trajectories ({sec['dtype']}), sizes {sz.fit_sizes}")
+    sec.update(
+        epochs=sz.fit_epochs,
+        sizes=list(sz.fit_sizes),
+        dtype=str(np.dtype(dtype)),
+        runs=[],
+        options="FitOptions() (default: whole batch on an accelerator, chunks of 1 on a CPU)",
+    )
+    say(
+        f"[3] fit_effective_rates on synthetic {sz.fit_epochs}-epoch trajectories ({sec['dtype']}), sizes {sz.fit_sizes}"
+    )
 
     # Trajectories: solve_effective on the device, 3% spare for solves that fail.
     extra = max(4, int(0.03 * n_max))
     ee, ed, h0, y0, w0 = synthetic_initial(n_max + extra, seed=15)
     ts = np.arange(sz.fit_epochs + 1.0)
     t0 = time.time()
-    h, y, w = rj.solve_effective(jnp.asarray(h0, dtype), jnp.asarray(y0, dtype), jnp.asarray(w0, dtype), dx2=DX2,
-                                 dy2=DY2, rates=rj.EffectiveRates(jnp.asarray(ee, dtype), jnp.asarray(ed, dtype)),
-                                 ts=jnp.asarray(ts, dtype))
+    h, y, w = rj.solve_effective(
+        jnp.asarray(h0, dtype),
+        jnp.asarray(y0, dtype),
+        jnp.asarray(w0, dtype),
+        dx2=DX2,
+        dy2=DY2,
+        rates=rj.EffectiveRates(jnp.asarray(ee, dtype), jnp.asarray(ed, dtype)),
+        ts=jnp.asarray(ts, dtype),
+    )
     h, y, w = jax.block_until_ready((h, y, w))
     gen = time.time() - t0
     good = np.asarray(jnp.all(jnp.isfinite(h) & jnp.isfinite(y) & jnp.isfinite(w), axis=-1) & jnp.all(h > 0, axis=-1))
     idx = np.flatnonzero(good)[:n_max]
-    sec["generation"] = {"trajectories": int(len(ee)), "failed_solves": int((~good).sum()), "seconds": gen,
-                         "compile_s": COMPILES.covered([(t0, t0 + gen)]),
-                         "how": "rj.solve_effective, vmapped, default SolverOptions, rates eta in [1e-4, 1e-1], "
-                                "eta_dec/eta_enc in [0.1, 100], h0 in [0.1, 2], y0 in [1e-9, 1e-2]"}
+    sec["generation"] = {
+        "trajectories": int(len(ee)),
+        "failed_solves": int((~good).sum()),
+        "seconds": gen,
+        "compile_s": COMPILES.covered([(t0, t0 + gen)]),
+        "how": "rj.solve_effective, vmapped, default SolverOptions, rates eta in [1e-4, 1e-1], "
+        "eta_dec/eta_enc in [0.1, 100], h0 in [0.1, 2], y0 in [1e-9, 1e-2]",
+    }
     say(f"    generated {len(ee)} trajectories in {gen:.1f} s ({(~good).sum()} failed solves dropped)")
     part.save()
     h, y, w = h[idx], y[idx], w[idx]
@@ -822,26 +982,38 @@ def section_fit(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path):
             run_est = max(first - comp, 1e-9)
             if clock.left() > 2 * run_est + 10:
                 fit, warm, comp2 = fit_once(n, "warm")
-                row.update(warm_call_s=warm, warm_call_compile_s=comp2, ms_per_trajectory=1e3 * warm / n,
-                           timing="second call, same shapes")
+                row.update(
+                    warm_call_s=warm,
+                    warm_call_compile_s=comp2,
+                    ms_per_trajectory=1e3 * warm / n,
+                    timing="second call, same shapes",
+                )
             else:
-                row.update(ms_per_trajectory=1e3 * run_est / n, timing="first call minus its compile time (no time "
-                           "left for a second call)")
+                row.update(
+                    ms_per_trajectory=1e3 * run_est / n,
+                    timing="first call minus its compile time (no time left for a second call)",
+                )
             ok = np.asarray(fit.success)
             e_enc = np.abs(np.asarray(fit.eta_enc) / ee[:n] - 1)
             e_dec = np.abs(np.asarray(fit.eta_dec) / ed[:n] - 1)
             accurate = ok & (e_enc < 1e-2) & (e_dec < 1e-2)
-            row.update(success=int(ok.sum()), success_rate=float(ok.mean()), accurate_1pct=int(accurate.sum()),
-                       num_steps_median=float(np.median(np.asarray(fit.num_steps))),
-                       num_steps_max=int(np.max(np.asarray(fit.num_steps))),
-                       rel_err_eta_enc=rel_err(np.asarray(fit.eta_enc)[ok], ee[:n][ok]) if ok.any() else None,
-                       rel_err_eta_dec=rel_err(np.asarray(fit.eta_dec)[ok], ed[:n][ok]) if ok.any() else None,
-                       trajectories_per_s=1e3 / row["ms_per_trajectory"])
+            row.update(
+                success=int(ok.sum()),
+                success_rate=float(ok.mean()),
+                accurate_1pct=int(accurate.sum()),
+                num_steps_median=float(np.median(np.asarray(fit.num_steps))),
+                num_steps_max=int(np.max(np.asarray(fit.num_steps))),
+                rel_err_eta_enc=rel_err(np.asarray(fit.eta_enc)[ok], ee[:n][ok]) if ok.any() else None,
+                rel_err_eta_dec=rel_err(np.asarray(fit.eta_dec)[ok], ed[:n][ok]) if ok.any() else None,
+                trajectories_per_s=1e3 / row["ms_per_trajectory"],
+            )
             if on_gpu:
                 row["gpu_peak_bytes"] = gpu_peak()
-            say(f"    n={n}: {row['ms_per_trajectory']:.3f} ms per trajectory ({row['timing']}); success "
+            say(
+                f"    n={n}: {row['ms_per_trajectory']:.3f} ms per trajectory ({row['timing']}); success "
                 f"{ok.sum()}/{n}; within 1% of the true rates {accurate.sum()}/{n}; eta_enc {row['rel_err_eta_enc']}; "
-                f"eta_dec {row['rel_err_eta_dec']}")
+                f"eta_dec {row['rel_err_eta_dec']}"
+            )
             part.save()
             if n == max(sz.fit_sizes):
                 plot["data"] = (np.asarray(fit.eta_enc), np.asarray(fit.eta_dec), ee[:n], ed[:n], ok)
@@ -893,11 +1065,20 @@ def train_records(sz: Sizes, precision: str, path: pathlib.Path | None = None):
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=sz.width, depth=sz.depth, precision=precision)
     config = rj.TrainConfig(epochs=sz.prec_epochs, track_layer=sz.depth // 2)
     t0 = time.time()
-    res = rj.train_networks(ds.x, ds.targets, spec, config, gains=GAIN, seeds=np.arange(sz.prec_seeds), lrs=LR,
-                            chunk_size=sz.prec_seeds)
-    rec = {"h": res.h[..., 0], "y": res.y[..., 0], "w": res.w[..., 0], "loss": res.loss, "diverged": res.diverged,
-           "seconds": time.time() - t0, "dtype": str(res.y.dtype), "backend": jax.default_backend(),
-           "precision": precision}
+    res = rj.train_networks(
+        ds.x, ds.targets, spec, config, gains=GAIN, seeds=np.arange(sz.prec_seeds), lrs=LR, chunk_size=sz.prec_seeds
+    )
+    rec = {
+        "h": res.h[..., 0],
+        "y": res.y[..., 0],
+        "w": res.w[..., 0],
+        "loss": res.loss,
+        "diverged": res.diverged,
+        "seconds": time.time() - t0,
+        "dtype": str(res.y.dtype),
+        "backend": jax.default_backend(),
+        "precision": precision,
+    }
     if path is not None:
         np.savez(path, **rec)
     return rec
@@ -924,27 +1105,56 @@ def section_precision(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path, ar
     import numpy as np
 
     sec = part.section("precision")
-    sec.update(network=f"MLP width {sz.width} depth {sz.depth}, leaky ReLU, gain {GAIN}, SGD lr {LR}",
-               epochs=sz.prec_epochs, seeds=sz.prec_seeds, variants={})
-    say(f"[4] precision: {sec['network']}, {sz.prec_epochs} epochs, {sz.prec_seeds} seeds; float32 at 'highest' and "
-        f"'default' against float64 (x64 subprocess)")
+    sec.update(
+        network=f"MLP width {sz.width} depth {sz.depth}, leaky ReLU, gain {GAIN}, SGD lr {LR}",
+        epochs=sz.prec_epochs,
+        seeds=sz.prec_seeds,
+        variants={},
+    )
+    say(
+        f"[4] precision: {sec['network']}, {sz.prec_epochs} epochs, {sz.prec_seeds} seeds; float32 at 'highest' and "
+        f"'default' against float64 (x64 subprocess)"
+    )
     recs = {}
     for prec in ("highest", "default"):
         r = attempt(sec, part, f"float32 {prec}", train_records, sz, prec)
         if r is not None:
             recs[prec] = r
-            say(f"    float32 precision={prec}: {r['seconds']:.1f} s (with compiling), diverged {int(np.sum(r['diverged']))}")
+            say(
+                f"    float32 precision={prec}: {r['seconds']:.1f} s (with compiling), diverged {int(np.sum(r['diverged']))}"
+            )
 
     def x64():
         npz = out / "precision_float64.npz"
-        cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--precision-worker", str(npz),
-               "--width", str(sz.width), "--depth", str(sz.depth), "--epochs", str(sz.prec_epochs),
-               "--seeds", str(sz.prec_seeds)]
-        env = dict(os.environ, JAX_ENABLE_X64="1", PYTHONPATH=os.pathsep.join(
-            [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        cmd = [
+            sys.executable,
+            str(pathlib.Path(__file__).resolve()),
+            "--precision-worker",
+            str(npz),
+            "--width",
+            str(sz.width),
+            "--depth",
+            str(sz.depth),
+            "--epochs",
+            str(sz.prec_epochs),
+            "--seeds",
+            str(sz.prec_seeds),
+        ]
+        env = dict(
+            os.environ,
+            JAX_ENABLE_X64="1",
+            PYTHONPATH=os.pathsep.join(
+                [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            ),
+        )
         t0 = time.time()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                              timeout=max(60, clock.left()) if part.data["smoke"] is False else 900)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=max(60, clock.left()) if part.data["smoke"] is False else 900,
+        )
         say("    --- float64 subprocess output ---\n" + (proc.stdout + proc.stderr).strip()[-6000:] + "\n    ---")
         if proc.returncode != 0:
             raise RuntimeError(f"float64 subprocess exited with {proc.returncode}")
@@ -954,8 +1164,12 @@ def section_precision(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path, ar
 
     ref = attempt(sec, part, "float64 subprocess", x64)
     if ref is not None:
-        sec["float64"] = {"dtype": str(ref["dtype"]), "backend": str(ref["backend"]), "seconds": float(ref["seconds"]),
-                          "diverged": int(np.sum(ref["diverged"]))}
+        sec["float64"] = {
+            "dtype": str(ref["dtype"]),
+            "backend": str(ref["backend"]),
+            "seconds": float(ref["seconds"]),
+            "diverged": int(np.sum(ref["diverged"])),
+        }
         for prec, r in recs.items():
             v = {}
             for q in ("y", "h", "w", "loss"):
@@ -965,8 +1179,10 @@ def section_precision(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path, ar
                 v[f"dev_{q}_per_seed"] = dev
                 v[f"dev_{q}_epoch_per_seed"] = at
             sec["variants"][prec] = v
-            say(f"    float32 '{prec}' vs float64: largest deviation of y = {pct_g(v['max_dev_y'])} of its range "
-                f"(h {pct_g(v['max_dev_h'])}, w {pct_g(v['max_dev_w'])}, loss {pct_g(v['max_dev_loss'])})")
+            say(
+                f"    float32 '{prec}' vs float64: largest deviation of y = {pct_g(v['max_dev_y'])} of its range "
+                f"(h {pct_g(v['max_dev_h'])}, w {pct_g(v['max_dev_w'])}, loss {pct_g(v['max_dev_loss'])})"
+            )
         part.save()
         attempt(sec, part, "figure", plot_precision, recs, ref, out / "precision.png")
     sec["jax_default_matmul_precision"] = str(getattr(jax.config, "jax_default_matmul_precision", None))
@@ -987,8 +1203,13 @@ def plot_precision(recs, ref, path):
         axes[0].plot(ts, r["y"][0], ls="--", color=f"C{i}", label=f"float32 {prec}")
         rng = np.nanmax(ref["y"], -1) - np.nanmin(ref["y"], -1)
         for s in range(r["y"].shape[0]):
-            axes[1].semilogy(ts, np.abs(r["y"][s] - ref["y"][s]) / rng[s], color=f"C{i}", lw=0.8,
-                         label=f"float32 {prec}" if s == 0 else None)
+            axes[1].semilogy(
+                ts,
+                np.abs(r["y"][s] - ref["y"][s]) / rng[s],
+                color=f"C{i}",
+                lw=0.8,
+                label=f"float32 {prec}" if s == 0 else None,
+            )
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("y (seed 0)")
     axes[0].legend(fontsize=7)
@@ -1007,8 +1228,11 @@ def precision_worker(args) -> int:
     jax.config.update("jax_enable_x64", True)
     sz = dataclasses.replace(FULL, width=args.width, depth=args.depth, prec_epochs=args.epochs, prec_seeds=args.seeds)
     rec = train_records(sz, "highest", pathlib.Path(args.precision_worker))
-    print(f"float64 worker: {rec['dtype']} on {rec['backend']}, {rec['seconds']:.1f} s (with compiling), diverged "
-          f"{int(rec['diverged'].sum())}", flush=True)
+    print(
+        f"float64 worker: {rec['dtype']} on {rec['backend']}, {rec['seconds']:.1f} s (with compiling), diverged "
+        f"{int(rec['diverged'].sum())}",
+        flush=True,
+    )
     return 0 if rec["dtype"] == "float64" else 1
 
 
@@ -1045,11 +1269,21 @@ def section_universality(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path,
         t0 = time.time()
         res = orig_train(x, targets, spec, config, **kw)
         t1 = time.time()
-        sec["train_calls"].append({"network": f"{spec.arch} {spec.activation} {spec.depth}x{spec.width}"
-                                   + (f" dropout {spec.dropout}" if spec.dropout else ""), "runs": R,
-                                   "chunk": chunk, "chunks": -(-R // chunk), "epochs": config.epochs,
-                                   "seconds": t1 - t0, "compile_s": COMPILES.covered([(t0, t1)]),
-                                   "diverged": int(np.sum(res.diverged)), "t0": t0, "t1": t1})
+        sec["train_calls"].append(
+            {
+                "network": f"{spec.arch} {spec.activation} {spec.depth}x{spec.width}"
+                + (f" dropout {spec.dropout}" if spec.dropout else ""),
+                "runs": R,
+                "chunk": chunk,
+                "chunks": -(-R // chunk),
+                "epochs": config.epochs,
+                "seconds": t1 - t0,
+                "compile_s": COMPILES.covered([(t0, t1)]),
+                "diverged": int(np.sum(res.diverged)),
+                "t0": t0,
+                "t1": t1,
+            }
+        )
         part.save()
         return res
 
@@ -1058,9 +1292,17 @@ def section_universality(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path,
         fit = jax.block_until_ready(orig_fit(traj, options))
         t1 = time.time()
         B = int(np.prod(traj.batch_shape))
-        sec["fit_calls"].append({"trajectories": B, "chunk": options.resolved_chunk_size(B), "seconds": t1 - t0,
-                                 "compile_s": COMPILES.covered([(t0, t1)]),
-                                 "success": int(np.sum(np.asarray(fit.success))), "t0": t0, "t1": t1})
+        sec["fit_calls"].append(
+            {
+                "trajectories": B,
+                "chunk": options.resolved_chunk_size(B),
+                "seconds": t1 - t0,
+                "compile_s": COMPILES.covered([(t0, t1)]),
+                "success": int(np.sum(np.asarray(fit.success))),
+                "t0": t0,
+                "t1": t1,
+            }
+        )
         part.save()
         return fit
 
@@ -1082,29 +1324,45 @@ def section_universality(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path,
     fit_s = sum(b - a for a, b in fi)
     comp_all = COMPILES.covered([(t0, t1)])
     comp_train, comp_fit = COMPILES.covered(tr), COMPILES.covered(fi)
-    split = {"total_s": t1 - t0, "compile_s": comp_all, "backend_compile_s": COMPILES.covered([(t0, t1)], True),
-             "training_s": train_s - comp_train, "fitting_s": fit_s - comp_fit,
-             "other_s": (t1 - t0) - train_s - fit_s - (comp_all - comp_train - comp_fit),
-             "compile_in_training_s": comp_train, "compile_in_fitting_s": comp_fit,
-             "compile_elsewhere_s": comp_all - comp_train - comp_fit}
-    sec.update(return_code=rc, split=split, compile_by_function=COMPILES.by_function(t0, t1),
-               compile_measure=COMPILES.mode)
+    split = {
+        "total_s": t1 - t0,
+        "compile_s": comp_all,
+        "backend_compile_s": COMPILES.covered([(t0, t1)], True),
+        "training_s": train_s - comp_train,
+        "fitting_s": fit_s - comp_fit,
+        "other_s": (t1 - t0) - train_s - fit_s - (comp_all - comp_train - comp_fit),
+        "compile_in_training_s": comp_train,
+        "compile_in_fitting_s": comp_fit,
+        "compile_elsewhere_s": comp_all - comp_train - comp_fit,
+    }
+    sec.update(
+        return_code=rc, split=split, compile_by_function=COMPILES.by_function(t0, t1), compile_measure=COMPILES.mode
+    )
     for c in sec["train_calls"] + sec["fit_calls"]:
         c.pop("t0", None)
         c.pop("t1", None)
-    say("    wall {total_s:.1f} s = compiling {compile_s:.1f} + training {training_s:.1f} + fitting {fitting_s:.1f} + "
-        "other (tables, figure) {other_s:.1f}".format(**split))
+    say(
+        "    wall {total_s:.1f} s = compiling {compile_s:.1f} + training {training_s:.1f} + fitting {fitting_s:.1f} + "
+        "other (tables, figure) {other_s:.1f}".format(**split)
+    )
     if jpath.exists():
         numbers = json.loads(jpath.read_text())
         table = numbers.get("table", [])
-        sec["result"] = {"epochs": numbers.get("epochs"), "rows": len(table),
-                         "settings_profile": numbers.get("settings_profile"),
-                         "seeds_fitted": sum(r.get("fitted", 0) for r in table),
-                         "seeds": sum(r.get("seeds", 0) for r in table),
-                         "diverged": sum(r.get("diverged", 0) for r in table),
-                         "claims": numbers.get("claims"), "wall_seconds": numbers.get("wall_seconds"), "table": table}
-        say(f"    {sec['result']['seeds_fitted']}/{sec['result']['seeds']} runs fitted; claims: "
-            + "; ".join(f"{c['measured']} -> {c['holds']}" for c in numbers.get("claims", [])))
+        sec["result"] = {
+            "epochs": numbers.get("epochs"),
+            "rows": len(table),
+            "settings_profile": numbers.get("settings_profile"),
+            "seeds_fitted": sum(r.get("fitted", 0) for r in table),
+            "seeds": sum(r.get("seeds", 0) for r in table),
+            "diverged": sum(r.get("diverged", 0) for r in table),
+            "claims": numbers.get("claims"),
+            "wall_seconds": numbers.get("wall_seconds"),
+            "table": table,
+        }
+        say(
+            f"    {sec['result']['seeds_fitted']}/{sec['result']['seeds']} runs fitted; claims: "
+            + "; ".join(f"{c['measured']} -> {c['holds']}" for c in numbers.get("claims", []))
+        )
     if failure is not None:
         raise failure
     if rc != 0:
@@ -1142,119 +1400,195 @@ def summarise(out: pathlib.Path) -> str:
     secs = {k: v for part in parts.values() for k, v in part.get("sections", {}).items()}
     smoke = any(p.get("smoke") for p in parts.values())
     ver = env.get("versions", {})
-    lines = [f"### GPU suite ({'SMOKE RUN, not a measurement' if smoke else 'measured'}) {env.get('time', '')}", "",
-             f"Device: {', '.join(sorted(set(env.get('devices', []))))}; driver {env.get('driver') or 'n/a'}; "
-             f"{env.get('summary', '')}; jax {ver.get('jax')}, jaxlib {ver.get('jaxlib')}, flax {ver.get('flax')}, "
-             f"torch {ver.get('torch')}" + (f" (CUDA {env.get('torch', {}).get('cuda')})" if env.get('torch', {}).get('cuda') else "")
-             + f"; commit {(env.get('git') or 'n/a')[:10]}.", ""]
+    lines = [
+        f"### GPU suite ({'SMOKE RUN, not a measurement' if smoke else 'measured'}) {env.get('time', '')}",
+        "",
+        f"Device: {', '.join(sorted(set(env.get('devices', []))))}; driver {env.get('driver') or 'n/a'}; "
+        f"{env.get('summary', '')}; jax {ver.get('jax')}, jaxlib {ver.get('jaxlib')}, flax {ver.get('flax')}, "
+        f"torch {ver.get('torch')}"
+        + (f" (CUDA {env.get('torch', {}).get('cuda')})" if env.get("torch", {}).get("cuda") else "")
+        + f"; commit {(env.get('git') or 'n/a')[:10]}.",
+        "",
+    ]
     headline: dict = {}
     status = {k: v.get("status") for k, v in secs.items()}
-    lines.append("Sections: " + ", ".join(f"{k} {v}" + (f" ({len(secs[k].get('errors', []))} errors)"
-                                                          if secs[k].get("errors") else "") for k, v in status.items()))
+    lines.append(
+        "Sections: "
+        + ", ".join(
+            f"{k} {v}" + (f" ({len(secs[k].get('errors', []))} errors)" if secs[k].get("errors") else "")
+            for k, v in status.items()
+        )
+    )
     lines.append("")
 
     tp = secs.get("train_throughput")
     if tp:
-        lines += [f"**Training throughput** ({tp.get('network')}; {tp.get('precision')}; {tp.get('epochs')} epochs per "
-                  f"call, min of {tp.get('repeats')}):", "",
-                  "| method | G | model-steps / s | fraction of roofline | peak memory per run |", "|---|---|---|---|---|"]
+        lines += [
+            f"**Training throughput** ({tp.get('network')}; {tp.get('precision')}; {tp.get('epochs')} epochs per "
+            f"call, min of {tp.get('repeats')}):",
+            "",
+            "| method | G | model-steps / s | fraction of roofline | peak memory per run |",
+            "|---|---|---|---|---|",
+        ]
         for r in tp.get("rows", []):
             mem = r.get("peak_per_run_bytes") or r.get("torch_peak_per_run_bytes")
             mem = f"{mem / 1e6:.1f} MB" if mem else "-"
             g = r["G"] if "runs" not in r else f"- ({r['runs']} runs)"
-            lines.append(f"| {r['method']} | {g} | {r['model_steps_per_s']:,.0f} | {pct(r.get('roofline_fraction'))} | {mem} |")
+            lines.append(
+                f"| {r['method']} | {g} | {r['model_steps_per_s']:,.0f} | {pct(r.get('roofline_fraction'))} | {mem} |"
+            )
         hp = (secs.get("headroom") or {}).get("probe")
         if hp:
-            lines.append(f"| jax vmap (headroom probe) | {hp['G']} | "
-                         + (f"{hp['model_steps_per_s']:,.0f} | {pct(hp.get('roofline_fraction'))} | " if hp.get("fits")
-                            else "out of memory | - | ")
-                         + (f"{hp['peak_per_run_bytes'] / 1e6:.1f} MB |" if hp.get("peak_per_run_bytes") else "- |"))
+            lines.append(
+                f"| jax vmap (headroom probe) | {hp['G']} | "
+                + (
+                    f"{hp['model_steps_per_s']:,.0f} | {pct(hp.get('roofline_fraction'))} | "
+                    if hp.get("fits")
+                    else "out of memory | - | "
+                )
+                + (f"{hp['peak_per_run_bytes'] / 1e6:.1f} MB |" if hp.get("peak_per_run_bytes") else "- |")
+            )
         lines.append("")
         if tp.get("bandwidth_Bps"):
-            lines.append(f"Roofline: {tp['step_bytes'] / 1e6:.1f} MB per model-step at {tp['bandwidth_Bps'] / 1e9:.0f} GB/s "
-                         f"(in-place v + 1 over {tp['bandwidth_array_mb']} MB) = {tp['roofline_steps_per_s']:,.0f} model-steps/s.")
+            lines.append(
+                f"Roofline: {tp['step_bytes'] / 1e6:.1f} MB per model-step at {tp['bandwidth_Bps'] / 1e9:.0f} GB/s "
+                f"(in-place v + 1 over {tp['bandwidth_array_mb']} MB) = {tp['roofline_steps_per_s']:,.0f} model-steps/s."
+            )
         lg = tp.get("largest_g")
         if lg:
-            lines.append(f"Largest G: the package's memory-based chunk sizing chose {lg.get('package_chunk')} runs "
-                         f"({lg.get('available_memory', 0) / 1e9:.1f} GB available / {lg.get('bytes_per_run_estimate', 0) / 1e6:.1f} MB "
-                         f"estimated per run); "
-                         + (f"ran G = {lg['fitted']}" if lg.get("fitted") else "no largest G ran (see below)")
-                         + (f" after out-of-memory at {[o['G'] for o in lg['oom']]}" if lg.get("oom")
-                            else " without running out of memory" if lg.get("fitted") else "")
-                         + (f"; the measured peak per run says about {lg['max_g_from_peak']} would fit" if lg.get("max_g_from_peak") else "")
-                         + ".")
+            lines.append(
+                f"Largest G: the package's memory-based chunk sizing chose {lg.get('package_chunk')} runs "
+                f"({lg.get('available_memory', 0) / 1e9:.1f} GB available / {lg.get('bytes_per_run_estimate', 0) / 1e6:.1f} MB "
+                f"estimated per run); "
+                + (f"ran G = {lg['fitted']}" if lg.get("fitted") else "no largest G ran (see below)")
+                + (
+                    f" after out-of-memory at {[o['G'] for o in lg['oom']]}"
+                    if lg.get("oom")
+                    else " without running out of memory"
+                    if lg.get("fitted")
+                    else ""
+                )
+                + (
+                    f"; the measured peak per run says about {lg['max_g_from_peak']} would fit"
+                    if lg.get("max_g_from_peak")
+                    else ""
+                )
+                + "."
+            )
         ra = tp.get("ratios") or {}
         if ra:
-            lines.append(f"Ratios: best vmap (G = {ra.get('best_vmap_G')}) / PyTorch eager loop {num(ra.get('vmap_over_torch_eager'))}x "
-                         f"(target >= 100x); / best hand-batched PyTorch {num(ra.get('vmap_over_best_torch_batched'), '.2f')}x "
-                         f"(target >= 2x); / loop of jitted runs {num(ra.get('vmap_over_jax_loop'))}x; best G >= 256 at "
-                         f"{pct(ra.get('best_G_ge_256_roofline_fraction'))} of the roofline (target >= 75%).")
-            headline["train"] = {"best_steps_per_s": ra.get("best_vmap_steps_per_s"), "best_G": ra.get("best_vmap_G"),
-                                 "roofline_fraction_G_ge_256": ra.get("best_G_ge_256_roofline_fraction"),
-                                 "vs_torch_eager": ra.get("vmap_over_torch_eager"),
-                                 "vs_torch_batched": ra.get("vmap_over_best_torch_batched"),
-                                 "targets_met": {
-                                     "roofline_75pct": None if ra.get("best_G_ge_256_roofline_fraction") is None
-                                     else ra["best_G_ge_256_roofline_fraction"] >= TARGETS["roofline_fraction"],
-                                     "2x_torch_batched": None if ra.get("vmap_over_best_torch_batched") is None
-                                     else ra["vmap_over_best_torch_batched"] >= TARGETS["vs_torch_batched"],
-                                     "100x_torch_eager": None if ra.get("vmap_over_torch_eager") is None
-                                     else ra["vmap_over_torch_eager"] >= TARGETS["vs_torch_eager"]}}
+            lines.append(
+                f"Ratios: best vmap (G = {ra.get('best_vmap_G')}) / PyTorch eager loop {num(ra.get('vmap_over_torch_eager'))}x "
+                f"(target >= 100x); / best hand-batched PyTorch {num(ra.get('vmap_over_best_torch_batched'), '.2f')}x "
+                f"(target >= 2x); / loop of jitted runs {num(ra.get('vmap_over_jax_loop'))}x; best G >= 256 at "
+                f"{pct(ra.get('best_G_ge_256_roofline_fraction'))} of the roofline (target >= 75%)."
+            )
+            headline["train"] = {
+                "best_steps_per_s": ra.get("best_vmap_steps_per_s"),
+                "best_G": ra.get("best_vmap_G"),
+                "roofline_fraction_G_ge_256": ra.get("best_G_ge_256_roofline_fraction"),
+                "vs_torch_eager": ra.get("vmap_over_torch_eager"),
+                "vs_torch_batched": ra.get("vmap_over_best_torch_batched"),
+                "targets_met": {
+                    "roofline_75pct": None
+                    if ra.get("best_G_ge_256_roofline_fraction") is None
+                    else ra["best_G_ge_256_roofline_fraction"] >= TARGETS["roofline_fraction"],
+                    "2x_torch_batched": None
+                    if ra.get("vmap_over_best_torch_batched") is None
+                    else ra["vmap_over_best_torch_batched"] >= TARGETS["vs_torch_batched"],
+                    "100x_torch_eager": None
+                    if ra.get("vmap_over_torch_eager") is None
+                    else ra["vmap_over_torch_eager"] >= TARGETS["vs_torch_eager"],
+                },
+            }
         lines.append("")
 
     uv = secs.get("universality")
     if uv and uv.get("split"):
         s = uv["split"]
         res = uv.get("result", {})
-        lines += [f"**Table-1 study** (`{uv.get('command')}`; {res.get('rows')} networks, {res.get('epochs')} epochs, "
-                  f"settings profile {res.get('settings_profile') or 'n/a'}; "
-                  f"{res.get('seeds_fitted')}/{res.get('seeds')} runs fitted, {res.get('diverged')} diverged):", "",
-                  "| wall time | compiling | training | fitting | other (tables, figure) |", "|---|---|---|---|---|",
-                  f"| {s['total_s']:.1f} s | {s['compile_s']:.1f} s (training {s['compile_in_training_s']:.1f}, fitting "
-                  f"{s['compile_in_fitting_s']:.1f}, other {s['compile_elsewhere_s']:.1f}) | {s['training_s']:.1f} s | "
-                  f"{s['fitting_s']:.1f} s | {s['other_s']:.1f} s |", ""]
-        chunks = ", ".join(f"{c['network']}: {c['runs']} runs in {c['chunks']} chunk(s) of {c['chunk']}"
-                           for c in uv.get("train_calls", []))
+        lines += [
+            f"**Table-1 study** (`{uv.get('command')}`; {res.get('rows')} networks, {res.get('epochs')} epochs, "
+            f"settings profile {res.get('settings_profile') or 'n/a'}; "
+            f"{res.get('seeds_fitted')}/{res.get('seeds')} runs fitted, {res.get('diverged')} diverged):",
+            "",
+            "| wall time | compiling | training | fitting | other (tables, figure) |",
+            "|---|---|---|---|---|",
+            f"| {s['total_s']:.1f} s | {s['compile_s']:.1f} s (training {s['compile_in_training_s']:.1f}, fitting "
+            f"{s['compile_in_fitting_s']:.1f}, other {s['compile_elsewhere_s']:.1f}) | {s['training_s']:.1f} s | "
+            f"{s['fitting_s']:.1f} s | {s['other_s']:.1f} s |",
+            "",
+        ]
+        chunks = ", ".join(
+            f"{c['network']}: {c['runs']} runs in {c['chunks']} chunk(s) of {c['chunk']}"
+            for c in uv.get("train_calls", [])
+        )
         if chunks:
             lines += [f"Training calls: {chunks}.", ""]
         for c in res.get("claims") or []:
             lines += [f"Claim: {c['claim']}: {c['measured']} ({c['holds']}).", ""]
-        headline["universality"] = {"total_s": s["total_s"], "compile_s": s["compile_s"], "training_s": s["training_s"],
-                                    "fitting_s": s["fitting_s"],
-                                    "target_met": None if smoke else s["total_s"] < TARGETS["universality_s"]}
+        headline["universality"] = {
+            "total_s": s["total_s"],
+            "compile_s": s["compile_s"],
+            "training_s": s["training_s"],
+            "fitting_s": s["fitting_s"],
+            "target_met": None if smoke else s["total_s"] < TARGETS["universality_s"],
+        }
 
     ft = secs.get("fit")
     if ft and ft.get("runs"):
-        lines += [f"**Fitting** (`fit_effective_rates`, {ft.get('options')}; synthetic {ft.get('epochs')}-epoch "
-                  f"trajectories, {ft.get('dtype')}):", "",
-                  "| trajectories | chunk | first call (compiling) | timed call | ms / trajectory | success | within 1% | "
-                  "rel. error eta_enc | rel. error eta_dec |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**Fitting** (`fit_effective_rates`, {ft.get('options')}; synthetic {ft.get('epochs')}-epoch "
+            f"trajectories, {ft.get('dtype')}):",
+            "",
+            "| trajectories | chunk | first call (compiling) | timed call | ms / trajectory | success | within 1% | "
+            "rel. error eta_enc | rel. error eta_dec |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in ft["runs"]:
             if "ms_per_trajectory" not in r:
-                lines.append(f"| {r['n']:,} | {r.get('chunk')} | {num(r.get('first_call_s'))} s | failed | - | - | - | - | - |")
+                lines.append(
+                    f"| {r['n']:,} | {r.get('chunk')} | {num(r.get('first_call_s'))} s | failed | - | - | - | - | - |"
+                )
                 continue
-            lines.append(f"| {r['n']:,} | {r['chunk']} | {r['first_call_s']:.1f} s ({r['first_call_compile_s']:.1f} s) | "
-                         f"{num(r.get('warm_call_s'), '.2f')} s | {r['ms_per_trajectory']:.3f} | {r['success']}/{r['n']} | "
-                         f"{r['accurate_1pct']}/{r['n']} | {r.get('rel_err_eta_enc')} | {r.get('rel_err_eta_dec')} |")
+            lines.append(
+                f"| {r['n']:,} | {r['chunk']} | {r['first_call_s']:.1f} s ({r['first_call_compile_s']:.1f} s) | "
+                f"{num(r.get('warm_call_s'), '.2f')} s | {r['ms_per_trajectory']:.3f} | {r['success']}/{r['n']} | "
+                f"{r['accurate_1pct']}/{r['n']} | {r.get('rel_err_eta_enc')} | {r.get('rel_err_eta_dec')} |"
+            )
         lines.append("")
         big = max((r for r in ft["runs"] if "ms_per_trajectory" in r), key=lambda r: r["n"], default=None)
         if big:
             t_big = big.get("warm_call_s") or big["ms_per_trajectory"] * big["n"] / 1e3
-            headline["fit"] = {"n": big["n"], "seconds": t_big, "ms_per_trajectory": big["ms_per_trajectory"],
-                               "success_rate": big["success_rate"],
-                               "target_met": t_big < TARGETS["fit_10k_s"] if big["n"] >= 10000 else None}
+            headline["fit"] = {
+                "n": big["n"],
+                "seconds": t_big,
+                "ms_per_trajectory": big["ms_per_trajectory"],
+                "success_rate": big["success_rate"],
+                "target_met": t_big < TARGETS["fit_10k_s"] if big["n"] >= 10000 else None,
+            }
 
     pr = secs.get("precision")
     if pr and pr.get("variants"):
-        lines += [f"**Precision** ({pr.get('network')}, {pr.get('epochs')} epochs, {pr.get('seeds')} seeds; against "
-                  f"the same runs in float64):", "",
-                  "| float32 precision | largest deviation of y / range of y | h | w | loss |", "|---|---|---|---|---|"]
+        lines += [
+            f"**Precision** ({pr.get('network')}, {pr.get('epochs')} epochs, {pr.get('seeds')} seeds; against "
+            f"the same runs in float64):",
+            "",
+            "| float32 precision | largest deviation of y / range of y | h | w | loss |",
+            "|---|---|---|---|---|",
+        ]
         for k, v in pr["variants"].items():
-            name = {"highest": "`highest` (package default, full float32)", "default": "`default` (JAX's: TF32 on NVIDIA)"}.get(k, k)
+            name = {
+                "highest": "`highest` (package default, full float32)",
+                "default": "`default` (JAX's: TF32 on NVIDIA)",
+            }.get(k, k)
             nc = v.get("seeds_not_comparable_y") or 0
-            lines.append(f"| {name} | {pct_g(v.get('max_dev_y'))}" + (f" ({nc} seed(s) not finite in float32)" if nc else "")
-                         + f" | {pct_g(v.get('max_dev_h'))} | "
-                         f"{pct_g(v.get('max_dev_w'))} | {pct_g(v.get('max_dev_loss'))} |")
+            lines.append(
+                f"| {name} | {pct_g(v.get('max_dev_y'))}"
+                + (f" ({nc} seed(s) not finite in float32)" if nc else "")
+                + f" | {pct_g(v.get('max_dev_h'))} | "
+                f"{pct_g(v.get('max_dev_w'))} | {pct_g(v.get('max_dev_loss'))} |"
+            )
         lines.append("")
         headline["precision"] = {k: v.get("max_dev_y") for k, v in pr["variants"].items()}
 
@@ -1266,8 +1600,10 @@ def summarise(out: pathlib.Path) -> str:
         lines += ["Skipped:", ""] + [f"- {k} / {s['what']}: {s['why']}" for k, s in skipped] + [""]
     md = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(md)
-    write_json(out / "summary.json", {"smoke": smoke, "env": env, "headline": headline, "targets": TARGETS,
-                                      "status": status, "parts": parts})
+    write_json(
+        out / "summary.json",
+        {"smoke": smoke, "env": env, "headline": headline, "targets": TARGETS, "status": status, "parts": parts},
+    )
     return md
 
 
@@ -1313,18 +1649,31 @@ def run_part(number: str, args, sz: Sizes, out: pathlib.Path, env: dict, only) -
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=("1", "2", "all"), default="all")
-    p.add_argument("--out", default="runs/gpu_suite", help="folder for every figure, JSON and log (default runs/gpu_suite)")
+    p.add_argument(
+        "--out", default="runs/gpu_suite", help="folder for every figure, JSON and log (default runs/gpu_suite)"
+    )
     p.add_argument("--smoke", action="store_true", help="tiny sizes, same code paths: a couple of minutes on a CPU")
     p.add_argument("--sections", default=None, help=f"comma-separated subset of {', '.join(SECTIONS)} (reruns)")
-    p.add_argument("--budget-s", type=float, default=None, help="seconds per part before optional pieces are skipped "
-                   "(default 360; smoke: no limit)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="seconds per part before optional pieces are skipped (default 360; smoke: no limit)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
-    p.add_argument("--uni-seeds", type=int, default=None,
-                   help="seeds per network of the Table-1 study (default 50; smoke 1): only for a rerun that must be shorter")
+    p.add_argument(
+        "--uni-seeds",
+        type=int,
+        default=None,
+        help="seeds per network of the Table-1 study (default 50; smoke 1): only for a rerun that must be shorter",
+    )
     p.add_argument("--force", action="store_true", help="run the full sizes even without a GPU (hours on a CPU)")
-    p.add_argument("--summary-only", action="store_true",
-                   help="only rewrite summary.json and summary.md from the partN.json files in --out (e.g. after "
-                        "copying the two parts' folders, run on different machines, into one)")
+    p.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="only rewrite summary.json and summary.md from the partN.json files in --out (e.g. after "
+        "copying the two parts' folders, run on different machines, into one)",
+    )
     p.add_argument("--precision-worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--width", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)
@@ -1360,8 +1709,10 @@ def main(argv=None) -> int:
         say(f"driver: {env.get('driver') or 'n/a (no nvidia-smi)'}; versions: {json.dumps(env['versions'])}")
         say(f"output: {out.resolve()}; compile time from {COMPILES.mode}")
         if jax.default_backend() == "cpu" and not args.smoke and not args.force:
-            say("ERROR: JAX sees no GPU (backend cpu). The full suite is sized for an H100; use --smoke on a CPU, "
-                "or --force. Devices: " + ", ".join(env["devices"]))
+            say(
+                "ERROR: JAX sees no GPU (backend cpu). The full suite is sized for an H100; use --smoke on a CPU, "
+                "or --force. Devices: " + ", ".join(env["devices"])
+            )
             summarise(out)
             return 3
     for i, number in enumerate(numbers):

@@ -53,10 +53,9 @@ import time
 # Without this JAX grabs 75% of the GPU at start-up and PyTorch would share the rest.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import numpy as np  # noqa: E402
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _machine import describe  # noqa: E402
@@ -221,16 +220,24 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 200 on CPU, 500 on GPU)")
     p.add_argument("--groups", default="1,4,16,64,256", help="comma-separated ensemble sizes G")
-    p.add_argument("--max-g", type=int, default=None,
-                   help="also try the largest G up to this that fits (default 750 on GPU, none on CPU; 0: none)")
+    p.add_argument(
+        "--max-g",
+        type=int,
+        default=None,
+        help="also try the largest G up to this that fits (default 750 on GPU, none on CPU; 0: none)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats, the minimum is reported")
     p.add_argument("--loop-runs", type=int, default=16, help="runs timed by the loops: min(max G, this)")
     p.add_argument("--bw-mb", type=int, default=256, help="array size of the bandwidth measurement, MB")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
     p.add_argument("--torch-threads", type=int, default=None, help="PyTorch CPU threads (default: all cores)")
-    p.add_argument("--cpu-devices", type=int, default=None,
-                   help="JAX CPU devices the runs are split over (default: one per core, rj.use_host_cores; "
-                        "1: a single device). No effect on a GPU")
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="JAX CPU devices the runs are split over (default: one per core, rj.use_host_cores; "
+        "1: a single device). No effect on a GPU",
+    )
     args = p.parse_args(argv)
     rj.use_host_cores(args.cpu_devices)  # no split for None on one core, nor for 1
 
@@ -251,21 +258,29 @@ def main(argv=None):
     mem_limit = _train.available_memory()
 
     print("machine:", describe())
-    print(f"task: two-point, MLP width {WIDTH} depth {DEPTH} ({DEPTH + 1} dense layers, {n_params:,} parameters = "
-          f"{param_bytes / MB:.1f} MB float32), leaky ReLU, gain {GAIN}, full-batch SGD lr {LR}, "
-          f"{epochs} epochs, loss + h,y,w of pair (0,1) at hidden layer {TRACK} recorded every epoch")
-    print(f"precision: float32, JAX matmuls at Precision.{spec.precision.upper()} (full float32, never TF32)"
-          + ("; PyTorch TF32 off" if on_gpu else ""))
+    print(
+        f"task: two-point, MLP width {WIDTH} depth {DEPTH} ({DEPTH + 1} dense layers, {n_params:,} parameters = "
+        f"{param_bytes / MB:.1f} MB float32), leaky ReLU, gain {GAIN}, full-batch SGD lr {LR}, "
+        f"{epochs} epochs, loss + h,y,w of pair (0,1) at hidden layer {TRACK} recorded every epoch"
+    )
+    print(
+        f"precision: float32, JAX matmuls at Precision.{spec.precision.upper()} (full float32, never TF32)"
+        + ("; PyTorch TF32 off" if on_gpu else "")
+    )
     if not on_gpu:
         print(f"JAX CPU devices: {len(jax.devices())} (a batch of G runs is split over min(G, devices) of them)")
     print(f"timing: min of {repeats} repeat(s) after a warm-up call of the same shapes (compilation excluded)")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average (1 min) at start: {load:.2f} on {os.cpu_count()} cores; the timings assume an idle machine")
     if not on_gpu and load > 0.5:
-        print("WARNING: other processes are using the CPU. PyTorch's OpenMP threads spin-wait and can run 10-100x "
-              "slower when they share cores; rerun on an idle machine (or compare with --torch-threads 1)")
-    print(f"memory estimate per run (bytes_per_run): {per_run_est / MB:.1f} MB; budget for a batch "
-          f"(available_memory): {mem_limit / 1e9:.1f} GB")
+        print(
+            "WARNING: other processes are using the CPU. PyTorch's OpenMP threads spin-wait and can run 10-100x "
+            "slower when they share cores; rerun on an idle machine (or compare with --torch-threads 1)"
+        )
+    print(
+        f"memory estimate per run (bytes_per_run): {per_run_est / MB:.1f} MB; budget for a batch "
+        f"(available_memory): {mem_limit / 1e9:.1f} GB"
+    )
     print()
 
     x, t = ds.x, ds.targets
@@ -288,19 +303,25 @@ def main(argv=None):
     vmap = {}
     for G in groups:
         if G * per_run_est > mem_limit:
-            print(f"    G={G:4d}: skipped, estimated {G * per_run_est / 1e9:.1f} GB > {mem_limit / 1e9:.1f} GB available")
+            print(
+                f"    G={G:4d}: skipped, estimated {G * per_run_est / 1e9:.1f} GB > {mem_limit / 1e9:.1f} GB available"
+            )
             continue
         sec, fl, mem = jax_vmap(G)
         vmap[G] = G * epochs / sec
         rows.append(("jax vmap", G, sec, vmap[G], mem, fl))
-        print(f"    G={G:4d}: {sec:8.3f} s -> {vmap[G]:9.1f} model-steps/s; final loss median {fl:.3g}; memory/run {mem}")
+        print(
+            f"    G={G:4d}: {sec:8.3f} s -> {vmap[G]:9.1f} model-steps/s; final loss median {fl:.3g}; memory/run {mem}"
+        )
     if not vmap:
         sys.exit("no G fits in memory")
 
     # 2. loop of jitted single runs ------------------------------------------------------
     n_loop = max(1, min(max(groups + ([max_g] if max_g else [])), args.loop_runs))
-    print(f"[2] loop of jitted single runs (train_networks, one seed per call) over {n_loop} runs; "
-          f"its throughput does not depend on G and stands for every G")
+    print(
+        f"[2] loop of jitted single runs (train_networks, one seed per call) over {n_loop} runs; "
+        f"its throughput does not depend on G and stands for every G"
+    )
     single = lambda s: rj.train_networks(x, t, spec, config, gains=GAIN, seeds=[s], lrs=LR, chunk_size=1)  # noqa: E731
     single(0)
     sec, losses = best_time(lambda: [single(s).loss[0, -1] for s in range(n_loop)], repeats)
@@ -333,8 +354,10 @@ def main(argv=None):
         tx = torch.as_tensor(x, device=device)
         tt = torch.as_tensor(t, device=device)
         tdy = (tt[1] - tt[0]).contiguous()
-        print(f"[3] PyTorch {torch.__version__} on {device} ({torch.get_num_threads()} threads), float32, "
-              f"TF32 {'off' if on_gpu else 'n/a'}")
+        print(
+            f"[3] PyTorch {torch.__version__} on {device} ({torch.get_num_threads()} threads), float32, "
+            f"TF32 {'off' if on_gpu else 'n/a'}"
+        )
 
         torch_eager_run(torch, tx, tt, tdy, min(epochs, 5), 0, device)  # warm-up
         sync()
@@ -347,8 +370,10 @@ def main(argv=None):
         sec, losses = best_time(eager_loop, repeats)
         eager = n_loop * epochs / sec
         rows.append(("torch eager loop", 1, sec / n_loop, eager, "-", float(np.median(losses))))
-        print(f"    (a) eager loop (nn.Sequential + optim.SGD + hook) over {n_loop} runs: {sec:8.3f} s -> "
-              f"{eager:9.1f} model-steps/s ({sec / n_loop:.3f} s per run)")
+        print(
+            f"    (a) eager loop (nn.Sequential + optim.SGD + hook) over {n_loop} runs: {sec:8.3f} s -> "
+            f"{eager:9.1f} model-steps/s ({sec / n_loop:.3f} s per run)"
+        )
 
         print("    (b) hand-batched ensemble (stacked weights, baddbmm, one backward, fused SGD)")
         for G in groups:
@@ -370,16 +395,19 @@ def main(argv=None):
             mem = f"{torch.cuda.max_memory_allocated() / G / MB:.1f} MB (torch peak / G)" if on_gpu else "-"
             fl = float(np.nanmedian(rec[:, -1, 0].numpy()))
             rows.append(("torch batched", G, sec, batched[G], mem, fl))
-            print(f"        G={G:4d}: {sec:8.3f} s -> {batched[G]:9.1f} model-steps/s; final loss median {fl:.3g}"
-                  + (f"; memory/run {mem}" if on_gpu else ""))
+            print(
+                f"        G={G:4d}: {sec:8.3f} s -> {batched[G]:9.1f} model-steps/s; final loss median {fl:.3g}"
+                + (f"; memory/run {mem}" if on_gpu else "")
+            )
         if on_gpu:
             torch.cuda.empty_cache()  # give the memory back before the largest JAX batch
 
     # 1b. the largest G that fits (GPU) --------------------------------------------------------
     if max_g and max_g > max(groups):
         G = max_g
-        print(f"[1b] train_networks, largest G up to {max_g} that fits (estimate allows "
-              f"{mem_limit // per_run_est} runs)")
+        print(
+            f"[1b] train_networks, largest G up to {max_g} that fits (estimate allows {mem_limit // per_run_est} runs)"
+        )
         for _ in range(6):
             try:
                 sec, fl, mem = jax_vmap(G)
@@ -391,16 +419,20 @@ def main(argv=None):
                 continue
             vmap[G] = G * epochs / sec
             rows.append(("jax vmap (max G)", G, sec, vmap[G], mem, fl))
-            print(f"    G={G:4d}: {sec:8.3f} s -> {vmap[G]:9.1f} model-steps/s; final loss median {fl:.3g}; "
-                  f"memory/run {mem}")
+            print(
+                f"    G={G:4d}: {sec:8.3f} s -> {vmap[G]:9.1f} model-steps/s; final loss median {fl:.3g}; "
+                f"memory/run {mem}"
+            )
             break
 
     # 4. roofline ------------------------------------------------------------------------
     bw = measure_bandwidth(args.bw_mb * 1_000_000, repeats)
     roof = bw / step_bytes
-    print(f"[4] roofline: {step_bytes / MB:.1f} MB per model-step (4 x {param_bytes / MB:.1f} MB of parameters) / "
-          f"{bw / 1e9:.1f} GB/s (jitted in-place v + 1 over {args.bw_mb} MB float32, read + write) = "
-          f"{roof:.1f} model-steps/s")
+    print(
+        f"[4] roofline: {step_bytes / MB:.1f} MB per model-step (4 x {param_bytes / MB:.1f} MB of parameters) / "
+        f"{bw / 1e9:.1f} GB/s (jitted in-place v + 1 over {args.bw_mb} MB float32, read + write) = "
+        f"{roof:.1f} model-steps/s"
+    )
     if not on_gpu:
         print("    (on CPU a run's 19 MB of weights may partly stay in cache, so a line can pass 100%)")
 
@@ -424,7 +456,9 @@ def main(argv=None):
     print(f"  vmap (G={gbest}) / loop of jitted runs       = {vmap[gbest] / loop:8.2f}x")
     print(f"  vmap (G={gbest}) fraction of roofline        = {100 * vmap[gbest] / roof:7.1f}%")
     if not on_gpu:
-        print(f"  process max RSS at the end: {max_rss_bytes() / 1e9:.2f} GB" + (" (includes PyTorch)" if torch else ""))
+        print(
+            f"  process max RSS at the end: {max_rss_bytes() / 1e9:.2f} GB" + (" (includes PyTorch)" if torch else "")
+        )
 
 
 if __name__ == "__main__":

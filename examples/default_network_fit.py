@@ -2,7 +2,7 @@
 
     python examples/default_network_fit.py [--seeds 3] [--epochs 6000] [--out DIR]
 
-Default network (EXPERIMENTS.md, Table 1 "default"): 20 hidden layers of 500
+Default network (docs/experiments.md, Table 1 "default"): 20 hidden layers of 500
 leaky-ReLU units, Xavier gain 1.0, learning rate 0.005, 6000 epochs, dx2 = 1,
 dy2 = 0.5, hidden layer 10 tracked. All seeds train as one vmapped batch; then the
 rates are fitted (paper Eq. 49) and R^2 of the theory against the network is
@@ -26,7 +26,9 @@ def run(seeds=3, epochs=6000, width=500, depth=20, gain=1.0, lr=0.005, progress=
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=width, depth=depth)
     config = rj.TrainConfig(epochs=epochs)
     t0 = time.perf_counter()
-    result = rj.train_networks(data.x, data.targets, spec, config, gains=gain, seeds=np.arange(seeds), lrs=lr, progress=progress)
+    result = rj.train_networks(
+        data.x, data.targets, spec, config, gains=gain, seeds=np.arange(seeds), lrs=lr, progress=progress
+    )
     train_s = time.perf_counter() - t0
     traj = rj.to_pair_trajectory(result, data.x, data.targets)
     t0 = time.perf_counter()
@@ -46,12 +48,16 @@ def main(argv=None):
     rows = []
     print("seed  eta_enc    eta_dec    tau       R2_h    R2_y    R2_w    R2_loss  ok")
     for s in range(args.seeds):
-        row = {k: float(np.asarray(getattr(fit, k))[s, 0]) for k in
-               ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")}
+        row = {
+            k: float(np.asarray(getattr(fit, k))[s, 0])
+            for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")
+        }
         row["success"] = bool(np.asarray(fit.success)[s, 0])
         rows.append(row)
-        print(f"{s:4d}  {row['eta_enc']:.3e}  {row['eta_dec']:.3e}  {row['tau']:8.2f}  {row['r2_h']:.4f}  "
-              f"{row['r2_y']:.4f}  {row['r2_w']:.4f}  {row['r2_loss']:.4f}   {row['success']}")
+        print(
+            f"{s:4d}  {row['eta_enc']:.3e}  {row['eta_dec']:.3e}  {row['tau']:8.2f}  {row['r2_h']:.4f}  "
+            f"{row['r2_y']:.4f}  {row['r2_w']:.4f}  {row['r2_loss']:.4f}   {row['success']}"
+        )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fit.json").write_text(json.dumps({"runs": rows, "train_seconds": train_s, "fit_seconds": fit_s}, indent=1))

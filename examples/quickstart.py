@@ -6,7 +6,7 @@ Runs in under a minute on a laptop CPU:
 
 1. Solves the 3-variable system for a rich (small initial distance) and a lazy
    (large initial distance) pair of points and prints the final distance against
-   the closed form `h_inf` (THEORY.md section 6).
+   the closed form `h_inf` (docs/theory.md section 6).
 2. Makes noisy synthetic trajectories with known rates and fits the rates back
    with `fit_effective_rates`, one vectorised call for the whole batch.
 3. Saves a figure of measured against fitted trajectories (PNG) and the fitted
@@ -61,13 +61,18 @@ def main(argv=None) -> int:
     print(f"   fitted in {elapsed:.2f} s (compilation included); {int(np.sum(fit.success))}/{args.batch} succeeded")
     print("   eta_enc true   fitted   | eta_dec true   fitted   | R2 h   R2 y   R2 w")
     for i in range(args.batch):
-        print(f"   {ee[i]:.3e} {float(fit.eta_enc[i]):.3e} | {ed[i]:.3e} {float(fit.eta_dec[i]):.3e} | "
-              f"{float(fit.r2_h[i]):.3f}  {float(fit.r2_y[i]):.3f}  {float(fit.r2_w[i]):.3f}")
+        print(
+            f"   {ee[i]:.3e} {float(fit.eta_enc[i]):.3e} | {ed[i]:.3e} {float(fit.eta_dec[i]):.3e} | "
+            f"{float(fit.r2_h[i]):.3f}  {float(fit.r2_y[i]):.3f}  {float(fit.r2_w[i]):.3f}"
+        )
 
     results = {
-        "eta_enc_true": ee.tolist(), "eta_dec_true": ed.tolist(),
-        "eta_enc_fit": np.asarray(fit.eta_enc).tolist(), "eta_dec_fit": np.asarray(fit.eta_dec).tolist(),
-        "success": np.asarray(fit.success).tolist(), "fit_seconds": elapsed,
+        "eta_enc_true": ee.tolist(),
+        "eta_dec_true": ed.tolist(),
+        "eta_enc_fit": np.asarray(fit.eta_enc).tolist(),
+        "eta_dec_fit": np.asarray(fit.eta_dec).tolist(),
+        "success": np.asarray(fit.success).tolist(),
+        "fit_seconds": elapsed,
     }
     (out / "quickstart.json").write_text(json.dumps(results, indent=1))
 

@@ -21,11 +21,9 @@ from ._data import xor as xor
 from ._fit import FitOptions as FitOptions
 from ._fit import FitResult as FitResult
 from ._fit import FitWarning as FitWarning
-from ._fit import PairTrajectory as PairTrajectory
 from ._fit import fit_effective_rates as fit_effective_rates
 from ._fit import fit_objective as fit_objective
 from ._fit import initial_guess as initial_guess
-from ._measure import measure_hyw as measure_hyw
 from ._networks import ACTIVATIONS as ACTIVATIONS
 from ._networks import Network as Network
 from ._networks import NetworkSpec as NetworkSpec
@@ -54,8 +52,10 @@ from ._theory import valid_state as valid_state
 from ._theory import vector_field as vector_field
 from ._train import TrainConfig as TrainConfig
 from ._train import TrainResult as TrainResult
-from ._train import to_pair_trajectory as to_pair_trajectory
 from ._train import train_networks as train_networks
+from ._trajectory import PairTrajectory as PairTrajectory
+from ._trajectory import measure_hyw as measure_hyw
+from ._trajectory import to_pair_trajectory as to_pair_trajectory
 
 try:
     __version__ = _metadata.version("repalign_jax")

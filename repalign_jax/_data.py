@@ -265,9 +265,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     found = len(raw) - header
     if found != expected:
         kind = "truncated" if found < expected else "has trailing bytes"
-        raise ValueError(
-            f"{path}: IDX file {kind}: header says shape {shape} ({expected} data bytes), found {found}."
-        )
+        raise ValueError(f"{path}: IDX file {kind}: header says shape {shape} ({expected} data bytes), found {found}.")
     data = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=header)
     return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
@@ -322,9 +320,7 @@ def load_mnist(directory: str | os.PathLike, split: str = "train") -> tuple[np.n
             f"{images_path}: expected a 3-d ubyte array (N, rows, cols), got {images.dtype} {images.shape}."
         )
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{labels_path}: expected {images.shape[0]} labels as a 1-d array, got shape {labels.shape}."
-        )
+        raise ValueError(f"{labels_path}: expected {images.shape[0]} labels as a 1-d array, got shape {labels.shape}.")
     x = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)
     return x, labels.astype(np.int64)
 
@@ -342,9 +338,7 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return x, np.asarray(bunch.target, dtype=np.int64)
 
 
-def digits(
-    mnist_dir: str | os.PathLike | None = None, n: int | None = None, sort: bool = False
-) -> Dataset:
+def digits(mnist_dir: str | os.PathLike | None = None, n: int | None = None, sort: bool = False) -> Dataset:
     """Handwritten digits with one-hot targets.
 
     Real MNIST (training split) read from `mnist_dir` when given (see

@@ -6,10 +6,10 @@ the measured initial values. It is minimised by Levenberg-Marquardt
 (`optimistix`) on the log-rates, with the Jacobian from forward-mode autodiff
 through the diffrax solve, for a whole batch of trajectories under one `vmap`
 and one cached `jit`. `tau` is then fitted to the loss curve with the rates held
-fixed (THEORY.md section 4).
+fixed (docs/theory.md section 4).
 
 The starting point comes from the data without any solve ("integral matching"):
-integrating the three equations of THEORY.md section 3 from `ts[0]` gives, for
+integrating the three equations of docs/theory.md section 3 from `ts[0]` gives, for
 each of `v = h, y, w`, `v(t) - v(0) = eta_dec * I_A,v(t) + eta_enc * I_B,v(t)`
 with `I` cumulative (trapezoid) integrals of measured quantities, which is linear
 in the two rates. Integrals, unlike finite differences, do not amplify noise.
@@ -26,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array
 
 from ._rates import EffectiveRates
 from ._theory import SolverOptions, _max_step, _state_scale, representation_loss, solve_single
+from ._trajectory import PairTrajectory
 
 #: `FitResult.explains` asks for `R^2 >= EXPLAINS_R2` of both `h` and `y` (the
 #: universality claim's threshold).
@@ -43,50 +44,6 @@ class FitWarning(UserWarning):
 # --------------------------------------------------------------------------------------
 # Pytrees
 # --------------------------------------------------------------------------------------
-
-
-def _floating(v, name: str) -> Array:
-    v = jnp.asarray(v)
-    if jnp.issubdtype(v.dtype, jnp.complexfloating) or not jnp.issubdtype(v.dtype, jnp.number) and v.dtype != bool:
-        raise ValueError(f"PairTrajectory: {name} must be real numbers, got dtype {v.dtype}")
-    return v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.result_type(float))
-
-
-class PairTrajectory(eqx.Module):
-    """Measured trajectories of `h, y, w` (and optionally the loss) of point pairs.
-
-    Arrays may carry any leading batch shape `B` (runs, pairs, layers...).
-
-    **Fields:**
-
-    - `ts`: `(T,)` or `B + (T,)`, strictly increasing times in epochs.
-    - `h`, `y`, `w`: `B + (T,)`, measured by `measure_hyw`.
-    - `dx2`, `dy2`: broadcastable to `B`: squared input and target distances.
-    - `loss`: `B + (T,)` training loss, or `None` (then `tau` is not fitted).
-    - `m0`: broadcastable to `B`: `||y_bar - yh_bar||^2` at `ts[0]`, or `None` to
-      fit it together with `tau`.
-    """
-
-    ts: Array
-    h: Array
-    y: Array
-    w: Array
-    dx2: Array
-    dy2: Array
-    loss: Array | None = None
-    m0: Array | None = None
-
-    def __init__(self, ts, h, y, w, dx2, dy2, loss=None, m0=None):
-        # Integer (or boolean) input is cast to the default float dtype: the fit needs floats.
-        self.ts = _floating(ts, "ts")
-        self.h, self.y, self.w = _floating(h, "h"), _floating(y, "y"), _floating(w, "w")
-        self.dx2, self.dy2 = _floating(dx2, "dx2"), _floating(dy2, "dy2")
-        self.loss = None if loss is None else _floating(loss, "loss")
-        self.m0 = None if m0 is None else _floating(m0, "m0")
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return self.h.shape[:-1]
 
 
 class FitResult(eqx.Module):
@@ -203,7 +160,7 @@ def _cumtrapz(f: Array, ts: Array) -> Array:
 def initial_guess(ts: Array, h: Array, y: Array, w: Array, dx2: Array, dy2: Array) -> Array:
     """Starting rates `(eta_enc, eta_dec)` from one measured trajectory, no solve.
 
-    Integral matching: the integrated equations of THEORY.md section 3 are linear
+    Integral matching: the integrated equations of docs/theory.md section 3 are linear
     in the rates; their least-squares solution (each equation scaled by the range
     of its variable) is returned. Either entry may come out non-positive or
     non-finite on awkward data; callers check.
@@ -398,7 +355,10 @@ def _guess_batch(ts, states, dx2, dy2):
 def _fit_batch(ts, states, dx2, dy2, loss, m0, start, options: FitOptions):
     TRACE_COUNT["fit"] += 1
     valid = _valid(ts, states, loss)
-    fit = jax.vmap(lambda *a: _fit_one(*a, options=options), in_axes=(0, 0, 0, 0, None if loss is None else 0, None if m0 is None else 0, 0, 0))
+    fit = jax.vmap(
+        lambda *a: _fit_one(*a, options=options),
+        in_axes=(0, 0, 0, 0, None if loss is None else 0, None if m0 is None else 0, 0, 0),
+    )
     return fit(ts, states, dx2, dy2, loss, m0, valid, start)
 
 
@@ -437,10 +397,18 @@ def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOption
     parts = []
     for c in range(n_chunks):
         idx = padded[c * chunk : (c + 1) * chunk]
-        parts.append(_fit_batch(
-            ts[idx], states[idx], dx2[idx], dy2[idx],
-            None if loss is None else loss[idx], None if m0 is None else m0[idx], start[idx], options,
-        ))
+        parts.append(
+            _fit_batch(
+                ts[idx],
+                states[idx],
+                dx2[idx],
+                dy2[idx],
+                None if loss is None else loss[idx],
+                None if m0 is None else m0[idx],
+                start[idx],
+                options,
+            )
+        )
     inverse = np.empty(B, dtype=np.int64)
     inverse[order] = np.arange(B)
     return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v)[inverse], *parts)
@@ -569,8 +537,14 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
             obj = _grid_objective(ts[idx], states[idx], dx2[idx], dy2[idx], grid, options.solver)
             best = grid[jnp.argmin(jnp.where(jnp.isfinite(obj), obj, jnp.inf), axis=1)]
             retry = _fit_batch(
-                ts[idx], states[idx], dx2[idx], dy2[idx],
-                None if loss is None else loss[idx], None if m0 is None else m0[idx], best, options,
+                ts[idx],
+                states[idx],
+                dx2[idx],
+                dy2[idx],
+                None if loss is None else loss[idx],
+                None if m0 is None else m0[idx],
+                best,
+                options,
             )
             improved = np.asarray(retry.success)[: redo.size]
             take = redo[improved]

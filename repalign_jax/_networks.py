@@ -1,4 +1,4 @@
-"""The paper's networks in Flax NNX (EXPERIMENTS.md, "Networks").
+"""The paper's networks in Flax NNX (docs/experiments.md, "Networks").
 
 `NetworkSpec` describes an architecture (hashable: a static `jit` argument);
 `Network` is the Flax NNX module; `init_state` and `apply` are the pure functions
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array
+
 
 def leaky_relu(x, negative_slope=0.01):
     """PyTorch's `leaky_relu`: `x` for `x > 0`, else `negative_slope * x`; derivative `negative_slope` at 0.
@@ -81,7 +82,11 @@ ACTIVATIONS = {
     "linear": identity,
 }
 ARCHS = ("mlp", "resnet", "cnn")
-PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH, "default": jax.lax.Precision.DEFAULT}
+PRECISIONS = {
+    "highest": jax.lax.Precision.HIGHEST,
+    "high": jax.lax.Precision.HIGH,
+    "default": jax.lax.Precision.DEFAULT,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,8 +220,9 @@ def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_ele
     plain = lhs.ndim == 2 and rhs.ndim == 2 and dimension_numbers == (((1,), (0,)), ((), ()))
     if plain and preferred_element_type is None:
         return _dense(precision)(lhs, rhs)
-    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                               preferred_element_type=preferred_element_type, **kwargs)
+    return jax.lax.dot_general(
+        lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=preferred_element_type, **kwargs
+    )
 
 
 def _param_dtype():
@@ -269,7 +275,7 @@ class Network(nnx.Module):
 
         hidden: list[Array] = []
         z = x
-        # Python-unrolled layers (faster than a scan over stacked layers; DESIGN.md).
+        # Python-unrolled layers (faster than a scan over stacked layers; docs/design.md).
         for i, layer in enumerate(self.layers[:-1]):
             if spec.arch == "cnn" and i == 1:
                 z = z[..., None]  # (N, width) -> (N, width, 1 channel)

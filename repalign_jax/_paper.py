@@ -65,9 +65,14 @@ _TABLE1_PAPER = tuple(dataclasses.replace(r, track_layer=None) for r in _TABLE1)
 
 # The gain series of Figure 3 (the settings file's learning rates halved): Table 1's
 # rows plus the code's gains 1.2 and 1.6.
-_GAINS = dict(gains=(0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6),
-              lrs=(0.015, 0.005, 0.0025, 0.00125, 0.00075, 0.00025, 1.5e-6),
-              epochs=6000, width=500, depth=20, track_layer=10)
+_GAINS = dict(
+    gains=(0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6),
+    lrs=(0.015, 0.005, 0.0025, 0.00125, 0.00075, 0.00025, 1.5e-6),
+    epochs=6000,
+    width=500,
+    depth=20,
+    track_layer=10,
+)
 
 _SETTINGS: dict[str, dict[str, dict]] = {
     "universality": {
@@ -79,44 +84,118 @@ _SETTINGS: dict[str, dict[str, dict]] = {
         # rich_structure.ipynb cell 2: rates from 50 trials (final loss above 1e-2
         # dropped), grid at twice Table 1's rate over 5, stop at 1e-4, runs whose
         # final loss stays above 1e-3 dropped; every Table-1 row.
-        "code": dict(n_trials=50, fit_epochs=6000, trial_loss_max=1e-2, grid=5, lr_factor=0.4, epochs=40_000,
-                     stop_loss=1e-4, run_loss_max=1e-3, seeds_per_point=1),
+        "code": dict(
+            n_trials=50,
+            fit_epochs=6000,
+            trial_loss_max=1e-2,
+            grid=5,
+            lr_factor=0.4,
+            epochs=40_000,
+            stop_loss=1e-4,
+            run_loss_max=1e-3,
+            seeds_per_point=1,
+        ),
         # Printed: a fifth of Table 1's rate, "until the loss is below 1e-4", trials
         # that do not converge discarded (the budget is ours).
-        "paper": dict(n_trials=50, fit_epochs=6000, trial_loss_max=float("inf"), grid=5, lr_factor=0.2,
-                      epochs=120_000, stop_loss=1e-4, run_loss_max=1e-4, seeds_per_point=1),
+        "paper": dict(
+            n_trials=50,
+            fit_epochs=6000,
+            trial_loss_max=float("inf"),
+            grid=5,
+            lr_factor=0.2,
+            epochs=120_000,
+            stop_loss=1e-4,
+            run_loss_max=1e-4,
+            seeds_per_point=1,
+        ),
     },
     "xor": {
         # XOR.ipynb passes torch.nn.functional.relu and nn.MSELoss() whatever the settings file says.
-        "code": dict(activation="relu", loss="mse", nets=(
-            ("rich", 0.85, 0.015, 3000, 500, 20),
-            ("intermediate", 1.25, 0.002, 1000, 500, 20),
-            ("lazy", 2.0, 3e-9, 1000, 500, 20),
-            ("2 layers", 0.0015, 0.03, 2000, 500, 1))),
-        "paper": dict(activation="leaky_relu", loss="half_mse", nets=(
-            ("rich", 0.7, 0.015, 1000, 500, 20),
-            ("intermediate", 1.25, 0.002, 1000, 500, 20),
-            ("lazy", 2.0, 3e-9, 1000, 500, 20),
-            ("2 layers", 0.0015, 0.03, 40000, 500, 1))),
+        "code": dict(
+            activation="relu",
+            loss="mse",
+            nets=(
+                ("rich", 0.85, 0.015, 3000, 500, 20),
+                ("intermediate", 1.25, 0.002, 1000, 500, 20),
+                ("lazy", 2.0, 3e-9, 1000, 500, 20),
+                ("2 layers", 0.0015, 0.03, 2000, 500, 1),
+            ),
+        ),
+        "paper": dict(
+            activation="leaky_relu",
+            loss="half_mse",
+            nets=(
+                ("rich", 0.7, 0.015, 1000, 500, 20),
+                ("intermediate", 1.25, 0.002, 1000, 500, 20),
+                ("lazy", 2.0, 3e-9, 1000, 500, 20),
+                ("2 layers", 0.0015, 0.03, 40000, 500, 1),
+            ),
+        ),
     },
     "feature_collapse": {
         # orthogonal.ipynb passes no nonlinearity: the model's default, leaky ReLU.
-        "code": dict(activation="leaky_relu", width=100, depth=4, batch_size=64, track_layer=2, nets=(
-            ("very low weights", 0.275, 0.05, 2000), ("low weights", 0.5, 0.015, 1500),
-            ("high weights", 2.0, 0.0015, 750))),
-        "paper": dict(activation="tanh", width=100, depth=4, batch_size=64, track_layer=2, nets=(
-            ("very low weights", 0.275, 0.05, 2000), ("low weights", 0.5, 0.015, 1500),
-            ("high weights", 2.0, 0.0015, 750))),
+        "code": dict(
+            activation="leaky_relu",
+            width=100,
+            depth=4,
+            batch_size=64,
+            track_layer=2,
+            nets=(
+                ("very low weights", 0.275, 0.05, 2000),
+                ("low weights", 0.5, 0.015, 1500),
+                ("high weights", 2.0, 0.0015, 750),
+            ),
+        ),
+        "paper": dict(
+            activation="tanh",
+            width=100,
+            depth=4,
+            batch_size=64,
+            track_layer=2,
+            nets=(
+                ("very low weights", 0.275, 0.05, 2000),
+                ("low weights", 0.5, 0.015, 1500),
+                ("high weights", 2.0, 0.0015, 750),
+            ),
+        ),
     },
     "digits": {
         # mnist.ipynb (row `trajectories`) and mnist_structure.ipynb (row `structure`).
-        "code": dict(width=200, depth=4, gain=0.5, lr=0.003, epochs=200, batch_size=64, track_layer=2,
-                     standardise=True, pair="random", structure_optimizer="adam", structure_lr=0.005,
-                     structure_epochs=200, structure_trials=10, prediction_inputs="raw", prediction_points=10000),
+        "code": dict(
+            width=200,
+            depth=4,
+            gain=0.5,
+            lr=0.003,
+            epochs=200,
+            batch_size=64,
+            track_layer=2,
+            standardise=True,
+            pair="random",
+            structure_optimizer="adam",
+            structure_lr=0.005,
+            structure_epochs=200,
+            structure_trials=10,
+            prediction_inputs="raw",
+            prediction_points=10000,
+        ),
         # Table 2 as printed: one network (4 x 100, SGD) for both figures; first 0 and first 1.
-        "paper": dict(width=100, depth=4, gain=0.5, lr=0.002, epochs=500, batch_size=64, track_layer=2,
-                      standardise=False, pair="first", structure_optimizer="sgd", structure_lr=0.002,
-                      structure_epochs=500, structure_trials=None, prediction_inputs="train", prediction_points=100),
+        "paper": dict(
+            width=100,
+            depth=4,
+            gain=0.5,
+            lr=0.002,
+            epochs=500,
+            batch_size=64,
+            track_layer=2,
+            standardise=False,
+            pair="first",
+            structure_optimizer="sgd",
+            structure_lr=0.002,
+            structure_epochs=500,
+            structure_trials=None,
+            prediction_inputs="train",
+            prediction_points=100,
+        ),
     },
     "depth": {
         # 2_points_depth.ipynb: lr 0.01 for 3000 epochs (the same lr x epochs as Table 1).

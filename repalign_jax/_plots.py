@@ -53,7 +53,9 @@ def plot_loss(path: str | os.PathLike, ts, measured, theory, labels, plateaus=No
             ax.plot(ts, theory[k], color=colours[k], lw=1.2, ls="--")
         if plateaus is not None and np.isfinite(plateaus[k]):
             ax.axvline(plateaus[k], color=colours[k], lw=0.8, ls=":")
-    ax.set(yscale="log", xlabel="epoch", ylabel="training loss", title=title or "loss: network (solid), theory (dashed)")
+    ax.set(
+        yscale="log", xlabel="epoch", ylabel="training loss", title=title or "loss: network (solid), theory (dashed)"
+    )
     positive = np.asarray(measured, float)
     positive = positive[np.isfinite(positive) & (positive > 0)]
     if positive.size:  # float32 round-off floors below this are noise, not dynamics
@@ -81,8 +83,9 @@ def plot_vs_gain(path: str | os.PathLike, gains, plateau, eta_enc, eta_dec, tau)
     plt.close(fig)
 
 
-def plot_predicted_vs_measured(path: str | os.PathLike, predicted, measured, colour=None, label="gain",
-                               title="final h: measured vs predicted") -> None:
+def plot_predicted_vs_measured(
+    path: str | os.PathLike, predicted, measured, colour=None, label="gain", title="final h: measured vs predicted"
+) -> None:
     """Scatter of measured against predicted values with the identity line (Figure 5)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 4.4))

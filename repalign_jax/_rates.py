@@ -1,4 +1,4 @@
-"""The effective learning rates of the theory, as a pytree (THEORY.md section 2-3)."""
+"""The effective learning rates of the theory, as a pytree (docs/theory.md section 2-3)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class EffectiveRates(eqx.Module):
       `eta_h = 1 / tau_h`).
     - `eta_dec`: the decoder's effective learning rate per epoch (`eta_y`).
     - `tau`: the time constant of the output mean in epochs (`1 / eta_ybar`);
-      NaN when unknown. Only the loss curve depends on it (THEORY.md section 4).
+      NaN when unknown. Only the loss curve depends on it (docs/theory.md section 4).
     """
 
     eta_enc: Array

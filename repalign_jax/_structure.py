@@ -1,6 +1,6 @@
 """Dataset-level structure: predicted distance matrices, comparisons, MDS.
 
-THEORY.md sections 6 and 10, applied to every pair of points of a dataset, and
+docs/theory.md sections 6 and 10, applied to every pair of points of a dataset, and
 the small linear-algebra tools the structure experiments need. Pure functions of
 arrays (NumPy in, NumPy out: these run once per figure, not inside training).
 """
@@ -28,7 +28,7 @@ def predicted_final_distances(x, targets, hidden0, outputs0, rates: EffectiveRat
 
 
 def exponential_weighting(dist_x, dist_y):
-    """The paper's many-point heuristic (THEORY.md section 10, appendix B.4, Eq. 50).
+    """The paper's many-point heuristic (docs/theory.md section 10, appendix B.4, Eq. 50).
 
     With `A = D_x * D_y` (elementwise) and `E = exp(-A)`, the predicted matrix is
     `E @ A @ E`, compared with the network's squared hidden distances.

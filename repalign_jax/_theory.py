@@ -1,6 +1,6 @@
 """The effective theory: the 3-variable system, its solution and its closed forms.
 
-Everything here implements `THEORY.md` sections 3-8 as pure functions of arrays:
+Everything here implements `docs/theory.md` sections 3-8 as pure functions of arrays:
 they can be `jit`-ed, `vmap`-ed and differentiated, and every public function
 accepts leading batch dimensions (broadcast against each other).
 
@@ -14,7 +14,6 @@ import dataclasses
 from typing import NamedTuple
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
@@ -27,7 +26,7 @@ from ._rates import EffectiveRates
 
 
 def vector_field(t, state: Array, args) -> Array:
-    """Right-hand side of the 3-variable system (THEORY.md section 3).
+    """Right-hand side of the 3-variable system (docs/theory.md section 3).
 
     **Arguments:**
 
@@ -53,12 +52,12 @@ effective_term = diffrax.ODETerm(vector_field)
 
 
 def coupling(eta_enc: ArrayLike, eta_dec: ArrayLike, dx2: ArrayLike) -> Array:
-    """`a = eta_dec / (eta_enc * dx2)` of THEORY.md section 5."""
+    """`a = eta_dec / (eta_enc * dx2)` of docs/theory.md section 5."""
     return jnp.asarray(eta_dec) / (jnp.asarray(eta_enc) * dx2)
 
 
 def conserved_c(h: ArrayLike, y: ArrayLike, *, dx2: ArrayLike, rates: EffectiveRates) -> Array:
-    """The constant of motion `C = y / h - a h` (THEORY.md section 5).
+    """The constant of motion `C = y / h - a h` (docs/theory.md section 5).
 
     Along every solution of the 3-variable system `y = a h^2 + C h`, so `C`
     computed from any point of a trajectory is the same number.
@@ -68,7 +67,7 @@ def conserved_c(h: ArrayLike, y: ArrayLike, *, dx2: ArrayLike, rates: EffectiveR
 
 
 def reduced_vector_field(t, state: Array, args) -> Array:
-    """The closed 2-variable system in `(h, w)` (THEORY.md section 5).
+    """The closed 2-variable system in `(h, w)` (docs/theory.md section 5).
 
     `y` is eliminated with the conserved relation `y = a h^2 + C h`.
 
@@ -99,7 +98,7 @@ def reduced_vector_field(t, state: Array, args) -> Array:
 def structure_scales(
     h0: ArrayLike, y0: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike, rates: EffectiveRates
 ) -> tuple[Array, Array]:
-    """`(A_low, A_high)` of THEORY.md section 6.
+    """`(A_low, A_high)` of docs/theory.md section 6.
 
     `A_low = sqrt(eta_enc / eta_dec) ||dx|| ||dy||` is set by the data (rich
     regime), `A_high = h0 - (eta_enc / eta_dec) dx2 y0 / h0` by the initial
@@ -112,10 +111,8 @@ def structure_scales(
     return a_low, a_high
 
 
-def final_distance(
-    h0: ArrayLike, y0: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike, rates: EffectiveRates
-) -> Array:
-    """The final squared representational distance `h_inf` (THEORY.md section 6).
+def final_distance(h0: ArrayLike, y0: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike, rates: EffectiveRates) -> Array:
+    """The final squared representational distance `h_inf` (docs/theory.md section 6).
 
     `h_inf = A_high / 2 + sqrt(A_high^2 / 4 + A_low^2)`: the stable fixed point
     that a solution started at `(h0, y0, .)` converges to. It depends on the rates
@@ -147,7 +144,7 @@ def final_distance_matrix(
     *,
     rates: EffectiveRates,
 ) -> PairwiseDistances:
-    """Pairwise final distances for a whole dataset (THEORY.md section 6).
+    """Pairwise final distances for a whole dataset (docs/theory.md section 6).
 
     Applies `final_distance` to every pair with `dx2 = D_x^2`, `dy2 = D_y^2`,
     `h0 = D_h0^2`, `y0 = D_y0^2`:
@@ -195,9 +192,7 @@ def _eig2(jac: Array) -> Array:
     return jnp.stack([0.5 * tr + disc, 0.5 * tr - disc], axis=-1)
 
 
-def fixed_points(
-    h0: ArrayLike, y0: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike, rates: EffectiveRates
-) -> FixedPoints:
+def fixed_points(h0: ArrayLike, y0: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike, rates: EffectiveRates) -> FixedPoints:
     """Fixed points of the reduced 2-variable system and their stability (section 6).
 
     With `C` fixed by the initial state `(h0, y0)`, the fixed points are `w = 0`
@@ -221,8 +216,7 @@ def fixed_points(
 
     bcast = [jnp.broadcast_to(v, shape).ravel() for v in (eta_enc, eta_dec, dx2, dy2, c)]
     jac_roots = [
-        jax.vmap(jac_at)(jnp.broadcast_to(hr, shape).ravel(), *bcast).reshape(shape + (2, 2))
-        for hr in (h_pos, h_neg)
+        jax.vmap(jac_at)(jnp.broadcast_to(hr, shape).ravel(), *bcast).reshape(shape + (2, 2)) for hr in (h_pos, h_neg)
     ]
     enc = jnp.broadcast_to(eta_enc * dx2, shape)
     jac_zero = jnp.stack(
@@ -244,7 +238,7 @@ def fixed_points(
 def identical_targets_solution(
     h0: ArrayLike, y0: ArrayLike, *, dx2: ArrayLike, rates: EffectiveRates, ts: ArrayLike
 ) -> tuple[Array, Array]:
-    """Exact solution for identical targets, `dy = 0` (THEORY.md section 7).
+    """Exact solution for identical targets, `dy = 0` (docs/theory.md section 7).
 
     Then `w = y` and `dh/dt = -k h - eta_dec h^2` with `k = eta_enc dx2 C`, so
     `1/h(t) = (1/h0 + eta_dec/k) exp(k t) - eta_dec/k` (written with `expm1` so
@@ -412,7 +406,7 @@ def _batch_shape(*arrays) -> tuple[int, ...]:
 
 
 def valid_state(h: ArrayLike, y: ArrayLike, w: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike) -> Array:
-    """Whether `(h, y, w)` is a state the theory can start from (THEORY.md section 3).
+    """Whether `(h, y, w)` is a state the theory can start from (docs/theory.md section 3).
 
     `h > 0`, `y >= 0`, `|y - w| <= sqrt(dy2 * y)` (Cauchy-Schwarz; a relative slack
     of 1000 machine epsilons admits measured 1-d states, which sit on the bound),
@@ -437,7 +431,7 @@ def solve_effective(
     ts: ArrayLike,
     options: SolverOptions = SolverOptions(),
 ) -> tuple[Array, Array, Array]:
-    """Solve the 3-variable system (THEORY.md section 3) with diffrax.
+    """Solve the 3-variable system (docs/theory.md section 3) with diffrax.
 
     **Arguments:**
 
@@ -470,11 +464,22 @@ def solve_effective(
     return states[..., 0], states[..., 1], states[..., 2]
 
 
+#: Training-loss scales: the factor in front of the mean squared error
+#: (`TrainConfig.loss`); the theory's loss (section 4) is that of `"half_mse"`.
+LOSS_SCALES = {"half_mse": 0.5, "mse": 1.0}
+
+
 def theory_loss(
-    ts: ArrayLike, y: ArrayLike, w: ArrayLike, *, dy2: ArrayLike, m0: ArrayLike, tau: ArrayLike,
+    ts: ArrayLike,
+    y: ArrayLike,
+    w: ArrayLike,
+    *,
+    dy2: ArrayLike,
+    m0: ArrayLike,
+    tau: ArrayLike,
     loss: str = "half_mse",
 ) -> Array:
-    """Training loss predicted by the theory (THEORY.md section 4).
+    """Training loss predicted by the theory (docs/theory.md section 4).
 
     `L(t) = 1/2 m0 exp(-2 t / tau) + 1/8 (dy2 - y + 2 w)`, with `t` counted from
     `ts[..., 0]` (where `m0 = ||y_bar - yh_bar||^2` is taken).
@@ -488,13 +493,13 @@ def theory_loss(
     **Returns:** the loss, `batch + (T,)`. Divide by the output dimension to compare
     with a mean-over-elements loss for outputs that are not 1-d.
     """
-    if loss not in ("half_mse", "mse"):
-        raise ValueError(f"loss must be 'half_mse' or 'mse', got {loss!r}")
+    if loss not in LOSS_SCALES:
+        raise ValueError(f"loss must be one of {', '.join(LOSS_SCALES)}, got {loss!r}")
     ts = jnp.asarray(ts)
     t = ts - ts[..., :1]
     m0, tau = (jnp.asarray(v)[..., None] for v in (m0, tau))
     value = 0.5 * m0 * jnp.exp(-2.0 * t / tau) + representation_loss(y, w, dy2=dy2)
-    return 2.0 * value if loss == "mse" else value
+    return value * (LOSS_SCALES[loss] / LOSS_SCALES["half_mse"])
 
 
 def representation_loss(y: ArrayLike, w: ArrayLike, *, dy2: ArrayLike) -> Array:

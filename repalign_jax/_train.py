@@ -6,7 +6,7 @@ epoch (or shuffled mini-batches), and records at every epoch, *before* that
 epoch's step (index 0 is the initial state) and once after the last:
 
 - the training loss on the whole dataset;
-- `h, y, w` (THEORY.md section 3) of every tracked pair of points at the tracked
+- `h, y, w` (docs/theory.md section 3) of every tracked pair of points at the tracked
   hidden layer, or at every hidden layer.
 
 The compiled core is a `lax.scan` over epochs whose body is `vmap`-ped over the
@@ -32,14 +32,10 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike
 
-from ._fit import PairTrajectory
-from ._measure import measure_hyw
 from ._networks import NetworkSpec, apply, init_state
 from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
-
-
-#: Loss scales: the factor in front of the mean squared error.
-LOSSES = {"half_mse": 0.5, "mse": 1.0}
+from ._theory import LOSS_SCALES as LOSSES
+from ._trajectory import measure_hyw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +212,9 @@ def _mse(out, targets, weight=None, scale=0.5):
     return scale * jnp.sum(weight[:, None] * err) / (jnp.sum(weight) * out.shape[-1])
 
 
-def _train_chunk(x, targets, pairs, gains, seeds, lrs, params=None, *, spec: NetworkSpec, config: TrainConfig) -> TrainResult:
+def _train_chunk(
+    x, targets, pairs, gains, seeds, lrs, params=None, *, spec: NetworkSpec, config: TrainConfig
+) -> TrainResult:
     """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan.
 
     `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
@@ -363,14 +361,22 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, params=None, *, spec: Net
     extra = {}
     if config.keep_hidden:
         extra = dict(
-            hidden_initial=initial[2][layer], output_initial=initial[1],
-            hidden_final=hidden_end[layer], output_final=out_end,
+            hidden_initial=initial[2][layer],
+            output_initial=initial[1],
+            hidden_final=hidden_end[layer],
+            output_final=out_end,
         )
     if config.stop_loss is not None:
         extra["stop_epoch"] = stop[3]
     return TrainResult(
-        loss=join(losses, loss_end), h=h, y=y, w=w,
-        diverged=div_epoch >= 0, diverged_epoch=div_epoch, loss_kind=config.loss, **extra,
+        loss=join(losses, loss_end),
+        h=h,
+        y=y,
+        w=w,
+        diverged=div_epoch >= 0,
+        diverged_epoch=div_epoch,
+        loss_kind=config.loss,
+        **extra,
     )
 
 
@@ -574,7 +580,9 @@ def _check_params(spec: NetworkSpec, params, dtype):
     if set(got) != set(want_paths):
         missing = sorted(set(want_paths) - set(got))
         extra = sorted(set(got) - set(want_paths))
-        raise ValueError(f"initial_params do not match the network's layout: missing {missing[:3]}, unexpected {extra[:3]}")
+        raise ValueError(
+            f"initial_params do not match the network's layout: missing {missing[:3]}, unexpected {extra[:3]}"
+        )
     leaves = []
     R = None
     for path, (_, leaf) in zip(want_paths, want):
@@ -601,34 +609,3 @@ def _path_key(path) -> str:
         elif isinstance(k, jax.tree_util.SequenceKey):
             names.append(str(k.idx))
     return "/".join(names)
-
-
-def to_pair_trajectory(
-    result: TrainResult, x: ArrayLike, targets: ArrayLike, pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),)
-) -> PairTrajectory:
-    """The recorded `h, y, w` as a `PairTrajectory` for `fit_effective_rates`.
-
-    Batch axes are `(R, n_pairs)` (and `L` with `all_layers`); time is the epoch.
-    `x`, `targets` are those given to `train_networks` (shared or per run). The
-    loss curve is attached only when the dataset is one pair of points (the
-    theory's loss, THEORY.md section 4, is that of two points), in the theory's
-    scale: multiplied by the output dimension to undo the mean over output
-    elements, and halved for a run trained on `loss="mse"`.
-    """
-    x, targets = np.asarray(x, np.float64), np.asarray(targets, np.float64)
-    pairs = np.asarray(pairs).reshape(-1, 2)
-    dx2 = ((x[..., pairs[:, 1], :] - x[..., pairs[:, 0], :]) ** 2).sum(-1)  # ([R,] n_pairs)
-    dy2 = ((targets[..., pairs[:, 1], :] - targets[..., pairs[:, 0], :]) ** 2).sum(-1)
-    h, y, w = (np.moveaxis(np.asarray(v), 1, -1) for v in (result.h, result.y, result.w))
-    extra = h.ndim - 3  # 1 with all_layers: (R, n_pairs, L, T)
-    shape = dx2.shape + (1,) * extra
-    loss = None
-    if x.shape[-2] == 2 and len(pairs) == 1:
-        loss = np.asarray(result.loss)[:, None] * targets.shape[-1] * (0.5 / LOSSES[result.loss_kind])
-        loss = loss.reshape(loss.shape[:2] + (1,) * extra + loss.shape[-1:])
-        loss = np.broadcast_to(loss, h.shape)
-    dt = h.dtype
-    return PairTrajectory(
-        np.arange(h.shape[-1], dtype=dt), h, y, w,
-        dx2=dx2.reshape(shape).astype(dt), dy2=dy2.reshape(shape).astype(dt), loss=loss,
-    )

@@ -44,8 +44,17 @@ from ._sharding import use_host_cores
 
 #: Experiments whose `settings(ctx)` applies `--set` overrides (checked before anything runs).
 OVERRIDABLE = ("final_distance",)
-EXPERIMENTS = ("universality", "gains", "final_distance", "xor", "feature_collapse", "digits", "depth", "adam",
-               "random_features")
+EXPERIMENTS = (
+    "universality",
+    "gains",
+    "final_distance",
+    "xor",
+    "feature_collapse",
+    "digits",
+    "depth",
+    "adam",
+    "random_features",
+)
 
 
 class UsageError(Exception):
@@ -58,21 +67,37 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = _Parser(prog="python -m repalign_jax.reproduce", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(
+        prog="python -m repalign_jax.reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("name", help="an experiment name, or 'all'")
     p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     p.add_argument("--quick", action="store_true", help="small and fast: minutes on a 2-core CPU")
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--settings", default="code", choices=("code", "paper"),
-                   help="code: what the authors' code ran (default); paper: the printed tables")
-    p.add_argument("--networks", default=None,
-                   help="Table-1 rows: 'all' or comma-separated names; universality (default all) and "
-                        "final_distance (default: the default network)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="replace a numeric setting of the experiment (repeatable), e.g. --set n_trials=10")
+    p.add_argument(
+        "--settings",
+        default="code",
+        choices=("code", "paper"),
+        help="code: what the authors' code ran (default); paper: the printed tables",
+    )
+    p.add_argument(
+        "--networks",
+        default=None,
+        help="Table-1 rows: 'all' or comma-separated names; universality (default all) and "
+        "final_distance (default: the default network)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="replace a numeric setting of the experiment (repeatable), e.g. --set n_trials=10",
+    )
     return p
 
 
@@ -90,7 +115,10 @@ def run_experiment(name: str, ctx) -> dict:
 
 def report(root: pathlib.Path, machine: str) -> str:
     """A Markdown table of every experiment found under `root`: claim, measurement, verdict."""
-    lines = ["| experiment | paper's claim | our number | reproduced | settings | wall time |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| experiment | paper's claim | our number | reproduced | settings | wall time |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in EXPERIMENTS:
         path = root / name / f"{name}.json"
         if not path.exists():
@@ -102,8 +130,10 @@ def report(root: pathlib.Path, machine: str) -> str:
             settings += " with " + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items())
         for c in numbers.get("claims", []):
             verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
-            lines.append(f"| {name} | {c['claim']} | {c['measured']} | {verdict} | {settings} | "
-                         f"{numbers.get('wall_seconds', float('nan')):.0f} s |")
+            lines.append(
+                f"| {name} | {c['claim']} | {c['measured']} | {verdict} | {settings} | "
+                f"{numbers.get('wall_seconds', float('nan')):.0f} s |"
+            )
     return f"Machine: {machine}\n\n" + "\n".join(lines) + "\n"
 
 
@@ -153,8 +183,18 @@ def main(argv=None) -> int:
     for name in names:
         out = root / name
         out.mkdir(parents=True, exist_ok=True)
-        ctx = Context(out=out, quick=args.quick, seeds=seeds, mnist=args.mnist, progress=not args.quiet, say=say,
-                      cache=cache, overrides=overrides, profile=args.settings, networks=args.networks)
+        ctx = Context(
+            out=out,
+            quick=args.quick,
+            seeds=seeds,
+            mnist=args.mnist,
+            progress=not args.quiet,
+            say=say,
+            cache=cache,
+            overrides=overrides,
+            profile=args.settings,
+            networks=args.networks,
+        )
         try:  # bad --set keys or values and bad --networks stop here, before anything is computed
             module = importlib.import_module(f"repalign_jax.experiments.{name}")
             if overrides:
@@ -168,8 +208,10 @@ def main(argv=None) -> int:
         except ValueError as e:
             print(f"reproduce: error: {e}", file=sys.stderr)
             return 2
-        say(f"== {name} ({args.settings} settings{', quick' if args.quick else ''}"
-            f"{', overrides ' + str(overrides) if overrides else ''}; {jax.default_backend()}) ==")
+        say(
+            f"== {name} ({args.settings} settings{', quick' if args.quick else ''}"
+            f"{', overrides ' + str(overrides) if overrides else ''}; {jax.default_backend()}) =="
+        )
         try:
             numbers = run_experiment(name, ctx)
         except KeyboardInterrupt:
@@ -181,9 +223,15 @@ def main(argv=None) -> int:
         say(f"  wrote {out} ({numbers['wall_seconds']:.0f} s)")
         if any(c["holds"] is False for c in numbers.get("claims", [])):
             failed.append(name)
-    summary = {"experiments": list(names), "quick": args.quick, "settings_profile": args.settings, "not_reproduced": failed,
-               "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-               "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+    summary = {
+        "experiments": list(names),
+        "quick": args.quick,
+        "settings_profile": args.settings,
+        "not_reproduced": failed,
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+    }
     (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (root / "REPRODUCTION.md").write_text(report(root, _machine()))
     if failed:

@@ -39,18 +39,51 @@ import numpy as np
 
 from ._sharding import use_host_cores
 
-#: The paper's learning rates per gain (EXPERIMENTS.md, Table 1 and the authors' code).
+#: The paper's learning rates per gain (docs/experiments.md, Table 1 and the authors' code).
 PAPER_LRS = {0.9: 0.015, 1.0: 0.005, 1.1: 0.0025, 1.2: 0.00125, 1.3: 0.00075, 1.4: 0.00025}
 
 SUMMARY_COLUMNS = (
-    "gain", "seed", "lr", "eta_enc", "eta_dec", "tau", "fit_loss", "fit_ok", "explains", "r2_h", "r2_y", "r2_w",
+    "gain",
+    "seed",
+    "lr",
+    "eta_enc",
+    "eta_dec",
+    "tau",
+    "fit_loss",
+    "fit_ok",
+    "explains",
+    "r2_h",
+    "r2_y",
+    "r2_w",
     "r2_loss",
-    "h0", "y0", "w0", "h_final", "y_final", "w_final", "h_inf_theory", "plateau_epochs", "final_loss",
-    "diverged", "diverged_epoch",
+    "h0",
+    "y0",
+    "w0",
+    "h_final",
+    "y_final",
+    "w_final",
+    "h_inf_theory",
+    "plateau_epochs",
+    "final_loss",
+    "diverged",
+    "diverged_epoch",
 )
 # Settings that change the results: a resumed sweep must match them all.
-RESULT_KEYS = ("gains", "seeds", "lrs", "epochs", "width", "depth", "hidden_layer", "activation", "arch",
-               "optimizer", "dx2", "dy2", "chunk_size")
+RESULT_KEYS = (
+    "gains",
+    "seeds",
+    "lrs",
+    "epochs",
+    "width",
+    "depth",
+    "hidden_layer",
+    "activation",
+    "arch",
+    "optimizer",
+    "dx2",
+    "dy2",
+    "chunk_size",
+)
 
 
 class UsageError(Exception):
@@ -121,18 +154,27 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m repalign_jax.sweep", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gains", default="0.9:1.4", help="START:STOP[:STEP] inclusive (step 0.1) or a comma list (default 0.9:1.4)")
+    p = _Parser(
+        prog="python -m repalign_jax.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--gains", default="0.9:1.4", help="START:STOP[:STEP] inclusive (step 0.1) or a comma list (default 0.9:1.4)"
+    )
     p.add_argument("--seeds", default="1", help="runs per gain (a count) or a comma list of seeds (default 1)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="learning rate for all runs (default: the paper's per-gain rates, log-linearly interpolated)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate for all runs (default: the paper's per-gain rates, log-linearly interpolated)",
+    )
     p.add_argument("--epochs", type=int, default=6000, help="epochs (default 6000)")
     p.add_argument("--width", type=int, default=500, help="units per hidden layer (default 500)")
     p.add_argument("--depth", type=int, default=20, help="hidden layers (default 20)")
     p.add_argument("--hidden-layer", type=int, default=None, help="tracked hidden layer (default depth // 2)")
     p.add_argument("--activation", default="leaky_relu", help="leaky_relu, relu, elu, tanh, swish or linear")
-    p.add_argument("--arch", default="mlp", choices=("mlp", "resnet", "cnn", "dropout"), help="architecture (default mlp)")
+    p.add_argument(
+        "--arch", default="mlp", choices=("mlp", "resnet", "cnn", "dropout"), help="architecture (default mlp)"
+    )
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimizer (default sgd)")
     p.add_argument("--dx2", type=float, default=1.0, help="squared input distance (default 1)")
     p.add_argument("--dy2", type=float, default=0.5, help="squared target distance (default 0.5)")
@@ -172,8 +214,15 @@ class SweepConfig:
         from . import NetworkSpec
 
         arch = "mlp" if self.arch == "dropout" else self.arch
-        return NetworkSpec(d_in=1, d_out=1, width=self.width, depth=self.depth, activation=self.activation,
-                           arch=arch, dropout=0.1 if self.arch == "dropout" else 0.0)
+        return NetworkSpec(
+            d_in=1,
+            d_out=1,
+            width=self.width,
+            depth=self.depth,
+            activation=self.activation,
+            arch=arch,
+            dropout=0.1 if self.arch == "dropout" else 0.0,
+        )
 
     def train_config(self):
         from . import TrainConfig
@@ -205,9 +254,22 @@ def make_config(args) -> SweepConfig:
         lrs, source = [paper_lr(g) for g in gains], "paper table, log-linear in gain"
     if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError("--chunk-size must be positive")
-    cfg = SweepConfig(gains=gains, seeds=seeds, lrs=lrs, epochs=args.epochs, width=args.width, depth=args.depth,
-                      hidden_layer=hidden, activation=args.activation, arch=args.arch, optimizer=args.optimizer,
-                      dx2=args.dx2, dy2=args.dy2, chunk_size=0, lr_source=source)
+    cfg = SweepConfig(
+        gains=gains,
+        seeds=seeds,
+        lrs=lrs,
+        epochs=args.epochs,
+        width=args.width,
+        depth=args.depth,
+        hidden_layer=hidden,
+        activation=args.activation,
+        arch=args.arch,
+        optimizer=args.optimizer,
+        dx2=args.dx2,
+        dy2=args.dy2,
+        chunk_size=0,
+        lr_source=source,
+    )
     try:
         spec = cfg.spec()
     except ValueError as e:
@@ -256,7 +318,9 @@ def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
             mine["chunk_size"] = cfg.chunk_size
         if _signature(old) != mine:
             diff = [k for k in RESULT_KEYS if _signature(old)[k] != mine[k]]
-            raise UsageError(f"--out {out} holds a different sweep (differs in {', '.join(diff)}); nothing was overwritten")
+            raise UsageError(
+                f"--out {out} holds a different sweep (differs in {', '.join(diff)}); nothing was overwritten"
+            )
     elif out.exists() and any(out.iterdir()) and not args.resume:
         raise UsageError(f"--out {out} exists and is not empty; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -265,8 +329,11 @@ def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
     from . import __version__
 
     meta = dataclasses.asdict(cfg) | {
-        "package_version": __version__, "jax_version": jax.__version__, "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()], "network": dataclasses.asdict(cfg.spec()),
+        "package_version": __version__,
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "network": dataclasses.asdict(cfg.spec()),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     if not cfg_path.exists():
@@ -284,17 +351,48 @@ def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[s
     import repalign_jax as rj
 
     data = rj.two_point(dx2=cfg.dx2, dy2=cfg.dy2)
-    res = rj.train_networks(data.x, data.targets, cfg.spec(), cfg.train_config(), gains=gains, seeds=seeds, lrs=lrs,
-                            chunk_size=len(gains), progress=progress)
+    res = rj.train_networks(
+        data.x,
+        data.targets,
+        cfg.spec(),
+        cfg.train_config(),
+        gains=gains,
+        seeds=seeds,
+        lrs=lrs,
+        chunk_size=len(gains),
+        progress=progress,
+    )
     traj = rj.to_pair_trajectory(res, data.x, data.targets)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs are reported as such
         fit = rj.fit_effective_rates(traj)
-    out = {"gain": np.asarray(gains), "seed": np.asarray(seeds), "lr": np.asarray(lrs),
-           "loss": res.loss, "h": res.h[..., 0], "y": res.y[..., 0], "w": res.w[..., 0],
-           "diverged": res.diverged, "diverged_epoch": res.diverged_epoch}
-    for k in ("eta_enc", "eta_dec", "tau", "m0", "fit_loss", "success", "explains", "r2_h", "r2_y", "r2_w",
-              "r2_loss", "h0", "y0", "w0"):
+    out = {
+        "gain": np.asarray(gains),
+        "seed": np.asarray(seeds),
+        "lr": np.asarray(lrs),
+        "loss": res.loss,
+        "h": res.h[..., 0],
+        "y": res.y[..., 0],
+        "w": res.w[..., 0],
+        "diverged": res.diverged,
+        "diverged_epoch": res.diverged_epoch,
+    }
+    for k in (
+        "eta_enc",
+        "eta_dec",
+        "tau",
+        "m0",
+        "fit_loss",
+        "success",
+        "explains",
+        "r2_h",
+        "r2_y",
+        "r2_w",
+        "r2_loss",
+        "h0",
+        "y0",
+        "w0",
+    ):
         out["fit_" + k] = np.asarray(getattr(fit, k))[:, 0]
     return out
 
@@ -330,9 +428,15 @@ def _theory_curves64(arrays, cfg: SweepConfig):
     rates = rj.EffectiveRates(arrays["fit_eta_enc"], arrays["fit_eta_dec"])
     ok = arrays["fit_success"]
     safe = lambda v, fill: np.where(ok, v, fill)  # noqa: E731
-    h, y, w = rj.solve_effective(safe(arrays["fit_h0"], 1.0), safe(arrays["fit_y0"], 0.0), safe(arrays["fit_w0"], 0.0),
-                                 dx2=cfg.dx2, dy2=cfg.dy2, ts=ts,
-                                 rates=rj.EffectiveRates(safe(rates.eta_enc, 1e-3), safe(rates.eta_dec, 1e-3)))
+    h, y, w = rj.solve_effective(
+        safe(arrays["fit_h0"], 1.0),
+        safe(arrays["fit_y0"], 0.0),
+        safe(arrays["fit_w0"], 0.0),
+        dx2=cfg.dx2,
+        dy2=cfg.dy2,
+        ts=ts,
+        rates=rj.EffectiveRates(safe(rates.eta_enc, 1e-3), safe(rates.eta_dec, 1e-3)),
+    )
     loss = rj.theory_loss(ts, y, w, dy2=cfg.dy2, m0=safe(arrays["fit_m0"], 0.0), tau=safe(arrays["fit_tau"], 1.0))
     nan = ~ok[:, None]
     return tuple(np.where(nan, np.nan, np.asarray(v)) for v in (h, y, w, loss))
@@ -342,9 +446,15 @@ def summary_rows(arrays, cfg: SweepConfig) -> list[dict]:
     import repalign_jax as rj
 
     plateau = plateau_epochs(arrays["y"], arrays["w"], cfg.dy2)
-    h_inf = np.asarray(rj.final_distance(
-        arrays["h"][:, 0], arrays["y"][:, 0], dx2=cfg.dx2, dy2=cfg.dy2,
-        rates=rj.EffectiveRates(arrays["fit_eta_enc"], arrays["fit_eta_dec"])))
+    h_inf = np.asarray(
+        rj.final_distance(
+            arrays["h"][:, 0],
+            arrays["y"][:, 0],
+            dx2=cfg.dx2,
+            dy2=cfg.dy2,
+            rates=rj.EffectiveRates(arrays["fit_eta_enc"], arrays["fit_eta_dec"]),
+        )
+    )
     rows = []
     for i in range(len(arrays["gain"])):
         row = {"gain": float(arrays["gain"][i]), "seed": int(arrays["seed"][i]), "lr": float(arrays["lr"][i])}
@@ -376,16 +486,37 @@ def gain_table(rows: list[dict]) -> list[dict]:
             v = [r[k] for r in good if r[k] is not None and np.isfinite(r[k])]
             return float(np.mean(v)) if v else float("nan")
 
-        table.append({"gain": g, "lr": rs[0]["lr"], "runs": len(rs), "fitted": len(good),
-                      "explained": sum(r["explains"] for r in rs),
-                      "diverged": sum(r["diverged"] for r in rs), "eta_enc": mean("eta_enc"),
-                      "eta_dec": mean("eta_dec"), "tau": mean("tau"), "r2_h": mean("r2_h"), "r2_y": mean("r2_y"),
-                      "r2_w": mean("r2_w"), "plateau_epochs": mean("plateau_epochs")})
+        table.append(
+            {
+                "gain": g,
+                "lr": rs[0]["lr"],
+                "runs": len(rs),
+                "fitted": len(good),
+                "explained": sum(r["explains"] for r in rs),
+                "diverged": sum(r["diverged"] for r in rs),
+                "eta_enc": mean("eta_enc"),
+                "eta_dec": mean("eta_dec"),
+                "tau": mean("tau"),
+                "r2_h": mean("r2_h"),
+                "r2_y": mean("r2_y"),
+                "r2_w": mean("r2_w"),
+                "plateau_epochs": mean("plateau_epochs"),
+            }
+        )
     return table
 
 
-TABLE_FORMATS = {"gain": ".3g", "lr": ".3g", "eta_enc": ".3e", "eta_dec": ".3e", "tau": ".1f", "r2_h": ".4f",
-                 "r2_y": ".4f", "r2_w": ".4f", "plateau_epochs": ".0f"}
+TABLE_FORMATS = {
+    "gain": ".3g",
+    "lr": ".3g",
+    "eta_enc": ".3e",
+    "eta_dec": ".3e",
+    "tau": ".1f",
+    "r2_h": ".4f",
+    "r2_y": ".4f",
+    "r2_w": ".4f",
+    "plateau_epochs": ".0f",
+}
 
 
 def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> list[dict]:
@@ -395,27 +526,65 @@ def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> l
     rows = summary_rows(arrays, cfg)
     write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
     h_th, y_th, w_th, loss_th = theory_curves(arrays, cfg)
-    atomic_save_npz(out / "trajectories.npz", {
-        "gain": arrays["gain"], "seed": arrays["seed"], "lr": arrays["lr"], "epoch": np.arange(arrays["h"].shape[1]),
-        "h": arrays["h"], "y": arrays["y"], "w": arrays["w"], "loss": arrays["loss"],
-        "h_theory": h_th, "y_theory": y_th, "w_theory": w_th, "loss_theory": loss_th,
-    })
+    atomic_save_npz(
+        out / "trajectories.npz",
+        {
+            "gain": arrays["gain"],
+            "seed": arrays["seed"],
+            "lr": arrays["lr"],
+            "epoch": np.arange(arrays["h"].shape[1]),
+            "h": arrays["h"],
+            "y": arrays["y"],
+            "w": arrays["w"],
+            "loss": arrays["loss"],
+            "h_theory": h_th,
+            "y_theory": y_th,
+            "w_theory": w_th,
+            "loss_theory": loss_th,
+        },
+    )
     table = gain_table(rows)
-    cols = ["gain", "lr", "runs", "fitted", "explained", "diverged", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w",
-            "plateau_epochs"]
+    cols = [
+        "gain",
+        "lr",
+        "runs",
+        "fitted",
+        "explained",
+        "diverged",
+        "eta_enc",
+        "eta_dec",
+        "tau",
+        "r2_h",
+        "r2_y",
+        "r2_w",
+        "plateau_epochs",
+    ]
     atomic_write_text(out / "table.md", markdown_table(table, cols, TABLE_FORMATS) + "\n")
     if plots:
         ts = np.arange(arrays["h"].shape[1])
         first = np.array([np.flatnonzero(arrays["gain"] == g)[0] for g in sorted(set(arrays["gain"].tolist()))])
         labels = [f"gain {arrays['gain'][i]:.3g}" for i in first]
-        _plots.plot_hyw(out / "hyw.png", ts, tuple(arrays[k][first] for k in "hyw"),
-                        (h_th[first], y_th[first], w_th[first]), labels, title="network vs theory (first seed per gain)")
+        _plots.plot_hyw(
+            out / "hyw.png",
+            ts,
+            tuple(arrays[k][first] for k in "hyw"),
+            (h_th[first], y_th[first], w_th[first]),
+            labels,
+            title="network vs theory (first seed per gain)",
+        )
         plateau = plateau_epochs(arrays["y"], arrays["w"], cfg.dy2)
         _plots.plot_loss(out / "loss.png", ts, arrays["loss"][first], loss_th[first], labels, plateau[first])
-        _plots.plot_vs_gain(out / "vs_gain.png", arrays["gain"], plateau, arrays["fit_eta_enc"], arrays["fit_eta_dec"],
-                            arrays["fit_tau"])
-        _plots.plot_predicted_vs_measured(out / "final_h.png", [r["h_inf_theory"] for r in rows],
-                                          arrays["h"][:, -1], colour=arrays["gain"])
+        _plots.plot_vs_gain(
+            out / "vs_gain.png",
+            arrays["gain"],
+            plateau,
+            arrays["fit_eta_enc"],
+            arrays["fit_eta_dec"],
+            arrays["fit_tau"],
+        )
+        _plots.plot_predicted_vs_measured(
+            out / "final_h.png", [r["h_inf_theory"] for r in rows], arrays["h"][:, -1], colour=arrays["gain"]
+        )
     return table
 
 
@@ -450,8 +619,10 @@ def main(argv=None) -> int:
     n_chunks = -(-n_runs // chunk)
     store = ChunkStore(out / "chunks")
     done = store.done() & set(range(n_chunks))
-    say(f"sweep: {len(cfg.gains)} gains x {len(cfg.seeds)} seeds = {n_runs} runs of {cfg.epochs} epochs, "
-        f"{n_chunks} chunk(s) of {chunk}; results in {out}")
+    say(
+        f"sweep: {len(cfg.gains)} gains x {len(cfg.seeds)} seeds = {n_runs} runs of {cfg.epochs} epochs, "
+        f"{n_chunks} chunk(s) of {chunk}; results in {out}"
+    )
     say("learning rates (" + cfg.lr_source + "): " + ", ".join(f"{g:g}: {lr:.3g}" for g, lr in zip(cfg.gains, cfg.lrs)))
     if done:
         say(f"resuming: {len(done)} of {n_chunks} chunk(s) already done")
@@ -474,8 +645,11 @@ def main(argv=None) -> int:
         if progress is not None:
             progress.close()
         saved = len(store.done() & set(range(n_chunks)))
-        print(f"sweep: interrupted; {saved} of {n_chunks} chunk(s) are saved in {out}; "
-              f"continue with: python -m repalign_jax.sweep ... --out {out} --resume", file=sys.stderr)
+        print(
+            f"sweep: interrupted; {saved} of {n_chunks} chunk(s) are saved in {out}; "
+            f"continue with: python -m repalign_jax.sweep ... --out {out} --resume",
+            file=sys.stderr,
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, old_handler)
@@ -487,8 +661,13 @@ def main(argv=None) -> int:
     from ._results import markdown_table
 
     say(f"trained and fitted in {time.perf_counter() - t0:.1f} s")
-    say(markdown_table(table, ["gain", "lr", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "plateau_epochs",
-                               "diverged"], TABLE_FORMATS))
+    say(
+        markdown_table(
+            table,
+            ["gain", "lr", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "plateau_epochs", "diverged"],
+            TABLE_FORMATS,
+        )
+    )
     n_div = int(arrays["diverged"].sum())
     if n_div:
         say(f"{n_div} run(s) diverged (non-finite loss): see the diverged column of summary.csv")

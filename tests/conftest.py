@@ -20,7 +20,7 @@ def x64():
 
 
 def scipy_rhs(eta_enc, eta_dec, dx2, dy2):
-    """THEORY.md section 3, written out again independently of the package."""
+    """docs/theory.md section 3, written out again independently of the package."""
     enc = eta_enc * dx2
 
     def rhs(t, s):
@@ -37,8 +37,13 @@ def scipy_rhs(eta_enc, eta_dec, dx2, dy2):
 def scipy_solve(state0, eta_enc, eta_dec, dx2, dy2, ts, rtol=1e-12, atol=1e-15):
     """Reference solution by scipy's DOP853: `(3, T)`."""
     sol = solve_ivp(
-        scipy_rhs(eta_enc, eta_dec, dx2, dy2), (ts[0], ts[-1]), state0, t_eval=ts,
-        method="DOP853", rtol=rtol, atol=atol,
+        scipy_rhs(eta_enc, eta_dec, dx2, dy2),
+        (ts[0], ts[-1]),
+        state0,
+        t_eval=ts,
+        method="DOP853",
+        rtol=rtol,
+        atol=atol,
     )
     assert sol.success, sol.message
     return sol.y
@@ -88,5 +93,6 @@ def make_synthetic():
     m0 = 10 ** rng.uniform(-1, 0, len(rates))
     t = ts - ts[0]
     loss = 0.5 * m0[:, None] * np.exp(-2 * t / tau[:, None]) + (dy2 - states[:, 1] + 2 * states[:, 2]) / 8
-    return dict(ts=ts, h=states[:, 0], y=states[:, 1], w=states[:, 2], rates=rates, dx2=dx2, dy2=dy2,
-                tau=tau, m0=m0, loss=loss)
+    return dict(
+        ts=ts, h=states[:, 0], y=states[:, 1], w=states[:, 2], rates=rates, dx2=dx2, dy2=dy2, tau=tau, m0=m0, loss=loss
+    )

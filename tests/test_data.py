@@ -121,7 +121,7 @@ def test_blobs_order_and_centres(blobs):
 def test_blobs_image_formula_and_peak(blobs):
     g = np.linspace(-1, 1, 5)
     u, v = np.meshgrid(g, g, indexing="ij")
-    c, mu_x, mu_y = blobs.meta["context"], blobs.meta["mu_x"], blobs.meta["mu_y"]
+    mu_x, mu_y = blobs.meta["mu_x"], blobs.meta["mu_y"]
     for k in [0, 17, 450, 899, 931, 1799]:
         img = np.exp(-((u - mu_x[k]) ** 2 + (v - mu_y[k]) ** 2) / 2)
         np.testing.assert_allclose(blobs.x[k, :25], (img / img.sum()).ravel(), rtol=1e-6)
@@ -363,8 +363,9 @@ def test_pairwise_distances_against_loop():
     d = pairwise_distances(z, block_elems=50)  # several blocks
     assert d.shape == (13, 13) and d.dtype == np.float64
     flat = z.reshape(13, -1).astype(np.float64)
-    ref = np.array([[np.sqrt(sum((flat[a, k] - flat[b, k]) ** 2 for k in range(12))) for b in range(13)]
-                    for a in range(13)])
+    ref = np.array(
+        [[np.sqrt(sum((flat[a, k] - flat[b, k]) ** 2 for k in range(12))) for b in range(13)] for a in range(13)]
+    )
     np.testing.assert_allclose(d, ref, rtol=1e-13, atol=0)
     np.testing.assert_array_equal(np.diag(d), 0.0)
     np.testing.assert_array_equal(d, d.T)
@@ -380,5 +381,4 @@ def test_pairwise_distances_accuracy_close_points():
     d = pairwise_distances(z)
     np.testing.assert_allclose(d[0, 1], 1e-3, rtol=1e-8)
     # 1-d input = N scalars.
-    np.testing.assert_array_equal(pairwise_distances(np.array([0.0, 3.0, -1.0])),
-                                  [[0, 3, 1], [3, 0, 4], [1, 4, 0]])
+    np.testing.assert_array_equal(pairwise_distances(np.array([0.0, 3.0, -1.0])), [[0, 3, 1], [3, 0, 4], [1, 4, 0]])

@@ -1,7 +1,5 @@
 """fit_effective_rates: recovery of known rates, batching, gradients, bad input."""
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +16,14 @@ def _traj(s, idx=slice(None), noise=0.0, seed=0, loss=False, m0=False):
         return v * (1 + noise * rng.standard_normal(v.shape)) if noise else v
 
     return rj.PairTrajectory(
-        s["ts"], noisy(s["h"][idx]), noisy(s["y"][idx]), noisy(s["w"][idx]), s["dx2"], s["dy2"],
-        loss=noisy(s["loss"][idx]) if loss else None, m0=s["m0"][idx] if m0 else None,
+        s["ts"],
+        noisy(s["h"][idx]),
+        noisy(s["y"][idx]),
+        noisy(s["w"][idx]),
+        s["dx2"],
+        s["dy2"],
+        loss=noisy(s["loss"][idx]) if loss else None,
+        m0=s["m0"][idx] if m0 else None,
     )
 
 
@@ -91,7 +95,9 @@ def test_vmap_equals_loop(synthetic, x64):
     batch = rj.fit_effective_rates(_traj(synthetic, idx, noise=0.01, seed=2, loss=True))
     rng_traj = _traj(synthetic, idx, noise=0.01, seed=2, loss=True)
     for k in range(len(idx)):
-        one = rj.fit_effective_rates(jax.tree_util.tree_map(lambda v: v[k] if v.ndim and v.shape[0] == len(idx) else v, rng_traj))
+        one = rj.fit_effective_rates(
+            jax.tree_util.tree_map(lambda v: v[k] if v.ndim and v.shape[0] == len(idx) else v, rng_traj)
+        )
         assert one.eta_enc.shape == ()
         for field in ("eta_enc", "eta_dec", "tau", "fit_loss", "r2_w"):
             np.testing.assert_allclose(getattr(batch, field)[k], getattr(one, field), rtol=1e-7)
@@ -99,8 +105,12 @@ def test_vmap_equals_loop(synthetic, x64):
 
 def test_batch_shape_is_kept(synthetic):
     traj = rj.PairTrajectory(
-        synthetic["ts"], synthetic["h"][:6].reshape(2, 3, -1), synthetic["y"][:6].reshape(2, 3, -1),
-        synthetic["w"][:6].reshape(2, 3, -1), dx2=1.0, dy2=np.full((2, 1), 0.5),
+        synthetic["ts"],
+        synthetic["h"][:6].reshape(2, 3, -1),
+        synthetic["y"][:6].reshape(2, 3, -1),
+        synthetic["w"][:6].reshape(2, 3, -1),
+        dx2=1.0,
+        dy2=np.full((2, 1), 0.5),
     )
     res = rj.fit_effective_rates(traj)
     for field in ("eta_enc", "eta_dec", "tau", "fit_loss", "success", "r2_h"):
@@ -150,7 +160,9 @@ def test_goodness_of_fit_is_r2(synthetic, x64):
         v[:, 0] = synthetic[k][5:7, 0]
     traj = rj.PairTrajectory(noisy.ts, h, y, w, noisy.dx2, noisy.dy2)
     res = rj.fit_effective_rates(traj)
-    h, y, w = rj.solve_effective(traj.h[:, 0], traj.y[:, 0], traj.w[:, 0], dx2=1.0, dy2=0.5, rates=res.rates, ts=traj.ts)
+    h, y, w = rj.solve_effective(
+        traj.h[:, 0], traj.y[:, 0], traj.w[:, 0], dx2=1.0, dy2=0.5, rates=res.rates, ts=traj.ts
+    )
     for got, meas, th in ((res.r2_h, traj.h, h), (res.r2_y, traj.y, y), (res.r2_w, traj.w, w)):
         want = 1 - ((meas - th) ** 2).sum(-1) / ((meas - meas.mean(-1, keepdims=True)) ** 2).sum(-1)
         np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -171,7 +183,9 @@ def test_mismatched_shapes_raise(synthetic):
     with pytest.raises(ValueError, match="dx2"):
         rj.fit_effective_rates(rj.PairTrajectory(s["ts"], s["h"][:2], s["y"][:2], s["w"][:2], np.ones(3), 0.5))
     with pytest.raises(ValueError, match="loss"):
-        rj.fit_effective_rates(rj.PairTrajectory(s["ts"], s["h"][:2], s["y"][:2], s["w"][:2], 1.0, 0.5, loss=s["loss"][:2, :10]))
+        rj.fit_effective_rates(
+            rj.PairTrajectory(s["ts"], s["h"][:2], s["y"][:2], s["w"][:2], 1.0, 0.5, loss=s["loss"][:2, :10])
+        )
     with pytest.raises(ValueError, match="at least 3"):
         rj.fit_effective_rates(rj.PairTrajectory(s["ts"][:2], s["h"][:2, :2], s["y"][:2, :2], s["w"][:2, :2], 1.0, 0.5))
 
@@ -240,7 +254,7 @@ def test_explains_flags_a_converged_fit_that_misses_the_data(synthetic):
     assert bool(fit.success) and bool(fit.identifiable) and bool(fit.explains)
     # h halves in the first tenth and stays flat: the theory cannot do that (the paper's gain 1.4).
     h = np.asarray(s["h"][5]).copy()
-    h[: 600] = h[0] * (1 - 0.5 * np.arange(600) / 600)
+    h[:600] = h[0] * (1 - 0.5 * np.arange(600) / 600)
     h[600:] = h[0] * 0.5
     bent = rj.PairTrajectory(s["ts"], h, s["y"][5], s["w"][5], dx2=s["dx2"], dy2=s["dy2"])
     fit = rj.fit_effective_rates(bent)
@@ -256,9 +270,15 @@ def test_fit_warnings_have_their_own_class():
 
 def test_solve_effective_from_an_invalid_state_is_nan():
     ts = np.arange(5.0)
-    h, y, w = rj.solve_effective(np.array([0.8, -1.0, 0.8, 0.8]), np.array([1e-3, 1e-3, 1e-3, 0.5]),
-                                 np.array([-1e-6, 0.0, 0.5, 0.5 - np.sqrt(0.25)]), dx2=1.0, dy2=0.5,
-                                 rates=rj.EffectiveRates(1e-3, 1e-2), ts=ts)
+    h, y, w = rj.solve_effective(
+        np.array([0.8, -1.0, 0.8, 0.8]),
+        np.array([1e-3, 1e-3, 1e-3, 0.5]),
+        np.array([-1e-6, 0.0, 0.5, 0.5 - np.sqrt(0.25)]),
+        dx2=1.0,
+        dy2=0.5,
+        rates=rj.EffectiveRates(1e-3, 1e-2),
+        ts=ts,
+    )
     ok = np.all(np.isfinite(np.asarray(h)), axis=-1)
     # valid; h0 <= 0; |y0 - w0| > sqrt(dy2 y0); on the Cauchy-Schwarz bound (1-d outputs): valid
     assert ok.tolist() == [True, False, False, True]

@@ -29,9 +29,22 @@ def test_gpu_suite_smoke(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
-    for name in ("env.json", "env.txt", "part1.json", "part2.json", "part1.log", "part2.log", "summary.json",
-                 "summary.md", "throughput.png", "fit.png", "precision.png", "precision_float64.npz",
-                 "reproduce/universality/universality.json", "reproduce/universality/universality.png"):
+    for name in (
+        "env.json",
+        "env.txt",
+        "part1.json",
+        "part2.json",
+        "part1.log",
+        "part2.log",
+        "summary.json",
+        "summary.md",
+        "throughput.png",
+        "fit.png",
+        "precision.png",
+        "precision_float64.npz",
+        "reproduce/universality/universality.json",
+        "reproduce/universality/universality.png",
+    ):
         assert (out / name).is_file(), name
 
     env_json = json.loads((out / "env.json").read_text())
@@ -41,8 +54,13 @@ def test_gpu_suite_smoke(tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] is True
-    assert summary["status"] == {"train_throughput": "ok", "fit": "ok", "headroom": "ok", "precision": "ok",
-                                 "universality": "ok"}
+    assert summary["status"] == {
+        "train_throughput": "ok",
+        "fit": "ok",
+        "headroom": "ok",
+        "precision": "ok",
+        "universality": "ok",
+    }
     sections = {k: v for part in summary["parts"].values() for k, v in part["sections"].items()}
     for sec in sections.values():
         assert sec["errors"] == [] and sec["wall_s"] > 0
@@ -77,7 +95,9 @@ def test_gpu_suite_smoke(tmp_path):
     uni = sections["universality"]
     split = uni["split"]
     assert split["total_s"] > 0 and split["compile_s"] > 0 and split["training_s"] >= 0 and split["fitting_s"] >= 0
-    assert abs(split["compile_s"] + split["training_s"] + split["fitting_s"] + split["other_s"] - split["total_s"]) < 1e-6
+    assert (
+        abs(split["compile_s"] + split["training_s"] + split["fitting_s"] + split["other_s"] - split["total_s"]) < 1e-6
+    )
     assert uni["train_calls"] and uni["fit_calls"] and uni["return_code"] == 0
     assert uni["result"]["rows"] == 3
 

@@ -54,19 +54,22 @@ def test_unknown_experiment_exit_code_2(capsys):
     assert reproduce.main(["xor", "--mnist", "/nonexistent/folder"]) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["final_distance", "--set", "foo=1"], "not a numeric setting"),
-    (["final_distance", "--set", "lr_factor=abc"], "expected a number"),
-    (["final_distance", "--set", "grid=2.5"], "expected an integer"),
-    (["final_distance", "--set", "epochs=0"], "must be positive"),
-    (["final_distance", "--set", "lr"], "KEY=VALUE"),
-    (["xor", "--set", "lr=1"], "applies to one of"),
-    (["all", "--set", "lr=1"], "applies to one of"),
-    (["final_distance", "--networks", "default,bogus"], "unknown bogus"),
-    (["xor", "--networks", "all"], "applies to universality and final_distance"),
-    (["universality", "--networks", "nonet"], "unknown nonet"),
-    (["xor", "--settings", "printed"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["final_distance", "--set", "foo=1"], "not a numeric setting"),
+        (["final_distance", "--set", "lr_factor=abc"], "expected a number"),
+        (["final_distance", "--set", "grid=2.5"], "expected an integer"),
+        (["final_distance", "--set", "epochs=0"], "must be positive"),
+        (["final_distance", "--set", "lr"], "KEY=VALUE"),
+        (["xor", "--set", "lr=1"], "applies to one of"),
+        (["all", "--set", "lr=1"], "applies to one of"),
+        (["final_distance", "--networks", "default,bogus"], "unknown bogus"),
+        (["xor", "--networks", "all"], "applies to universality and final_distance"),
+        (["universality", "--networks", "nonet"], "unknown nonet"),
+        (["xor", "--settings", "printed"], "invalid choice"),
+    ],
+)
 def test_set_bad_input_exit_code_2_before_any_work(args, message, tmp_path, capsys):
     assert reproduce.main(args + ["--out", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -82,17 +85,19 @@ def test_set_overrides_settings_with_their_types(tmp_path):
     assert (s["n_trials"], s["lr_factor"], s["epochs"]) == (10, 1.0, 20000)
     assert isinstance(s["n_trials"], int) and isinstance(s["lr_factor"], float)
     code = final_distance.settings(Context(out=tmp_path, quick=False))
-    assert {k: v for k, v in s.items() if k not in ("n_trials", "lr_factor", "epochs")} == \
-        {k: v for k, v in code.items() if k not in ("n_trials", "lr_factor", "epochs")}
+    assert {k: v for k, v in s.items() if k not in ("n_trials", "lr_factor", "epochs")} == {
+        k: v for k, v in code.items() if k not in ("n_trials", "lr_factor", "epochs")
+    }
 
 
 def test_settings_profiles_are_data_in_one_place():
-    """The authors' code (EXPERIMENTS.md, last section) against the printed tables, where they differ."""
+    """The authors' code (docs/experiments.md, last section) against the printed tables, where they differ."""
     from repalign_jax import _paper
 
     code, paper = _paper.settings("final_distance", "code"), _paper.settings("final_distance", "paper")
-    assert (code["lr_factor"] * 0.005, code["epochs"], code["trial_loss_max"], code["run_loss_max"]) == \
-        pytest.approx((0.002, 40000, 1e-2, 1e-3))
+    assert (code["lr_factor"] * 0.005, code["epochs"], code["trial_loss_max"], code["run_loss_max"]) == pytest.approx(
+        (0.002, 40000, 1e-2, 1e-3)
+    )
     assert paper["lr_factor"] == 0.2
     xor = _paper.settings("xor", "code")
     assert (xor["activation"], xor["loss"]) == ("relu", "mse")
@@ -121,8 +126,9 @@ def test_gains_quick_plateau_shrinks(tmp_path_factory):
 def test_xor_quick_rich_merges(profile, tmp_path_factory):
     numbers, _ = _run("xor", tmp_path_factory, profile)
     assert _holds(numbers, "merge") is True
-    assert (numbers["activation"], numbers["loss"]) == {"code": ("relu", "mse"),
-                                                        "paper": ("leaky_relu", "half_mse")}[profile]
+    assert (numbers["activation"], numbers["loss"]) == {"code": ("relu", "mse"), "paper": ("leaky_relu", "half_mse")}[
+        profile
+    ]
 
 
 @pytest.mark.slow

@@ -22,10 +22,12 @@ def _python(code, **env):
 
 
 def test_use_host_cores_splits_the_cpu_only_before_jax_starts():
-    code = ("import repalign_jax as rj, jax\n"
-            "first = rj.use_host_cores(3)\n"
-            "n = len(jax.devices())\n"
-            "print(first, n, rj.use_host_cores(2), len(jax.devices()))")
+    code = (
+        "import repalign_jax as rj, jax\n"
+        "first = rj.use_host_cores(3)\n"
+        "n = len(jax.devices())\n"
+        "print(first, n, rj.use_host_cores(2), len(jax.devices()))"
+    )
     assert _python(code) == "True 3 False 3"
 
 

@@ -21,13 +21,37 @@ def _rows(path):
 
 def test_sweep_outputs_and_plateau_falls_with_gain(tmp_path, capsys):
     out = tmp_path / "sweep"
-    code = sweep.main(["--gains", "0.75:1.25:0.25", "--seeds", "1", "--width", "64", "--depth", "6",
-                       "--epochs", "800", "--lr", "0.02", "--out", str(out)])
+    code = sweep.main(
+        [
+            "--gains",
+            "0.75:1.25:0.25",
+            "--seeds",
+            "1",
+            "--width",
+            "64",
+            "--depth",
+            "6",
+            "--epochs",
+            "800",
+            "--lr",
+            "0.02",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "eta_enc" in printed and "plateau_epochs" in printed  # the table at the end
-    for name in ("config.json", "summary.csv", "trajectories.npz", "table.md", "hyw.png", "loss.png",
-                 "vs_gain.png", "final_h.png"):
+    for name in (
+        "config.json",
+        "summary.csv",
+        "trajectories.npz",
+        "table.md",
+        "hyw.png",
+        "loss.png",
+        "vs_gain.png",
+        "final_h.png",
+    ):
         assert (out / name).exists(), name
     rows = _rows(out)
     assert len(rows) == 3
@@ -83,8 +107,9 @@ def test_bad_input_exit_code_2(argv, match, capsys, tmp_path):
 
 
 def test_cli_exit_code_and_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "repalign_jax.sweep", "--gains", "1.4:0.9"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repalign_jax.sweep", "--gains", "1.4:0.9"], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("sweep: error:") and "Traceback" not in proc.stderr
 
@@ -118,8 +143,29 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, monkeypatch, ca
 
 def test_diverged_runs_are_reported_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "d"
-    assert sweep.main(["--gains", "1.0", "--seeds", "2", "--out", str(out), "--width", "16", "--depth", "4",
-                       "--epochs", "60", "--lr", "40", "--no-plots", "--quiet"]) == 0
+    assert (
+        sweep.main(
+            [
+                "--gains",
+                "1.0",
+                "--seeds",
+                "2",
+                "--out",
+                str(out),
+                "--width",
+                "16",
+                "--depth",
+                "4",
+                "--epochs",
+                "60",
+                "--lr",
+                "40",
+                "--no-plots",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = _rows(out)
     assert all(r["diverged"] == "true" and r["fit_ok"] == "false" for r in rows)
 
@@ -130,8 +176,12 @@ def test_forced_multi_device_run_equals_single_device(tmp_path):
     assert sweep.main(args + ["--out", str(single)]) == 0
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     multi = tmp_path / "four"
-    proc = subprocess.run([sys.executable, "-m", "repalign_jax.sweep", *args, "--out", str(multi)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repalign_jax.sweep", *args, "--out", str(multi)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads((multi / "config.json").read_text())["devices"]) == 4
     a, b = np.load(single / "trajectories.npz"), np.load(multi / "trajectories.npz")

@@ -1,12 +1,12 @@
-"""The theory against scipy, its closed forms and its own invariants (THEORY.md 3-8)."""
+"""The theory against scipy, its closed forms and its own invariants (docs/theory.md 3-8)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_state, scipy_solve
 
 import repalign_jax as rj
-from conftest import random_state, scipy_solve
 
 
 def _draws(n, seed):
@@ -44,8 +44,9 @@ def test_reaches_h_inf_and_conserves_c(x64):
         rates = rj.EffectiveRates(ee, ed)
         ts = np.linspace(0.0, 200.0 / min(ee, ed), 300)
         # Horizons of 200 slow time constants are stiff: the implicit solver.
-        h, y, w = rj.solve_effective(*state0, dx2=dx2, dy2=dy2, rates=rates, ts=ts,
-                                     options=rj.SolverOptions(solver="kvaerno5"))
+        h, y, w = rj.solve_effective(
+            *state0, dx2=dx2, dy2=dy2, rates=rates, ts=ts, options=rj.SolverOptions(solver="kvaerno5")
+        )
         h_inf = rj.final_distance(state0[0], state0[1], dx2=dx2, dy2=dy2, rates=rates)
         np.testing.assert_allclose(h[-1], h_inf, rtol=1e-6)
         np.testing.assert_allclose(y[-1], dy2, rtol=1e-6)
@@ -131,8 +132,14 @@ def test_theory_loss_is_the_two_point_loss(x64):
     m0 = (tgt.mean(1) - yh.mean(1)) ** 2
     dy2 = (tgt[:, 1] - tgt[:, 0]) ** 2
     ts = np.arange(3.0)
-    loss = rj.theory_loss(ts, np.asarray(y)[:, None] * np.ones(3), np.asarray(w)[:, None] * np.ones(3),
-                          dy2=dy2, m0=m0, tau=np.full(20, 10.0))
+    loss = rj.theory_loss(
+        ts,
+        np.asarray(y)[:, None] * np.ones(3),
+        np.asarray(w)[:, None] * np.ones(3),
+        dy2=dy2,
+        m0=m0,
+        tau=np.full(20, 10.0),
+    )
     np.testing.assert_allclose(loss[:, 0], direct, rtol=1e-12)
     np.testing.assert_allclose(loss[:, 2] - loss[:, 0], 0.5 * m0 * (np.exp(-0.4) - 1), rtol=1e-12)
 
@@ -153,7 +160,12 @@ def test_measure_hyw_definitions():
 def test_final_distance_matrix(x64):
     rng = np.random.default_rng(8)
     n = 6
-    x, tgt, hid, out = rng.normal(size=(n, 3)), rng.normal(size=(n, 2)), rng.normal(size=(n, 40)), rng.normal(size=(n, 2))
+    x, tgt, hid, out = (
+        rng.normal(size=(n, 3)),
+        rng.normal(size=(n, 2)),
+        rng.normal(size=(n, 40)),
+        rng.normal(size=(n, 2)),
+    )
     tgt[1] = tgt[0]  # equal targets: this pair should merge in the rich regime
 
     def dist(z):
@@ -166,8 +178,9 @@ def test_final_distance_matrix(x64):
     np.testing.assert_allclose(pred.squared, pred.squared.T, rtol=1e-12)
     np.testing.assert_allclose(pred.distance**2, pred.squared, rtol=1e-12)
     i, j = 2, 4
-    want = rj.final_distance(dist(hid)[i, j] ** 2, dist(out)[i, j] ** 2, dx2=dist(x)[i, j] ** 2,
-                             dy2=dist(tgt)[i, j] ** 2, rates=rates)
+    want = rj.final_distance(
+        dist(hid)[i, j] ** 2, dist(out)[i, j] ** 2, dx2=dist(x)[i, j] ** 2, dy2=dist(tgt)[i, j] ** 2, rates=rates
+    )
     np.testing.assert_allclose(pred.squared[i, j], want, rtol=1e-12)
     # Rich regime (tiny initial distances): the equal-target pair collapses, others do not.
     rich = rj.final_distance_matrix(dist(x), dist(tgt), 1e-4 * dist(hid), 1e-4 * dist(out), rates=rates)
@@ -185,8 +198,15 @@ def test_solve_vmap_equals_loop(x64):
         for b, o in zip(batch, one):
             np.testing.assert_allclose(b[i], o, rtol=1e-12, atol=1e-15)
     # Broadcasting: a (2, 1) batch of h0 against (3,) rates gives (2, 3, T).
-    h, _, _ = rj.solve_effective(np.array([[0.5], [1.0]]), 1e-6, 0.0, dx2=1.0, dy2=0.5,
-                                 rates=rj.EffectiveRates(np.array([1e-3, 2e-3, 3e-3]), 1e-2), ts=ts)
+    h, _, _ = rj.solve_effective(
+        np.array([[0.5], [1.0]]),
+        1e-6,
+        0.0,
+        dx2=1.0,
+        dy2=0.5,
+        rates=rj.EffectiveRates(np.array([1e-3, 2e-3, 3e-3]), 1e-2),
+        ts=ts,
+    )
     assert h.shape == (2, 3, 50)
 
 
@@ -194,8 +214,9 @@ def test_solve_is_jittable_and_differentiable(x64):
     ts = jnp.linspace(0.0, 500.0, 20)
 
     def final_h(log_ee):
-        h, _, _ = rj.solve_effective(0.8, 1e-6, 0.0, dx2=1.0, dy2=0.5,
-                                     rates=rj.EffectiveRates(jnp.exp(log_ee), 1e-2), ts=ts)
+        h, _, _ = rj.solve_effective(
+            0.8, 1e-6, 0.0, dx2=1.0, dy2=0.5, rates=rj.EffectiveRates(jnp.exp(log_ee), 1e-2), ts=ts
+        )
         return h[-1]
 
     g = jax.jit(jax.jacfwd(final_h))(jnp.log(1e-3))
@@ -205,8 +226,16 @@ def test_solve_is_jittable_and_differentiable(x64):
 
 
 def test_failed_solve_gives_nan():
-    h, y, w = rj.solve_effective(0.8, 1e-6, 0.0, dx2=1.0, dy2=0.5, rates=rj.EffectiveRates(1e-2, 1e-1),
-                                 ts=np.linspace(0, 6000, 10), options=rj.SolverOptions(max_steps=2))
+    h, y, w = rj.solve_effective(
+        0.8,
+        1e-6,
+        0.0,
+        dx2=1.0,
+        dy2=0.5,
+        rates=rj.EffectiveRates(1e-2, 1e-1),
+        ts=np.linspace(0, 6000, 10),
+        options=rj.SolverOptions(max_steps=2),
+    )
     assert np.all(np.isnan(h)) and np.all(np.isnan(y)) and np.all(np.isnan(w))
 
 

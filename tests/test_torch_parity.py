@@ -21,8 +21,14 @@ import repalign_jax as rj
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-TORCH_ACT = {"leaky_relu": F.leaky_relu, "relu": F.relu, "elu": F.elu, "tanh": torch.tanh, "swish": F.silu,
-             "linear": None}
+TORCH_ACT = {
+    "leaky_relu": F.leaky_relu,
+    "relu": F.relu,
+    "elu": F.elu,
+    "tanh": torch.tanh,
+    "swish": F.silu,
+    "linear": None,
+}
 
 
 class MLP(torch.nn.ModuleList):

@@ -73,7 +73,7 @@ def test_divergence_is_flagged_and_contained():
     np.testing.assert_array_equal(res.diverged, [False, True, False])
     e = res.diverged_epoch[1]
     assert 0 < e < 60
-    assert np.all(np.isnan(res.h[1, e + 1:])) and np.all(np.isnan(res.loss[1, e + 1:]))
+    assert np.all(np.isnan(res.h[1, e + 1 :])) and np.all(np.isnan(res.loss[1, e + 1 :]))
     assert np.all(np.isfinite(res.h[1, :e]))
     assert res.diverged_epoch[0] == -1
     alone = _train_small(epochs=60, seeds=2, lrs=0.05)
@@ -94,7 +94,7 @@ def test_stop_loss_stops_each_run_at_its_first_epoch_below():
         np.testing.assert_allclose(res.loss[r, : first + 1], full.loss[r, : first + 1], rtol=1e-5)
         np.testing.assert_allclose(res.h[r, : first + 1], full.h[r, : first + 1], rtol=1e-5)
         np.testing.assert_array_equal(res.loss[r, first:], np.repeat(res.loss[r, first], 401 - first))
-        np.testing.assert_array_equal(res.h[r, first:], np.repeat(res.h[r, first:first + 1], 401 - first, 0))
+        np.testing.assert_array_equal(res.h[r, first:], np.repeat(res.h[r, first : first + 1], 401 - first, 0))
     assert res.stop_epoch[0] != res.stop_epoch[1]  # the runs stopped on their own
     # A tolerance never reached trains every epoch, as without one.
     never = _train_small(seeds=seeds, lrs=lrs, config=rj.TrainConfig(epochs=400, stop_loss=1e-30))
@@ -120,8 +120,14 @@ def test_progress_reports_epochs():
 
 
 def _lowered(spec, config=rj.TrainConfig(epochs=2)):
-    args = (jnp.asarray(DATA.x), jnp.asarray(DATA.targets), jnp.array([[0, 1]]), jnp.ones(2), jnp.arange(2, dtype=jnp.uint32),
-            jnp.full(2, 0.01))
+    args = (
+        jnp.asarray(DATA.x),
+        jnp.asarray(DATA.targets),
+        jnp.array([[0, 1]]),
+        jnp.ones(2),
+        jnp.arange(2, dtype=jnp.uint32),
+        jnp.full(2, 0.01),
+    )
     return _train._train_chunk_jit.lower(*args, spec=spec, config=config)
 
 
@@ -189,13 +195,29 @@ def test_minibatches_adam_and_all_layers():
     pairs = [(0, 1), (0, 40)]
     for opt in ("sgd", "adam"):
         config = rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt, all_layers=True, keep_hidden=True)
-        res = rj.train_networks(blobs.x, blobs.targets, spec, config, gains=1.0, seeds=[0, 1], lrs=0.01 if opt == "adam" else 0.02,
-                                pairs=pairs)
+        res = rj.train_networks(
+            blobs.x,
+            blobs.targets,
+            spec,
+            config,
+            gains=1.0,
+            seeds=[0, 1],
+            lrs=0.01 if opt == "adam" else 0.02,
+            pairs=pairs,
+        )
         assert res.h.shape == (2, 21, 2, 4)
         assert res.loss[0, -1] < res.loss[0, 0]
         assert res.hidden_final.shape == (2, 72, 16) and res.output_initial.shape == (2, 72, 1)
-        single = rj.train_networks(blobs.x, blobs.targets, spec, rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt),
-                                   gains=1.0, seeds=[0, 1], lrs=0.01 if opt == "adam" else 0.02, pairs=pairs)
+        single = rj.train_networks(
+            blobs.x,
+            blobs.targets,
+            spec,
+            rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt),
+            gains=1.0,
+            seeds=[0, 1],
+            lrs=0.01 if opt == "adam" else 0.02,
+            pairs=pairs,
+        )
         np.testing.assert_allclose(res.h[..., 2], single.h, rtol=1e-5)
         # The final hidden activations are those the last record was measured on.
         hf = res.hidden_final
@@ -283,11 +305,17 @@ def test_mse_loss_is_half_mse_at_twice_the_learning_rate():
     np.testing.assert_allclose(mse.h, half.h, rtol=1e-5)
     np.testing.assert_allclose(mse.loss, 2 * half.loss, rtol=1e-5)
     # The trajectory handed to the fit is in the theory's scale either way.
-    np.testing.assert_allclose(rj.to_pair_trajectory(mse, DATA.x, DATA.targets).loss,
-                               rj.to_pair_trajectory(half, DATA.x, DATA.targets).loss, rtol=1e-5)
+    np.testing.assert_allclose(
+        rj.to_pair_trajectory(mse, DATA.x, DATA.targets).loss,
+        rj.to_pair_trajectory(half, DATA.x, DATA.targets).loss,
+        rtol=1e-5,
+    )
     ts, y, w = np.arange(5.0), np.full(5, 0.1), np.full(5, 0.01)
-    np.testing.assert_allclose(rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0, loss="mse"),
-                               2 * rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0, loss="mse"),
+        2 * rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0),
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match="loss"):
         rj.TrainConfig(epochs=3, loss="l1")
 

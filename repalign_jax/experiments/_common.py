@@ -66,7 +66,9 @@ class Context:
             try:
                 value = kind(text) if kind is float else int(text)
             except ValueError:
-                raise ValueError(f"--set {key}={text}: expected {'a number' if kind is float else 'an integer'}") from None
+                raise ValueError(
+                    f"--set {key}={text}: expected {'a number' if kind is float else 'an integer'}"
+                ) from None
             if value <= 0:
                 raise ValueError(f"--set {key}={text}: must be positive")
             out[key] = value
@@ -117,13 +119,21 @@ def quick_row(row: Row) -> Row:
     depth = min(row.depth, 6 if row.arch != "cnn" else 3)
     width = 60 if row.arch != "cnn" else 80
     layer = None if row.track_layer is None else min(row.track_layer, depth // 2)
-    return dataclasses.replace(row, depth=depth, width=min(row.width, width), lr=min(4 * row.lr, 0.05),
-                               track_layer=layer)
+    return dataclasses.replace(
+        row, depth=depth, width=min(row.width, width), lr=min(4 * row.lr, 0.05), track_layer=layer
+    )
 
 
 def spec_of(row: Row, d_in: int = 1, d_out: int = 1) -> rj.NetworkSpec:
-    return rj.NetworkSpec(d_in=d_in, d_out=d_out, width=row.width, depth=row.depth, activation=row.activation,
-                          arch=row.arch, dropout=row.dropout)
+    return rj.NetworkSpec(
+        d_in=d_in,
+        d_out=d_out,
+        width=row.width,
+        depth=row.depth,
+        activation=row.activation,
+        arch=row.arch,
+        dropout=row.dropout,
+    )
 
 
 @dataclasses.dataclass
@@ -136,8 +146,18 @@ class TwoPointRun:
     fit: rj.FitResult
 
 
-def train_two_point(ctx: Context, rows: Sequence[Row], seeds: Sequence[int], epochs: int, *, dx2=1.0, dy2=0.5,
-                    optimizer="sgd", all_layers=False, fit_options: rj.FitOptions = rj.FitOptions()) -> list[TwoPointRun]:
+def train_two_point(
+    ctx: Context,
+    rows: Sequence[Row],
+    seeds: Sequence[int],
+    epochs: int,
+    *,
+    dx2=1.0,
+    dy2=0.5,
+    optimizer="sgd",
+    all_layers=False,
+    fit_options: rj.FitOptions = rj.FitOptions(),
+) -> list[TwoPointRun]:
     """Train every row for every seed on the two-point task and fit the theory.
 
     Rows of equal network shape train together as one vmapped batch (their gains
@@ -154,7 +174,9 @@ def train_two_point(ctx: Context, rows: Sequence[Row], seeds: Sequence[int], epo
         lrs = np.repeat([rows[i].lr for i in idx], len(seeds))
         sds = np.tile(seeds, len(idx))
         config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=layer)
-        res = rj.train_networks(data.x, data.targets, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress)
+        res = rj.train_networks(
+            data.x, data.targets, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress
+        )
         traj = rj.to_pair_trajectory(res, data.x, data.targets)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs come back with success=False
@@ -174,8 +196,15 @@ def _runs(tree, sl, n):
 
 
 def _traj_runs(traj: rj.PairTrajectory, sl) -> rj.PairTrajectory:
-    return rj.PairTrajectory(traj.ts, traj.h[sl], traj.y[sl], traj.w[sl], traj.dx2, traj.dy2,
-                             loss=None if traj.loss is None else traj.loss[sl])
+    return rj.PairTrajectory(
+        traj.ts,
+        traj.h[sl],
+        traj.y[sl],
+        traj.w[sl],
+        traj.dx2,
+        traj.dy2,
+        loss=None if traj.loss is None else traj.loss[sl],
+    )
 
 
 def default_rates(ctx: Context) -> rj.EffectiveRates:

@@ -16,9 +16,8 @@ import dataclasses
 import numpy as np
 
 import repalign_jax as rj
-from repalign_jax._structure import predicted_final_distances
-
 from repalign_jax import sweep
+from repalign_jax._structure import predicted_final_distances
 
 from ._common import DEFAULT, EPOCHS, Context, claim, default_rates, quick_row, train_two_point
 
@@ -30,8 +29,10 @@ def run(ctx: Context) -> dict:
     epochs = 1500 if ctx.quick else EPOCHS
     gains = [0.9, 1.1, 1.3] if not ctx.quick else [0.75, 1.0, 1.25]
     adam_lr = 1e-3 if ctx.quick else ADAM_LR
-    sgd_rows = [dataclasses.replace(base, name=f"sgd gain {g}", gain=g,
-                                    lr=0.02 if ctx.quick else sweep.paper_lr(g)) for g in gains]
+    sgd_rows = [
+        dataclasses.replace(base, name=f"sgd gain {g}", gain=g, lr=0.02 if ctx.quick else sweep.paper_lr(g))
+        for g in gains
+    ]
     adam_rows = [dataclasses.replace(r, name=f"adam gain {g}", lr=adam_lr) for r, g in zip(sgd_rows, gains)]
     seeds = np.arange(ctx.seeds)
     sgd = train_two_point(ctx, sgd_rows, seeds, epochs)
@@ -47,14 +48,24 @@ def run(ctx: Context) -> dict:
                 row[k] = float(v.mean()) if v.size else float("nan")
             table.append(row)
             if opt == "adam":
-                h_inf = rj.final_distance(r.result.h[:, 0, 0], r.result.y[:, 0, 0], dx2=1.0, dy2=0.5,
-                                          rates=rj.EffectiveRates(np.asarray(r.fit.eta_enc)[:, 0],
-                                                                  np.asarray(r.fit.eta_dec)[:, 0]))
+                h_inf = rj.final_distance(
+                    r.result.h[:, 0, 0],
+                    r.result.y[:, 0, 0],
+                    dx2=1.0,
+                    dy2=0.5,
+                    rates=rj.EffectiveRates(np.asarray(r.fit.eta_enc)[:, 0], np.asarray(r.fit.eta_dec)[:, 0]),
+                )
                 pred += list(np.asarray(h_inf)[ok])
                 meas += list(r.result.h[:, -1, 0][ok])
     cols = ("optimizer", "gain", "lr", "fitted", "eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w")
-    ctx.say(ctx.write_table("adam", table, cols, {"lr": ".2g", "eta_enc": ".3e", "eta_dec": ".3e", "r2_h": ".4f",
-                                                   "r2_y": ".4f", "r2_w": ".4f"}))
+    ctx.say(
+        ctx.write_table(
+            "adam",
+            table,
+            cols,
+            {"lr": ".2g", "eta_enc": ".3e", "eta_dec": ".3e", "r2_h": ".4f", "r2_y": ".4f", "r2_w": ".4f"},
+        )
+    )
     from repalign_jax._plots import plot_predicted_vs_measured
 
     plot_predicted_vs_measured(ctx.out / "adam_final_h.png", pred, meas, title="Adam: final h, measured vs h_inf")
@@ -63,8 +74,16 @@ def run(ctx: Context) -> dict:
     data = rj.xor()
     spec = rj.NetworkSpec(d_in=2, d_out=1, width=base.width, depth=base.depth)
     xor_epochs = 1000 if not ctx.quick else 600
-    res = rj.train_networks(data.x, data.targets, spec, rj.TrainConfig(epochs=xor_epochs, optimizer="adam", keep_hidden=True),
-                            gains=0.7, seeds=seeds, lrs=adam_lr * (10 if not ctx.quick else 1), progress=ctx.progress)
+    res = rj.train_networks(
+        data.x,
+        data.targets,
+        spec,
+        rj.TrainConfig(epochs=xor_epochs, optimizer="adam", keep_hidden=True),
+        gains=0.7,
+        seeds=seeds,
+        lrs=adam_lr * (10 if not ctx.quick else 1),
+        progress=ctx.progress,
+    )
     hf = res.hidden_final
     d = np.sqrt(((hf[:, :, None] - hf[:, None]) ** 2).sum(-1))  # (seeds, 4, 4)
     same = (d[:, 0, 3] + d[:, 1, 2]) / 2
@@ -72,21 +91,35 @@ def run(ctx: Context) -> dict:
     ratio = float(np.nanmean(same / other))
     rates = default_rates(ctx)
     pd = predicted_final_distances(data.x, data.targets, res.hidden_initial[0], res.output_initial[0], rates)
-    pred_ratio = float(((pd.distance[0, 3] + pd.distance[1, 2]) / 2) /
-                       ((pd.distance[0, 1] + pd.distance[0, 2] + pd.distance[1, 3] + pd.distance[2, 3]) / 4))
+    pred_ratio = float(
+        ((pd.distance[0, 3] + pd.distance[1, 2]) / 2)
+        / ((pd.distance[0, 1] + pd.distance[0, 2] + pd.distance[1, 3] + pd.distance[2, 3]) / 4)
+    )
 
     r2 = {opt: np.nanmean([t["r2_w"] for t in table if t["optimizer"] == opt]) for opt in ("sgd", "adam")}
     corr = float(np.corrcoef(pred, meas)[0, 1]) if len(pred) > 2 else float("nan")
     return {
-        "table": table, "xor_equal_pair_ratio": ratio, "xor_predicted_ratio": pred_ratio, "final_h_correlation": corr,
-        "adam_lr": adam_lr, "epochs": epochs,
+        "table": table,
+        "xor_equal_pair_ratio": ratio,
+        "xor_predicted_ratio": pred_ratio,
+        "final_h_correlation": corr,
+        "adam_lr": adam_lr,
+        "epochs": epochs,
         "claims": [
-            claim("under Adam the trajectories no longer follow the theory (R^2 of w falls)",
-                  f"mean R^2 w: SGD {r2['sgd']:.3f}, Adam {r2['adam']:.3f}", None if ctx.quick else r2["adam"] < r2["sgd"]),
-            claim("final-structure predictions still hold under Adam (XOR, low gain: equal-output pairs merge)",
-                  f"equal-output / other distance ratio: measured {ratio:.3f}, predicted {pred_ratio:.3f}",
-                  None if ctx.quick else ratio < 0.5),
-            claim("final h under Adam follows h_inf of the fitted rates", f"correlation {corr:.3f}",
-                  None if ctx.quick else corr > 0.9),
+            claim(
+                "under Adam the trajectories no longer follow the theory (R^2 of w falls)",
+                f"mean R^2 w: SGD {r2['sgd']:.3f}, Adam {r2['adam']:.3f}",
+                None if ctx.quick else r2["adam"] < r2["sgd"],
+            ),
+            claim(
+                "final-structure predictions still hold under Adam (XOR, low gain: equal-output pairs merge)",
+                f"equal-output / other distance ratio: measured {ratio:.3f}, predicted {pred_ratio:.3f}",
+                None if ctx.quick else ratio < 0.5,
+            ),
+            claim(
+                "final h under Adam follows h_inf of the fitted rates",
+                f"correlation {corr:.3f}",
+                None if ctx.quick else corr > 0.9,
+            ),
         ],
     }

@@ -2,7 +2,7 @@
 
 The default two-point network is trained once per seed while `h, y, w` are
 recorded at every hidden layer; the theory is fitted layer by layer. The paper's
-reading of its Figure 10 (section 5; THEORY.md section 11): `eta_enc` grows with
+reading of its Figure 10 (section 5; docs/theory.md section 11): `eta_enc` grows with
 depth; `eta_dec` falls with depth over the later layers, where the theory is
 accurate, after a rise over the early ones (a peak near the middle layer); the
 linearisation, hence the fit, is best in later layers. The claim on `eta_dec` is
@@ -12,9 +12,9 @@ the peak on, and the drop from the peak to the last layer.
 
 from __future__ import annotations
 
-import numpy as np
-
 import dataclasses
+
+import numpy as np
 
 from ._common import DEFAULT, Context, claim, quick_row, train_two_point
 
@@ -45,8 +45,13 @@ def run(ctx: Context) -> dict:
             v = np.asarray(getattr(fit, field))[:, 0, layer][good]
             return float(np.mean(v)) if v.size else float("nan")
 
-        table.append({"layer": layer, "fitted": int(good.sum()),
-                      **{k: mean(k) for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w")}})
+        table.append(
+            {
+                "layer": layer,
+                "fitted": int(good.sum()),
+                **{k: mean(k) for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w")},
+            }
+        )
     ctx.say(ctx.write_table("depth", table, COLUMNS, FORMATS))
 
     layers = np.arange(row.depth, dtype=float)
@@ -79,17 +84,30 @@ def run(ctx: Context) -> dict:
     half = row.depth // 2
     early, late = np.nanmean(r2h[:half]), np.nanmean(r2h[half:])
     return {
-        "table": table, "epochs": epochs, "network": {"width": row.width, "depth": row.depth, "lr": row.lr},
-        "eta_dec_peak_layer": peak, "spearman_after_peak": rho_after, "spearman_before_peak": rho_before,
-        "spearman_layer_log_eta_enc": rho_enc, "spearman_layer_log_eta_dec": rho_dec,
+        "table": table,
+        "epochs": epochs,
+        "network": {"width": row.width, "depth": row.depth, "lr": row.lr},
+        "eta_dec_peak_layer": peak,
+        "spearman_after_peak": rho_after,
+        "spearman_before_peak": rho_before,
+        "spearman_layer_log_eta_enc": rho_enc,
+        "spearman_layer_log_eta_dec": rho_dec,
         "claims": [
-            claim("eta_enc grows with depth", f"Spearman(layer, eta_enc) = {rho_enc:.2f}",
-                  None if ctx.quick else rho_enc > 0.5),
-            claim("eta_dec falls over the layers after its peak (and rises before it)",
-                  f"peak at layer {peak}; Spearman(layer, eta_dec) from the peak on = {rho_after:.2f}; "
-                  f"eta_dec last / peak = {drop:.2f}; Spearman before the peak = {rho_before:.2f}",
-                  None if ctx.quick else bool(rho_after < -0.5 and drop < 0.8)),
-            claim("the fit is better in later layers", f"mean R^2 of h: first half {early:.3f}, second half {late:.3f}",
-                  None if ctx.quick else late >= early),
+            claim(
+                "eta_enc grows with depth",
+                f"Spearman(layer, eta_enc) = {rho_enc:.2f}",
+                None if ctx.quick else rho_enc > 0.5,
+            ),
+            claim(
+                "eta_dec falls over the layers after its peak (and rises before it)",
+                f"peak at layer {peak}; Spearman(layer, eta_dec) from the peak on = {rho_after:.2f}; "
+                f"eta_dec last / peak = {drop:.2f}; Spearman before the peak = {rho_before:.2f}",
+                None if ctx.quick else bool(rho_after < -0.5 and drop < 0.8),
+            ),
+            claim(
+                "the fit is better in later layers",
+                f"mean R^2 of h: first half {early:.3f}, second half {late:.3f}",
+                None if ctx.quick else late >= early,
+            ),
         ],
     }

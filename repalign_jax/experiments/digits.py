@@ -22,7 +22,7 @@ tracked. Settings per profile (`repalign_jax._paper`):
 - Figure 9 (`digits_structure.png`): the squared hidden distances, at the end of
   training, of the first 100 training digits sorted by digit, against the
   exponential-weighting prediction `E @ A @ E` with `A = D_x * D_y`,
-  `E = exp(-A)` (THEORY.md section 10), restricted to those 100 digits; Pearson
+  `E = exp(-A)` (docs/theory.md section 10), restricted to those 100 digits; Pearson
   correlation over pairs `i < j`, with and without the within-digit blocks
   (same-label pairs), at the end of training and (as a baseline) at
   initialisation.
@@ -65,12 +65,21 @@ def schedule(ctx: Context, st: dict, n_available: int, source: str) -> dict:
         # 600 digits (10 steps an epoch): a learning rate 150 times the paper's
         # gets the network off its plateau in about 150 epochs; 300 epochs fit
         # the training set to a loss below a fifth of its initial value.
-        return {"n_train": min(600, n_available), "epochs": 300, "lr": 0.3, "structure_epochs": 300,
-                "structure_lr": st["structure_lr"]}
+        return {
+            "n_train": min(600, n_available),
+            "epochs": 300,
+            "lr": 0.3,
+            "structure_epochs": 300,
+            "structure_lr": st["structure_lr"],
+        }
     b = st["batch_size"]
-    return {"n_train": n_available, "epochs": scaled_epochs(st["epochs"], n_available, b, source), "lr": st["lr"],
-            "structure_epochs": scaled_epochs(st["structure_epochs"], n_available, b, source),
-            "structure_lr": st["structure_lr"]}
+    return {
+        "n_train": n_available,
+        "epochs": scaled_epochs(st["epochs"], n_available, b, source),
+        "lr": st["lr"],
+        "structure_epochs": scaled_epochs(st["structure_epochs"], n_available, b, source),
+        "structure_lr": st["structure_lr"],
+    }
 
 
 def tracked_pair(st: dict, labels) -> tuple[int, int]:
@@ -97,12 +106,19 @@ def plot_pair(path, traj, fit, pair_labels) -> None:
     from repalign_jax._plots import plot_hyw
 
     rates = rj.EffectiveRates(fit.eta_enc[0, 0], fit.eta_dec[0, 0])
-    theory = rj.solve_effective(fit.h0[0, 0], fit.y0[0, 0], fit.w0[0, 0], dx2=traj.dx2[0], dy2=traj.dy2[0],
-                                rates=rates, ts=traj.ts)
+    theory = rj.solve_effective(
+        fit.h0[0, 0], fit.y0[0, 0], fit.w0[0, 0], dx2=traj.dx2[0], dy2=traj.dy2[0], rates=rates, ts=traj.ts
+    )
     measured = [np.asarray(v)[0, 0][None] for v in (traj.h, traj.y, traj.w)]
-    plot_hyw(path, np.asarray(traj.ts), measured, [np.asarray(v)[None] for v in theory], [pair_labels],
-             title=f"{pair_labels}: tracked hidden layer, seed 0 (R^2 h {float(fit.r2_h[0, 0]):.3f}, "
-                   f"y {float(fit.r2_y[0, 0]):.3f}, w {float(fit.r2_w[0, 0]):.3f})")
+    plot_hyw(
+        path,
+        np.asarray(traj.ts),
+        measured,
+        [np.asarray(v)[None] for v in theory],
+        [pair_labels],
+        title=f"{pair_labels}: tracked hidden layer, seed 0 (R^2 h {float(fit.r2_h[0, 0]):.3f}, "
+        f"y {float(fit.r2_y[0, 0]):.3f}, w {float(fit.r2_w[0, 0]):.3f})",
+    )
 
 
 def plot_structure(path, measured, predicted, labels, corr, corr_off) -> None:
@@ -112,8 +128,10 @@ def plot_structure(path, measured, predicted, labels, corr, corr_off) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     edges = np.flatnonzero(np.diff(labels)) + 0.5
     centres = [np.mean(np.flatnonzero(labels == d)) for d in np.unique(labels)]
-    for ax, mat, title in ((axes[0], measured, "network: squared hidden distances"),
-                           (axes[1], predicted, "exponential weighting  E A E")):
+    for ax, mat, title in (
+        (axes[0], measured, "network: squared hidden distances"),
+        (axes[1], predicted, "exponential weighting  E A E"),
+    ):
         im = ax.imshow(mat, cmap="viridis")
         for e in edges:
             ax.axhline(e, color="w", lw=0.4)
@@ -122,8 +140,10 @@ def plot_structure(path, measured, predicted, labels, corr, corr_off) -> None:
         ax.set_yticks(centres, [str(d) for d in np.unique(labels)], fontsize=8)
         ax.set_title(title, fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle(f"first 100 training digits, sorted (seed 0): Pearson r = {corr:.3f}, "
-                 f"without within-digit blocks {corr_off:.3f}")
+    fig.suptitle(
+        f"first 100 training digits, sorted (seed 0): Pearson r = {corr:.3f}, "
+        f"without within-digit blocks {corr_off:.3f}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -146,8 +166,9 @@ def run(ctx: Context) -> dict:
     config = rj.TrainConfig(epochs=sched["epochs"], batch_size=batch, keep_hidden=True, track_layer=layer)
     seeds = np.arange(ctx.seeds)
     ctx.say(f"  ({source}: {n} training digits, {sched['epochs']} epochs, lr {sched['lr']:g}, pair {pair})")
-    res = rj.train_networks(x, y, spec, config, gains=gain, seeds=seeds, lrs=sched["lr"], pairs=[pair],
-                            progress=ctx.progress)
+    res = rj.train_networks(
+        x, y, spec, config, gains=gain, seeds=seeds, lrs=sched["lr"], pairs=[pair], progress=ctx.progress
+    )
     ok = ~np.asarray(res.diverged)
 
     # Figure 4: the pair through training and the fitted theory.
@@ -166,12 +187,28 @@ def run(ctx: Context) -> dict:
     trials = len(seeds)
     if st["structure_optimizer"] != "sgd":  # the authors' separate structure networks (Adam, 10 trials)
         trials = ctx.seeds if ctx.quick else st["structure_trials"]
-        ctx.say(f"  (structure: {trials} {st['structure_optimizer']} trials, {sched['structure_epochs']} epochs, "
-                f"lr {sched['structure_lr']:g})")
-        sconfig = rj.TrainConfig(epochs=sched["structure_epochs"], batch_size=batch, keep_hidden=True,
-                                 track_layer=layer, optimizer=st["structure_optimizer"])
-        structure = rj.train_networks(x, y, spec, sconfig, gains=gain, seeds=np.arange(100, 100 + trials),
-                                      lrs=sched["structure_lr"], pairs=[pair], progress=ctx.progress)
+        ctx.say(
+            f"  (structure: {trials} {st['structure_optimizer']} trials, {sched['structure_epochs']} epochs, "
+            f"lr {sched['structure_lr']:g})"
+        )
+        sconfig = rj.TrainConfig(
+            epochs=sched["structure_epochs"],
+            batch_size=batch,
+            keep_hidden=True,
+            track_layer=layer,
+            optimizer=st["structure_optimizer"],
+        )
+        structure = rj.train_networks(
+            x,
+            y,
+            spec,
+            sconfig,
+            gains=gain,
+            seeds=np.arange(100, 100 + trials),
+            lrs=sched["structure_lr"],
+            pairs=[pair],
+            progress=ctx.progress,
+        )
     sok = ~np.asarray(structure.diverged)
     predicted = prediction(st, data, n, idx, sub)
     different = sub_labels[:, None] != sub_labels[None, :]
@@ -183,8 +220,7 @@ def run(ctx: Context) -> dict:
     final = [correlations(h) for h in np.asarray(structure.hidden_final)[sok]]
     initial = [correlations(h) for h in np.asarray(structure.hidden_initial)[sok]]
     if sok[0]:
-        plot_structure(ctx.out / "digits_structure.png", final[0][2], predicted, sub_labels, final[0][0],
-                       final[0][1])
+        plot_structure(ctx.out / "digits_structure.png", final[0][2], predicted, sub_labels, final[0][0], final[0][1])
 
     def mean(v):
         v = np.asarray(v, float)
@@ -194,38 +230,98 @@ def run(ctx: Context) -> dict:
     corr0, corr0_off = mean([c[0] for c in initial]), mean([c[1] for c in initial])
     r2m = {k: mean(v[fitted]) for k, v in r2.items()}
     loss = np.asarray(res.loss)
-    table = [{"seed": int(s), "diverged": bool(not ok[k]), "loss_initial": float(loss[k, 0]),
-              "loss_final": float(loss[k, -1]), "fitted": bool(fitted[k]),
-              "eta_enc": float(np.asarray(fit.eta_enc)[k, 0]), "eta_dec": float(np.asarray(fit.eta_dec)[k, 0]),
-              "r2_h": float(r2["h"][k]), "r2_y": float(r2["y"][k]), "r2_w": float(r2["w"][k])}
-             for k, s in enumerate(seeds)]
+    table = [
+        {
+            "seed": int(s),
+            "diverged": bool(not ok[k]),
+            "loss_initial": float(loss[k, 0]),
+            "loss_final": float(loss[k, -1]),
+            "fitted": bool(fitted[k]),
+            "eta_enc": float(np.asarray(fit.eta_enc)[k, 0]),
+            "eta_dec": float(np.asarray(fit.eta_dec)[k, 0]),
+            "r2_h": float(r2["h"][k]),
+            "r2_y": float(r2["y"][k]),
+            "r2_w": float(r2["w"][k]),
+        }
+        for k, s in enumerate(seeds)
+    ]
     cols = ["seed", "diverged", "loss_initial", "loss_final", "fitted", "eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w"]
-    fmts = {"loss_initial": ".3e", "loss_final": ".3e", "eta_enc": ".3e", "eta_dec": ".3e", "r2_h": ".3f",
-            "r2_y": ".3f", "r2_w": ".3f", "corr": ".3f", "corr_without_blocks": ".3f", "corr_initial": ".3f",
-            "corr_initial_without_blocks": ".3f"}
+    fmts = {
+        "loss_initial": ".3e",
+        "loss_final": ".3e",
+        "eta_enc": ".3e",
+        "eta_dec": ".3e",
+        "r2_h": ".3f",
+        "r2_y": ".3f",
+        "r2_w": ".3f",
+        "corr": ".3f",
+        "corr_without_blocks": ".3f",
+        "corr_initial": ".3f",
+        "corr_initial_without_blocks": ".3f",
+    }
     ctx.say(ctx.write_table("digits", table, cols, fmts))
-    stable = [{"trial": k, "corr": c[0], "corr_without_blocks": c[1], "corr_initial": c0[0],
-               "corr_initial_without_blocks": c0[1]} for k, (c, c0) in enumerate(zip(final, initial))]
-    ctx.say(ctx.write_table("digits_structure", stable, ["trial", "corr", "corr_without_blocks", "corr_initial",
-                                                         "corr_initial_without_blocks"], fmts))
+    stable = [
+        {
+            "trial": k,
+            "corr": c[0],
+            "corr_without_blocks": c[1],
+            "corr_initial": c0[0],
+            "corr_initial_without_blocks": c0[1],
+        }
+        for k, (c, c0) in enumerate(zip(final, initial))
+    ]
+    ctx.say(
+        ctx.write_table(
+            "digits_structure",
+            stable,
+            ["trial", "corr", "corr_without_blocks", "corr_initial", "corr_initial_without_blocks"],
+            fmts,
+        )
+    )
 
     claims = [
-        claim(f"the 3-variable theory fits the pair ({pair_name}) through training (R^2 of h and y >= 0.9)",
-              f"{source}: fitted {int(fitted.sum())}/{len(seeds)} seeds; mean R^2 h {r2m['h']:.3f}, "
-              f"y {r2m['y']:.3f}, w {r2m['w']:.3f}",
-              # quick: a learning rate 150 times the paper's on 600 digits; not a test of the dynamics
-              None if ctx.quick else bool(fitted.any()) and min(r2m["h"], r2m["y"]) >= 0.9),
-        claim(f"exponential weighting predicts the final hidden distances of the first 100 digits "
-              f"(Pearson r > {WITH_BLOCKS} with the within-digit blocks)",
-              f"{source}: r = {corr:.3f} (at initialisation {corr0:.3f}), mean over {int(sok.sum())} "
-              f"{st['structure_optimizer']} trial(s)", corr > WITH_BLOCKS),
-        claim(f"... and without the within-digit blocks (r > {WITHOUT_BLOCKS})",
-              f"{source}: r = {corr_off:.3f} (at initialisation {corr0_off:.3f})", corr_off > WITHOUT_BLOCKS),
+        claim(
+            f"the 3-variable theory fits the pair ({pair_name}) through training (R^2 of h and y >= 0.9)",
+            f"{source}: fitted {int(fitted.sum())}/{len(seeds)} seeds; mean R^2 h {r2m['h']:.3f}, "
+            f"y {r2m['y']:.3f}, w {r2m['w']:.3f}",
+            # quick: a learning rate 150 times the paper's on 600 digits; not a test of the dynamics
+            None if ctx.quick else bool(fitted.any()) and min(r2m["h"], r2m["y"]) >= 0.9,
+        ),
+        claim(
+            f"exponential weighting predicts the final hidden distances of the first 100 digits "
+            f"(Pearson r > {WITH_BLOCKS} with the within-digit blocks)",
+            f"{source}: r = {corr:.3f} (at initialisation {corr0:.3f}), mean over {int(sok.sum())} "
+            f"{st['structure_optimizer']} trial(s)",
+            corr > WITH_BLOCKS,
+        ),
+        claim(
+            f"... and without the within-digit blocks (r > {WITHOUT_BLOCKS})",
+            f"{source}: r = {corr_off:.3f} (at initialisation {corr0_off:.3f})",
+            corr_off > WITHOUT_BLOCKS,
+        ),
     ]
-    return {"source": source, "n_train": int(n), **sched, "gain": gain, "width": width, "depth": depth,
-            "batch_size": batch, "track_layer": layer, "pair": list(pair), "pair_rule": st["pair"],
-            "pair_seed": PAIR_SEED if st["pair"] == "random" else None, "standardised": st["standardise"],
-            "structure_optimizer": st["structure_optimizer"], "structure_trials": int(trials),
-            "prediction_inputs": st["prediction_inputs"], "table": table, "structure_table": stable, "r2": r2m,
-            "correlation": corr, "correlation_without_blocks": corr_off, "correlation_initial": corr0,
-            "correlation_initial_without_blocks": corr0_off, "claims": claims}
+    return {
+        "source": source,
+        "n_train": int(n),
+        **sched,
+        "gain": gain,
+        "width": width,
+        "depth": depth,
+        "batch_size": batch,
+        "track_layer": layer,
+        "pair": list(pair),
+        "pair_rule": st["pair"],
+        "pair_seed": PAIR_SEED if st["pair"] == "random" else None,
+        "standardised": st["standardise"],
+        "structure_optimizer": st["structure_optimizer"],
+        "structure_trials": int(trials),
+        "prediction_inputs": st["prediction_inputs"],
+        "table": table,
+        "structure_table": stable,
+        "r2": r2m,
+        "correlation": corr,
+        "correlation_without_blocks": corr_off,
+        "correlation_initial": corr0,
+        "correlation_initial_without_blocks": corr0_off,
+        "claims": claims,
+    }

@@ -1,7 +1,7 @@
 """Feature collapse on Gaussian blobs (Figures 7, 8, 12): rich networks drop the irrelevant feature.
 
 Images of one Gaussian blob at `(mu_x, mu_y)` plus a one-hot context; the target
-is `mu_x` in context 0 and `mu_y` in context 1 (EXPERIMENTS.md, "Feature
+is `mu_x` in context 0 and `mu_y` in context 1 (docs/experiments.md, "Feature
 collapse"). Networks of 4 hidden layers (100 units, mini-batches of 64; leaky
 ReLU in the `code` profile, as the authors' notebook ran, tanh as printed in the
 `paper` profile) are
@@ -61,8 +61,11 @@ def settings(quick: bool, st: dict) -> list[Setting]:
     # (mu_x + mu_y) / 2 whatever the context; gain 0.5 at lr 0.3 leaves it after
     # about 900-1350 epochs (4 seeds; gain 0.275 did not within 2000), hence
     # gains 0.5 / 0.8 and 2000 epochs.
-    return [Setting("very low weights", 0.5, 0.3, 2000), Setting("low weights", 0.8, 0.3, 2000),
-            Setting("high weights", 2.0, 0.005, 2000)]
+    return [
+        Setting("very low weights", 0.5, 0.3, 2000),
+        Setting("low weights", 0.8, 0.3, 2000),
+        Setting("high weights", 2.0, 0.005, 2000),
+    ]
 
 
 def irrelevant_fraction(hidden, context, mu_x, mu_y) -> float:
@@ -87,8 +90,11 @@ def plot(path, sets, coords, meta) -> None:
     from repalign_jax._plots import _plt
 
     plt = _plt()
-    colourings = (("context", meta["context"], "coolwarm"), ("mu_x", meta["mu_x"], "viridis"),
-                  ("mu_y", meta["mu_y"], "viridis"))
+    colourings = (
+        ("context", meta["context"], "coolwarm"),
+        ("mu_x", meta["mu_x"], "viridis"),
+        ("mu_y", meta["mu_y"], "viridis"),
+    )
     fig = plt.figure(figsize=(12, 3.8 * len(sets)))
     for r, (s, xyz) in enumerate(zip(sets, coords)):
         for c, (name, values, cmap) in enumerate(colourings):
@@ -117,13 +123,24 @@ def run(ctx: Context) -> dict:
         groups.setdefault(s.epochs, []).append(s)
     for epochs, group in groups.items():  # settings of equal epochs train as one batch
         config = rj.TrainConfig(epochs=epochs, batch_size=BATCH, keep_hidden=True, track_layer=LAYER)
-        res = rj.train_networks(data.x, data.targets, spec, config, gains=np.repeat([s.gain for s in group], len(seeds)),
-                                seeds=np.tile(seeds, len(group)), lrs=np.repeat([s.lr for s in group], len(seeds)),
-                                progress=ctx.progress)
+        res = rj.train_networks(
+            data.x,
+            data.targets,
+            spec,
+            config,
+            gains=np.repeat([s.gain for s in group], len(seeds)),
+            seeds=np.tile(seeds, len(group)),
+            lrs=np.repeat([s.lr for s in group], len(seeds)),
+            progress=ctx.progress,
+        )
         for k, s in enumerate(group):
             sl = slice(k * len(seeds), (k + 1) * len(seeds))
-            results[s.name] = (res.hidden_initial[sl], res.hidden_final[sl], np.asarray(res.loss)[sl, -1],
-                               np.asarray(res.diverged)[sl])
+            results[s.name] = (
+                res.hidden_initial[sl],
+                res.hidden_final[sl],
+                np.asarray(res.loss)[sl, -1],
+                np.asarray(res.diverged)[sl],
+            )
 
     table, coords = [], []
     for s in sets:
@@ -131,23 +148,64 @@ def run(ctx: Context) -> dict:
         ok = ~diverged & np.all(np.isfinite(h1), axis=(1, 2))
         f0 = np.array([irrelevant_fraction(h, meta["context"], meta["mu_x"], meta["mu_y"]) for h in h0[ok]])
         f1 = np.array([irrelevant_fraction(h, meta["context"], meta["mu_x"], meta["mu_y"]) for h in h1[ok]])
-        table.append({"network": s.name, "gain": s.gain, "lr": s.lr, "epochs": s.epochs, "seeds": int(len(ok)),
-                      "diverged": int(np.sum(diverged)), "final_loss": _mean(loss[ok]),
-                      "fraction_initial": _mean(f0), "fraction_final": _mean(f1), "fraction_ratio": _mean(f1 / f0),
-                      "fraction_final_per_seed": f1.tolist(), "fraction_initial_per_seed": f0.tolist()})
+        table.append(
+            {
+                "network": s.name,
+                "gain": s.gain,
+                "lr": s.lr,
+                "epochs": s.epochs,
+                "seeds": int(len(ok)),
+                "diverged": int(np.sum(diverged)),
+                "final_loss": _mean(loss[ok]),
+                "fraction_initial": _mean(f0),
+                "fraction_final": _mean(f1),
+                "fraction_ratio": _mean(f1 / f0),
+                "fraction_final_per_seed": f1.tolist(),
+                "fraction_initial_per_seed": f0.tolist(),
+            }
+        )
         coords.append(classical_mds(rj.pairwise_distances(h1[0]), 3))
-    cols = ["network", "gain", "lr", "epochs", "seeds", "diverged", "final_loss", "fraction_initial", "fraction_final",
-            "fraction_ratio"]
-    fmts = {"gain": ".3g", "lr": ".3g", "final_loss": ".2e", "fraction_initial": ".3f", "fraction_final": ".3f",
-            "fraction_ratio": ".3f"}
+    cols = [
+        "network",
+        "gain",
+        "lr",
+        "epochs",
+        "seeds",
+        "diverged",
+        "final_loss",
+        "fraction_initial",
+        "fraction_final",
+        "fraction_ratio",
+    ]
+    fmts = {
+        "gain": ".3g",
+        "lr": ".3g",
+        "final_loss": ".2e",
+        "fraction_initial": ".3f",
+        "fraction_final": ".3f",
+        "fraction_ratio": ".3f",
+    }
     ctx.say(ctx.write_table("feature_collapse", table, cols, fmts))
     plot(ctx.out / "feature_collapse.png", sets, coords, meta)
 
     low, high = table[0], table[-1]
-    claims = [claim("feature collapse: the lowest gain leaves less of the representation's within-context variance "
-                    "to the irrelevant feature than the highest gain",
-                    "irrelevant-feature variance fraction (final / at init) by gain: " + "; ".join(
-                        f"{t['gain']:g}: {t['fraction_final']:.3f} ({t['fraction_ratio']:.3f} of init)" for t in table),
-                    low["fraction_final"] < high["fraction_final"] and low["fraction_ratio"] < high["fraction_ratio"])]
-    return {"table": table, "claims": claims, "activation": st["activation"], "points": int(data.x.shape[0]), "width": WIDTH, "depth": DEPTH,
-            "batch_size": BATCH, "track_layer": LAYER, "mds_seed": 0}
+    claims = [
+        claim(
+            "feature collapse: the lowest gain leaves less of the representation's within-context variance "
+            "to the irrelevant feature than the highest gain",
+            "irrelevant-feature variance fraction (final / at init) by gain: "
+            + "; ".join(f"{t['gain']:g}: {t['fraction_final']:.3f} ({t['fraction_ratio']:.3f} of init)" for t in table),
+            low["fraction_final"] < high["fraction_final"] and low["fraction_ratio"] < high["fraction_ratio"],
+        )
+    ]
+    return {
+        "table": table,
+        "claims": claims,
+        "activation": st["activation"],
+        "points": int(data.x.shape[0]),
+        "width": WIDTH,
+        "depth": DEPTH,
+        "batch_size": BATCH,
+        "track_layer": LAYER,
+        "mds_seed": 0,
+    }

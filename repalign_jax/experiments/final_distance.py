@@ -17,7 +17,7 @@ comma-separated list of row names; or `all`, the authors' loop over every row):
    over 5), 40000 epochs, runs whose final loss is above 1e-3 discarded. `paper`:
    a fifth of Table 1's rate, runs above 1e-4 discarded. The kept fraction is
    reported.
-3. Each run's prediction is `h_inf = final_distance(h0, y0)` (THEORY.md section
+3. Each run's prediction is `h_inf = final_distance(h0, y0)` (docs/theory.md section
    6) from that run's own measured initial `h0, y0` and the averaged rates; it
    is compared with the run's final `h` by the Pearson correlation and the
    least-squares line of measured on predicted (the package's summary: the
@@ -39,10 +39,18 @@ import repalign_jax as rj
 
 from ._common import Context, claim, rates_json, spec_of, table1_rows, train_two_point
 
-COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured",
-           "ratio")
-FORMATS = {"dx": ".3g", "dy": ".3g", "epochs_to_tol": ".0f", "h0": ".3e", "A_low": ".4f", "A_high": ".3e",
-           "predicted": ".4f", "measured": ".4f", "ratio": ".3f"}
+COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured", "ratio")
+FORMATS = {
+    "dx": ".3g",
+    "dy": ".3g",
+    "epochs_to_tol": ".0f",
+    "h0": ".3e",
+    "A_low": ".4f",
+    "A_high": ".3e",
+    "predicted": ".4f",
+    "measured": ".4f",
+    "ratio": ".3f",
+}
 
 
 def settings(ctx: Context) -> dict:
@@ -71,8 +79,12 @@ def averaged_rates(ctx: Context, row, n_trials: int, epochs: int, loss_max: floa
     ctx.say(f"  ({row.name}: fitting the rates on {n_trials} trial(s), {epochs} epochs)")
     run = train_two_point(ctx, [row], np.arange(n_trials), epochs)[0]
     final = np.asarray(run.result.loss)[:, -1]
-    ok = (np.asarray(run.fit.success).ravel() & ~np.asarray(run.result.diverged).ravel()
-          & np.isfinite(final) & (final <= loss_max))
+    ok = (
+        np.asarray(run.fit.success).ravel()
+        & ~np.asarray(run.result.diverged).ravel()
+        & np.isfinite(final)
+        & (final <= loss_max)
+    )
     if not ok.any():
         raise RuntimeError(f"{row.name}: no trial converged and fitted (final loss <= {loss_max:g})")
     ee, ed, tau = (np.asarray(getattr(run.fit, f)).ravel()[ok] for f in ("eta_enc", "eta_dec", "tau"))
@@ -95,8 +107,9 @@ class GridRuns:
     converged: np.ndarray
 
 
-def train_grid(ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss: float,
-               run_loss_max: float) -> GridRuns:
+def train_grid(
+    ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss: float, run_loss_max: float
+) -> GridRuns:
     """Every grid point and seed of `row` as one batch (per-run two-point data)."""
     spec = spec_of(row)
     config = rj.TrainConfig(epochs=epochs, stop_loss=stop_loss, track_layer=row.track_layer)
@@ -106,10 +119,13 @@ def train_grid(ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_
     dy = np.repeat([p[1] for p in points], n)
     tasks = [rj.two_point(dx2=float(a) ** 2, dy2=float(b) ** 2) for a, b in zip(dx, dy)]
     x, t = np.stack([d.x for d in tasks]), np.stack([d.targets for d in tasks])
-    ctx.say(f"  {row.name}: {len(points)} grid points x {n} seed(s) as one batch, lr {lr:g}, "
-            f"up to {epochs} epochs (each run stops at loss < {stop_loss:g})")
-    res = rj.train_networks(x, t, spec, config, gains=row.gain, seeds=np.tile(seeds, len(points)), lrs=lr,
-                            progress=ctx.progress)
+    ctx.say(
+        f"  {row.name}: {len(points)} grid points x {n} seed(s) as one batch, lr {lr:g}, "
+        f"up to {epochs} epochs (each run stops at loss < {stop_loss:g})"
+    )
+    res = rj.train_networks(
+        x, t, spec, config, gains=row.gain, seeds=np.tile(seeds, len(points)), lrs=lr, progress=ctx.progress
+    )
     loss = np.asarray(res.loss, np.float64)
     h = np.asarray(res.h, np.float64)[:, :, 0]
     below = np.isfinite(loss) & (loss < stop_loss)
@@ -117,19 +133,38 @@ def train_grid(ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_
     h_at = np.where(epoch_at >= 0, h[np.arange(len(h)), np.maximum(epoch_at, 0)], np.nan)
     final = loss[:, -1]
     conv = np.isfinite(final) & (final <= run_loss_max) & ~np.asarray(res.diverged) & np.isfinite(h[:, -1])
-    return GridRuns(dx=dx, dy=dy, h0=h[:, 0], y0=np.asarray(res.y, np.float64)[:, 0, 0], h_final=h[:, -1],
-                    h_at_tol=h_at, epoch_at_tol=epoch_at, final_loss=final, converged=conv)
+    return GridRuns(
+        dx=dx,
+        dy=dy,
+        h0=h[:, 0],
+        y0=np.asarray(res.y, np.float64)[:, 0, 0],
+        h_final=h[:, -1],
+        h_at_tol=h_at,
+        epoch_at_tol=epoch_at,
+        final_loss=final,
+        converged=conv,
+    )
 
 
 def line_stats(pred, meas) -> dict:
     """Pearson r and the least-squares line of measured on predicted (with intercept, and through 0)."""
     pred, meas = np.asarray(pred, np.float64), np.asarray(meas, np.float64)
     if pred.size < 3 or pred.std() == 0 or meas.std() == 0:
-        return {"pearson": float("nan"), "slope": float("nan"), "intercept": float("nan"),
-                "slope_through_origin": float("nan"), "n": int(pred.size)}
+        return {
+            "pearson": float("nan"),
+            "slope": float("nan"),
+            "intercept": float("nan"),
+            "slope_through_origin": float("nan"),
+            "n": int(pred.size),
+        }
     slope, intercept = np.polyfit(pred, meas, 1)
-    return {"pearson": float(np.corrcoef(pred, meas)[0, 1]), "slope": float(slope), "intercept": float(intercept),
-            "slope_through_origin": float(np.dot(pred, meas) / np.dot(pred, pred)), "n": int(pred.size)}
+    return {
+        "pearson": float(np.corrcoef(pred, meas)[0, 1]),
+        "slope": float(slope),
+        "intercept": float(intercept),
+        "slope_through_origin": float(np.dot(pred, meas) / np.dot(pred, pred)),
+        "n": int(pred.size),
+    }
 
 
 def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
@@ -162,15 +197,25 @@ def run(ctx: Context) -> dict:
     networks = {}
     claims = []
     for row in rows:
-        numbers = run_network(ctx, row, s, stem="final_distance" if len(rows) == 1 else
-                              "final_distance_" + row.name.split(" (")[0].replace(" ", "_"))
+        numbers = run_network(
+            ctx,
+            row,
+            s,
+            stem="final_distance" if len(rows) == 1 else "final_distance_" + row.name.split(" (")[0].replace(" ", "_"),
+        )
         networks[row.name] = numbers
         claims.append(numbers.pop("claim"))
     first = networks[rows[0].name]
-    return {**(first if len(rows) == 1 else {}), "networks": networks if len(rows) > 1 else None,
-            "settings_profile": ctx.profile, "overrides": dict(ctx.overrides), "claims": claims,
-            "kept_fraction": float(sum(n["converged"] for n in networks.values())
-                                   / max(1, sum(n["runs"] for n in networks.values())))}
+    return {
+        **(first if len(rows) == 1 else {}),
+        "networks": networks if len(rows) > 1 else None,
+        "settings_profile": ctx.profile,
+        "overrides": dict(ctx.overrides),
+        "claims": claims,
+        "kept_fraction": float(
+            sum(n["converged"] for n in networks.values()) / max(1, sum(n["runs"] for n in networks.values()))
+        ),
+    }
 
 
 def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
@@ -183,8 +228,10 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
     runs = train_grid(ctx, row, dxs, dys, seeds, lr, s["epochs"], s["stop_loss"], s["run_loss_max"])
 
     pred = np.asarray(rj.final_distance(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates), np.float64)
-    a_low, a_high = (np.asarray(v, np.float64) for v in
-                     rj.structure_scales(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates))
+    a_low, a_high = (
+        np.asarray(v, np.float64)
+        for v in rj.structure_scales(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates)
+    )
     keep = runs.converged & np.isfinite(pred)
     stats = line_stats(pred[keep], runs.h_final[keep])
     at_tol = keep & np.isfinite(runs.h_at_tol)
@@ -200,17 +247,33 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
             def mean(v, k=k):
                 return float(np.mean(v[k])) if k.any() else float("nan")
 
-            table.append({"dx": float(dx), "dy": float(dy), "runs": int(at.sum()), "converged": int(k.sum()),
-                          "epochs_to_tol": mean(runs.epoch_at_tol.astype(float)), "h0": mean(runs.h0),
-                          "A_low": float(a_low[at][0]), "A_high": mean(a_high), "predicted": mean(pred),
-                          "measured": mean(runs.h_final),
-                          "ratio": mean(runs.h_final / np.where(pred > 0, pred, np.nan))})
+            table.append(
+                {
+                    "dx": float(dx),
+                    "dy": float(dy),
+                    "runs": int(at.sum()),
+                    "converged": int(k.sum()),
+                    "epochs_to_tol": mean(runs.epoch_at_tol.astype(float)),
+                    "h0": mean(runs.h0),
+                    "A_low": float(a_low[at][0]),
+                    "A_high": mean(a_high),
+                    "predicted": mean(pred),
+                    "measured": mean(runs.h_final),
+                    "ratio": mean(runs.h_final / np.where(pred > 0, pred, np.nan)),
+                }
+            )
     ctx.say(ctx.write_table(stem, table, COLUMNS, FORMATS))
 
     from repalign_jax._plots import plot_predicted_vs_measured
 
-    plot_predicted_vs_measured(ctx.out / f"{stem}.png", pred[keep], runs.h_final[keep], colour=runs.dy[keep],
-                               label="||dy||", title=f"{row.name}: final h measured vs h_inf (Figure 5)")
+    plot_predicted_vs_measured(
+        ctx.out / f"{stem}.png",
+        pred[keep],
+        runs.h_final[keep],
+        colour=runs.dy[keep],
+        label="||dy||",
+        title=f"{row.name}: final h measured vs h_inf (Figure 5)",
+    )
     plot_against_dy(ctx.out / f"{stem}_vs_dy.png", runs, pred, keep, dxs)
 
     n_runs, n_kept = int(runs.dx.size), int(keep.sum())
@@ -220,7 +283,9 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
         "predicted in 0.8-1.25)",
         f"r = {stats['pearson']:.3f}, slope = {stats['slope']:.3f} (intercept {stats['intercept']:.3g}) over "
         f"{n_kept} of {n_runs} runs kept ({n_kept / n_runs:.0%}; final loss <= {s['run_loss_max']:g}); rates from "
-        f"{n_fitted} of {s['n_trials']} trials, eta_enc/eta_dec = {rates.eta_enc / rates.eta_dec:.4g}", holds)
+        f"{n_fitted} of {s['n_trials']} trials, eta_enc/eta_dec = {rates.eta_enc / rates.eta_dec:.4g}",
+        holds,
+    )
     return {
         "claim": the_claim,
         "rates": rates_json(rates),
@@ -232,15 +297,38 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
         "discarded": n_runs - n_kept,
         "fit": stats,
         "fit_h_at_loss_tol": stats_at_tol,
-        "merge_points": {"runs": int(merge.sum()),
-                         "predicted_mean": float(np.mean(pred[merge])) if merge.any() else float("nan"),
-                         "measured_mean": float(np.mean(runs.h_final[merge])) if merge.any() else float("nan")},
+        "merge_points": {
+            "runs": int(merge.sum()),
+            "predicted_mean": float(np.mean(pred[merge])) if merge.any() else float("nan"),
+            "measured_mean": float(np.mean(runs.h_final[merge])) if merge.any() else float("nan"),
+        },
         "table": table,
-        "per_run": {k: np.asarray(v).tolist() for k, v in {
-            "dx": runs.dx, "dy": runs.dy, "seed": np.tile(seeds, len(dxs) * len(dys)), "h0": runs.h0, "y0": runs.y0,
-            "predicted": pred, "measured": runs.h_final, "h_at_loss_tol": runs.h_at_tol,
-            "epoch_at_loss_tol": runs.epoch_at_tol, "final_loss": runs.final_loss, "converged": runs.converged}.items()},
-        "settings": {"network": row.name, "width": row.width, "depth": row.depth, "gain": row.gain,
-                     "activation": row.activation, "fit_lr": row.lr, "grid_lr": lr,
-                     **{k: v for k, v in s.items()}, "dx": dxs.tolist(), "dy": dys.tolist()},
+        "per_run": {
+            k: np.asarray(v).tolist()
+            for k, v in {
+                "dx": runs.dx,
+                "dy": runs.dy,
+                "seed": np.tile(seeds, len(dxs) * len(dys)),
+                "h0": runs.h0,
+                "y0": runs.y0,
+                "predicted": pred,
+                "measured": runs.h_final,
+                "h_at_loss_tol": runs.h_at_tol,
+                "epoch_at_loss_tol": runs.epoch_at_tol,
+                "final_loss": runs.final_loss,
+                "converged": runs.converged,
+            }.items()
+        },
+        "settings": {
+            "network": row.name,
+            "width": row.width,
+            "depth": row.depth,
+            "gain": row.gain,
+            "activation": row.activation,
+            "fit_lr": row.lr,
+            "grid_lr": lr,
+            **{k: v for k, v in s.items()},
+            "dx": dxs.tolist(),
+            "dy": dys.tolist(),
+        },
     }

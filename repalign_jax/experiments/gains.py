@@ -24,24 +24,60 @@ def run(ctx: Context) -> dict:
         gains, lrs = list(st["gains"]), list(st["lrs"])
         shape = dict(epochs=st["epochs"], width=st["width"], depth=st["depth"], hidden_layer=st["track_layer"])
     seeds = list(range(ctx.seeds))
-    cfg = sweep.SweepConfig(gains=gains, seeds=seeds, lrs=lrs, activation="leaky_relu", arch="mlp", optimizer="sgd",
-                            dx2=1.0, dy2=0.5, chunk_size=len(gains) * len(seeds), lr_source="paper", **shape)
+    cfg = sweep.SweepConfig(
+        gains=gains,
+        seeds=seeds,
+        lrs=lrs,
+        activation="leaky_relu",
+        arch="mlp",
+        optimizer="sgd",
+        dx2=1.0,
+        dy2=0.5,
+        chunk_size=len(gains) * len(seeds),
+        lr_source="paper",
+        **shape,
+    )
     g, s, lr = cfg.runs()
     arrays = sweep.train_and_fit_chunk(cfg, g, s, lr, ctx.progress)
     table = sweep.write_outputs(ctx.out, arrays, cfg, plots=True)
-    cols = ["gain", "lr", "runs", "fitted", "explained", "diverged", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w",
-            "plateau_epochs"]
+    cols = [
+        "gain",
+        "lr",
+        "runs",
+        "fitted",
+        "explained",
+        "diverged",
+        "eta_enc",
+        "eta_dec",
+        "tau",
+        "r2_h",
+        "r2_y",
+        "r2_w",
+        "plateau_epochs",
+    ]
     ctx.say(ctx.write_table("gains", table, cols, sweep.TABLE_FORMATS))
     plateau = np.array([t["plateau_epochs"] for t in table])
     finite = np.isfinite(plateau)
     falls = bool(finite.sum() >= 3 and np.all(np.diff(plateau[finite]) < 0))
-    claims = [claim("the plateau shrinks as the initial-weight gain grows",
-                    "plateau (epochs) by gain: " + ", ".join(
-                        f"{t['gain']:g}: {'-' if not np.isfinite(t['plateau_epochs']) else int(t['plateau_epochs'])}"
-                        for t in table), falls)]
+    claims = [
+        claim(
+            "the plateau shrinks as the initial-weight gain grows",
+            "plateau (epochs) by gain: "
+            + ", ".join(
+                f"{t['gain']:g}: {'-' if not np.isfinite(t['plateau_epochs']) else int(t['plateau_epochs'])}"
+                for t in table
+            ),
+            falls,
+        )
+    ]
     if not ctx.quick:
         r2_16 = table[-1]["r2_y"]
         r2_rest = min(t["r2_y"] for t in table[:-1])
-        claims.append(claim("the theory stops fitting at gain 1.6", f"R^2 y at 1.6: {r2_16:.3f}; "
-                            f"lowest at 0.9-1.4: {r2_rest:.3f}", bool(not np.isfinite(r2_16) or r2_16 < r2_rest)))
+        claims.append(
+            claim(
+                "the theory stops fitting at gain 1.6",
+                f"R^2 y at 1.6: {r2_16:.3f}; lowest at 0.9-1.4: {r2_rest:.3f}",
+                bool(not np.isfinite(r2_16) or r2_16 < r2_rest),
+            )
+        )
     return {"table": table, "claims": claims, "settings": {"gains": gains, "lrs": lrs, "seeds": seeds, **shape}}

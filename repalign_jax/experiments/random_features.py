@@ -5,7 +5,7 @@ network are drawn exactly as `train_networks` draws them (seed `s` ->
 `init_state(spec, gain, fold_in(key(s), 0))`; the same seeds at every gain), and
 the initial `h0`, `y0` of the two points (`dx2 = 1`, `dy2 = 0.5`) are measured at
 hidden layer `depth // 2`. No training: the theory maps each initialisation to
-its final squared distance `h_inf = final_distance(h0, y0)` (THEORY.md sections
+its final squared distance `h_inf = final_distance(h0, y0)` (docs/theory.md sections
 6, 9) with the default network's fitted rates (shared with the other
 experiments). `A_high` carries the initialisation's randomness and shrinks with
 the gain; `A_low = sqrt(eta_enc / eta_dec) ||dx|| ||dy||` is set by the data and
@@ -31,10 +31,29 @@ DX2, DY2 = 1.0, 0.5
 #: float32 measurements): the claim on the CV ignores differences smaller than it.
 CV_ROUNDING = 1e-6
 
-COLUMNS = ("gain", "samples", "h_inf_mean", "h_inf_std", "h_inf_cv", "A_low", "A_high_mean", "A_high_std",
-           "h0_mean", "rel_dev_from_A_low")
-FORMATS = {"gain": ".2f", "h_inf_mean": ".4g", "h_inf_std": ".3g", "h_inf_cv": ".3g", "A_low": ".4g",
-           "A_high_mean": ".3g", "A_high_std": ".3g", "h0_mean": ".3g", "rel_dev_from_A_low": ".3g"}
+COLUMNS = (
+    "gain",
+    "samples",
+    "h_inf_mean",
+    "h_inf_std",
+    "h_inf_cv",
+    "A_low",
+    "A_high_mean",
+    "A_high_std",
+    "h0_mean",
+    "rel_dev_from_A_low",
+)
+FORMATS = {
+    "gain": ".2f",
+    "h_inf_mean": ".4g",
+    "h_inf_std": ".3g",
+    "h_inf_cv": ".3g",
+    "A_low": ".4g",
+    "A_high_mean": ".3g",
+    "A_high_std": ".3g",
+    "h0_mean": ".3g",
+    "rel_dev_from_A_low": ".3g",
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,18 +128,27 @@ def run(ctx: Context) -> dict:
     table, h_infs, a_lows = [], [], []
     for g in gains:
         h0, y0 = initial_hy(spec, g, seeds, chunk)
-        a_low, a_high = (np.asarray(v, np.float64) for v in
-                         rj.structure_scales(h0, y0, dx2=DX2, dy2=DY2, rates=rates))
+        a_low, a_high = (np.asarray(v, np.float64) for v in rj.structure_scales(h0, y0, dx2=DX2, dy2=DY2, rates=rates))
         h_inf = np.asarray(rj.final_distance(h0, y0, dx2=DX2, dy2=DY2, rates=rates), np.float64)
         a_low = np.broadcast_to(a_low, h_inf.shape)
         ok = np.isfinite(h_inf)
         h_infs.append(h_inf[ok])
         a_lows.append(a_low)
         mean, std = float(np.mean(h_inf[ok])), float(np.std(h_inf[ok]))
-        table.append({"gain": float(g), "samples": int(ok.sum()), "h_inf_mean": mean, "h_inf_std": std,
-                      "h_inf_cv": std / mean, "A_low": float(a_low[0]), "A_high_mean": float(np.mean(a_high[ok])),
-                      "A_high_std": float(np.std(a_high[ok])), "h0_mean": float(np.mean(h0[ok])),
-                      "rel_dev_from_A_low": abs(mean - float(a_low[0])) / float(a_low[0])})
+        table.append(
+            {
+                "gain": float(g),
+                "samples": int(ok.sum()),
+                "h_inf_mean": mean,
+                "h_inf_std": std,
+                "h_inf_cv": std / mean,
+                "A_low": float(a_low[0]),
+                "A_high_mean": float(np.mean(a_high[ok])),
+                "A_high_std": float(np.std(a_high[ok])),
+                "h0_mean": float(np.mean(h0[ok])),
+                "rel_dev_from_A_low": abs(mean - float(a_low[0])) / float(a_low[0]),
+            }
+        )
     ctx.say(ctx.write_table("random_features", table, COLUMNS, FORMATS))
     a_low0 = table[0]["A_low"]
     plot_distributions(ctx.out / "random_features.png", gains, h_infs, a_low0)
@@ -130,23 +158,39 @@ def run(ctx: Context) -> dict:
     all_a_low = np.concatenate(a_lows)
     a_low_spread = float(np.max(all_a_low) - np.min(all_a_low))
     claims = [
-        claim("the spread of h_inf over initialisations shrinks with the gain (CV non-decreasing in the gain, "
-              "to within float rounding, and larger at the highest gain than at the lowest)",
-              "CV by gain: " + ", ".join(f"{t['gain']:g}: {t['h_inf_cv']:.3g}" for t in table),
-              bool(np.all(np.isfinite(cv)) and np.all(np.diff(cv) >= -CV_ROUNDING) and cv[-1] > cv[0] + CV_ROUNDING)),
-        claim("at the lowest gain h_inf collapses onto A_low (|mean h_inf - A_low| / A_low < 0.1)",
-              f"gain {gains[0]:g}: mean h_inf {table[0]['h_inf_mean']:.4g}, A_low {a_low0:.4g}, relative deviation "
-              f"{rel:.3g} (CV {cv[0]:.3g})", bool(math.isfinite(rel) and rel < 0.1)),
-        claim("A_low does not depend on the initialisation",
-              f"by construction (A_low = sqrt(eta_enc/eta_dec) ||dx|| ||dy|| uses no initial quantity): {a_low0:.4g} "
-              f"for all {len(all_a_low)} samples (max - min = {a_low_spread:.3g})", a_low_spread <= 1e-6 * a_low0),
+        claim(
+            "the spread of h_inf over initialisations shrinks with the gain (CV non-decreasing in the gain, "
+            "to within float rounding, and larger at the highest gain than at the lowest)",
+            "CV by gain: " + ", ".join(f"{t['gain']:g}: {t['h_inf_cv']:.3g}" for t in table),
+            bool(np.all(np.isfinite(cv)) and np.all(np.diff(cv) >= -CV_ROUNDING) and cv[-1] > cv[0] + CV_ROUNDING),
+        ),
+        claim(
+            "at the lowest gain h_inf collapses onto A_low (|mean h_inf - A_low| / A_low < 0.1)",
+            f"gain {gains[0]:g}: mean h_inf {table[0]['h_inf_mean']:.4g}, A_low {a_low0:.4g}, relative deviation "
+            f"{rel:.3g} (CV {cv[0]:.3g})",
+            bool(math.isfinite(rel) and rel < 0.1),
+        ),
+        claim(
+            "A_low does not depend on the initialisation",
+            f"by construction (A_low = sqrt(eta_enc/eta_dec) ||dx|| ||dy|| uses no initial quantity): {a_low0:.4g} "
+            f"for all {len(all_a_low)} samples (max - min = {a_low_spread:.3g})",
+            a_low_spread <= 1e-6 * a_low0,
+        ),
     ]
     return {
         "rates": rates_json(rates),
         "table": table,
         "claims": claims,
-        "settings": {"network": row.name, "width": row.width, "depth": row.depth, "activation": row.activation,
-                     "layer": row.depth // 2, "gains": [float(g) for g in gains], "samples_per_gain": n,
-                     "seeds": "0..n-1 at every gain (the same initial draws, scaled by the gain)", "dx2": DX2,
-                     "dy2": DY2},
+        "settings": {
+            "network": row.name,
+            "width": row.width,
+            "depth": row.depth,
+            "activation": row.activation,
+            "layer": row.depth // 2,
+            "gains": [float(g) for g in gains],
+            "samples_per_gain": n,
+            "seeds": "0..n-1 at every gain (the same initial draws, scaled by the gain)",
+            "dx2": DX2,
+            "dy2": DY2,
+        },
     }

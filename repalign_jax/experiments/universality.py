@@ -15,10 +15,36 @@ import repalign_jax as rj
 
 from ._common import Context, claim, table1_rows, train_two_point
 
-COLUMNS = ("network", "activation", "gain", "lr", "depth", "width", "seeds", "fitted", "explained", "diverged", "eta_enc",
-           "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")
-FORMATS = {"gain": ".3g", "lr": ".3g", "eta_enc": ".3e", "eta_dec": ".3e", "tau": ".1f", "r2_h": ".4f", "r2_y": ".4f",
-           "r2_w": ".4f", "r2_loss": ".4f"}
+COLUMNS = (
+    "network",
+    "activation",
+    "gain",
+    "lr",
+    "depth",
+    "width",
+    "seeds",
+    "fitted",
+    "explained",
+    "diverged",
+    "eta_enc",
+    "eta_dec",
+    "tau",
+    "r2_h",
+    "r2_y",
+    "r2_w",
+    "r2_loss",
+)
+FORMATS = {
+    "gain": ".3g",
+    "lr": ".3g",
+    "eta_enc": ".3e",
+    "eta_dec": ".3e",
+    "tau": ".1f",
+    "r2_h": ".4f",
+    "r2_y": ".4f",
+    "r2_w": ".4f",
+    "r2_loss": ".4f",
+}
 
 
 def summarise(run) -> dict:
@@ -30,11 +56,19 @@ def summarise(run) -> dict:
         return float(np.mean(v)) if v.size else float("nan")
 
     row = run.row
-    return {"network": row.name, "activation": row.activation, "gain": row.gain, "lr": row.lr, "depth": row.depth,
-            "width": row.width, "seeds": int(ok.size), "fitted": int(ok.sum()),
-            "explained": int(np.sum(np.asarray(fit.explains).ravel() & ~np.asarray(res.diverged))),
-            "diverged": int(np.sum(res.diverged)),
-            **{k: mean(k) for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")}}
+    return {
+        "network": row.name,
+        "activation": row.activation,
+        "gain": row.gain,
+        "lr": row.lr,
+        "depth": row.depth,
+        "width": row.width,
+        "seeds": int(ok.size),
+        "fitted": int(ok.sum()),
+        "explained": int(np.sum(np.asarray(fit.explains).ravel() & ~np.asarray(res.diverged))),
+        "diverged": int(np.sum(res.diverged)),
+        **{k: mean(k) for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")},
+    }
 
 
 def plot_grid(path, runs) -> None:
@@ -50,8 +84,15 @@ def plot_grid(path, runs) -> None:
         if not bool(np.asarray(fit.success)[0, 0]):
             ax.text(0.5, 0.5, "fit failed", ha="center", transform=ax.transAxes)
             continue
-        th = rj.solve_effective(fit.h0[0, 0], fit.y0[0, 0], fit.w0[0, 0], dx2=traj.dx2[0], dy2=traj.dy2[0],
-                                rates=rj.EffectiveRates(fit.eta_enc[0, 0], fit.eta_dec[0, 0]), ts=traj.ts)
+        th = rj.solve_effective(
+            fit.h0[0, 0],
+            fit.y0[0, 0],
+            fit.w0[0, 0],
+            dx2=traj.dx2[0],
+            dy2=traj.dy2[0],
+            rates=rj.EffectiveRates(fit.eta_enc[0, 0], fit.eta_dec[0, 0]),
+            ts=traj.ts,
+        )
         ts = np.asarray(traj.ts)
         for k, (name, meas, pred) in enumerate(zip("hyw", (traj.h, traj.y, traj.w), th)):
             m, p = np.asarray(meas)[0, 0], np.asarray(pred)
@@ -84,8 +125,13 @@ def run(ctx: Context) -> dict:
         "table": table,
         "epochs": epochs,
         "track_layers": {r.name: r.track_layer for r in rows},
-        "claims": [claim("the 3-variable theory fits every network of Table 1 (R^2 of h and y >= 0.9)",
-                         f"min over networks of min(R^2 h, R^2 y) = {np.nanmin(good):.3f}; "
-                         f"median R^2 h {np.nanmedian(r2[:, 0]):.3f}, y {np.nanmedian(r2[:, 1]):.3f}, "
-                         f"w {np.nanmedian(r2[:, 2]):.3f}", holds)],
+        "claims": [
+            claim(
+                "the 3-variable theory fits every network of Table 1 (R^2 of h and y >= 0.9)",
+                f"min over networks of min(R^2 h, R^2 y) = {np.nanmin(good):.3f}; "
+                f"median R^2 h {np.nanmedian(r2[:, 0]):.3f}, y {np.nanmedian(r2[:, 1]):.3f}, "
+                f"w {np.nanmedian(r2[:, 2]):.3f}",
+                holds,
+            )
+        ],
     }

@@ -6,7 +6,7 @@ network with one hidden layer, are trained on XOR (full batch, plain SGD). The
 1/2), the rich network at gain 0.85 for 3000 epochs, the 2-layer one for 2000;
 the `paper` profile the printed Table 2 (leaky ReLU, `0.5 * MSE`, gain 0.7). For every run the final distance matrix (4 x 4) of
 the tracked hidden layer (the middle one; the only one of the 1-hidden-layer
-network) is compared with the prediction of THEORY.md section 6 applied to every
+network) is compared with the prediction of docs/theory.md section 6 applied to every
 pair, from the run's own initial hidden and output distances and the effective
 rates fitted on the default two-point network (`default_rates`).
 
@@ -67,10 +67,12 @@ def networks(ctx: Context) -> list[Net]:
     # plateau for 2000 epochs); learning rates are raised to converge in 2000 epochs
     # (halved under `MSELoss`, which doubles the gradient).
     f = 0.5 if st["loss"] == "mse" else 1.0
-    return [Net("rich", 0.4, 0.3 * f, 2000, 100, 6),
-            Net("intermediate", 1.25, 0.005 * f, 2000, 100, 6),
-            Net("lazy", 2.0, 1e-5 * f, 2000, 100, 6),
-            Net("2 layers", 0.0015, 0.3 * f, 5000, 100, 1)]
+    return [
+        Net("rich", 0.4, 0.3 * f, 2000, 100, 6),
+        Net("intermediate", 1.25, 0.005 * f, 2000, 100, 6),
+        Net("lazy", 2.0, 1e-5 * f, 2000, 100, 6),
+        Net("2 layers", 0.0015, 0.3 * f, 5000, 100, 1),
+    ]
 
 
 def pair_ratios(dist) -> np.ndarray:
@@ -86,15 +88,27 @@ def train_group(ctx: Context, nets: list[Net], x, y, rates):
     spec = rj.NetworkSpec(d_in=2, d_out=1, width=net0.width, depth=net0.depth, activation=st["activation"])
     seeds = np.arange(ctx.seeds)
     config = rj.TrainConfig(epochs=net0.epochs, keep_hidden=True, track_layer=net0.depth // 2, loss=st["loss"])
-    res = rj.train_networks(x, y, spec, config, gains=np.repeat([n.gain for n in nets], len(seeds)),
-                            seeds=np.tile(seeds, len(nets)), lrs=np.repeat([n.lr for n in nets], len(seeds)),
-                            pairs=[(0, 3)], progress=ctx.progress)
+    res = rj.train_networks(
+        x,
+        y,
+        spec,
+        config,
+        gains=np.repeat([n.gain for n in nets], len(seeds)),
+        seeds=np.tile(seeds, len(nets)),
+        lrs=np.repeat([n.lr for n in nets], len(seeds)),
+        pairs=[(0, 3)],
+        progress=ctx.progress,
+    )
     out = []
     for k, _ in enumerate(nets):
         runs = range(k * len(seeds), (k + 1) * len(seeds))
         meas = np.stack([rj.pairwise_distances(res.hidden_final[r]) for r in runs])
-        pred = np.stack([predicted_final_distances(x, y, res.hidden_initial[r], res.output_initial[r], rates).distance
-                         for r in runs])
+        pred = np.stack(
+            [
+                predicted_final_distances(x, y, res.hidden_initial[r], res.output_initial[r], rates).distance
+                for r in runs
+            ]
+        )
         out.append((meas, pred, np.asarray(res.loss)[list(runs), -1], np.asarray(res.diverged)[list(runs)]))
     return out
 
@@ -108,15 +122,28 @@ def summarise(net: Net, meas, pred, final_loss, diverged) -> dict:
     def f(v):
         return float(np.mean(v)) if np.size(v) else float("nan")
 
-    return {"network": net.name, "gain": net.gain, "lr": net.lr, "epochs": net.epochs, "width": net.width,
-            "depth": net.depth, "seeds": int(len(ok)), "diverged": int(np.sum(diverged)),
-            "final_loss": f(final_loss[ok]), "correlation": f(corr),
-            "ratio_measured": f(rm.mean(1)), "ratio_predicted": f(rp.mean(1)),
-            # per seed the smaller and the larger of the two pairs' ratios, then averaged
-            "ratio_measured_min": f(rm.min(1)), "ratio_measured_max": f(rm.max(1)),
-            "ratio_predicted_min": f(rp.min(1)), "ratio_predicted_max": f(rp.max(1)),
-            "correlation_per_seed": [float(c) for c in corr],
-            "ratio_measured_per_seed": rm.tolist(), "ratio_predicted_per_seed": rp.tolist()}
+    return {
+        "network": net.name,
+        "gain": net.gain,
+        "lr": net.lr,
+        "epochs": net.epochs,
+        "width": net.width,
+        "depth": net.depth,
+        "seeds": int(len(ok)),
+        "diverged": int(np.sum(diverged)),
+        "final_loss": f(final_loss[ok]),
+        "correlation": f(corr),
+        "ratio_measured": f(rm.mean(1)),
+        "ratio_predicted": f(rp.mean(1)),
+        # per seed the smaller and the larger of the two pairs' ratios, then averaged
+        "ratio_measured_min": f(rm.min(1)),
+        "ratio_measured_max": f(rm.max(1)),
+        "ratio_predicted_min": f(rp.min(1)),
+        "ratio_predicted_max": f(rp.max(1)),
+        "correlation_per_seed": [float(c) for c in corr],
+        "ratio_measured_per_seed": rm.tolist(),
+        "ratio_predicted_per_seed": rp.tolist(),
+    }
 
 
 def plot(path, nets, mats) -> None:
@@ -152,29 +179,64 @@ def run(ctx: Context) -> dict:
         for net, r in zip(group, train_group(ctx, group, data.x, data.targets, rates)):
             results[net.name] = r
     table = [summarise(net, *results[net.name]) for net in nets]
-    cols = ["network", "gain", "lr", "epochs", "width", "depth", "seeds", "diverged", "final_loss", "correlation",
-            "ratio_measured", "ratio_predicted", "ratio_measured_min", "ratio_measured_max"]
-    fmts = {"gain": ".4g", "lr": ".3g", "final_loss": ".2e", "correlation": ".3f", "ratio_measured": ".3f",
-            "ratio_predicted": ".3f", "ratio_measured_min": ".3f", "ratio_measured_max": ".3f"}
+    cols = [
+        "network",
+        "gain",
+        "lr",
+        "epochs",
+        "width",
+        "depth",
+        "seeds",
+        "diverged",
+        "final_loss",
+        "correlation",
+        "ratio_measured",
+        "ratio_predicted",
+        "ratio_measured_min",
+        "ratio_measured_max",
+    ]
+    fmts = {
+        "gain": ".4g",
+        "lr": ".3g",
+        "final_loss": ".2e",
+        "correlation": ".3f",
+        "ratio_measured": ".3f",
+        "ratio_predicted": ".3f",
+        "ratio_measured_min": ".3f",
+        "ratio_measured_max": ".3f",
+    }
     ctx.say(ctx.write_table("xor", table, cols, fmts))
     plot(ctx.out / "xor.png", nets, [results[n.name][:2] for n in nets])
 
     low, high, two = table[0], table[2], table[3]
     claims = [
-        claim(f"the rich (low-gain) network merges the equal-target pairs (merge ratio < {MERGED}), as predicted",
-              f"measured {low['ratio_measured']:.3f} (per pair, smaller/larger {low['ratio_measured_min']:.3f}/"
-              f"{low['ratio_measured_max']:.3f}), predicted {low['ratio_predicted']:.3f}; correlation "
-              f"{low['correlation']:.3f}; final loss {low['final_loss']:.2e}",
-              low["ratio_measured"] < MERGED),
-        claim(f"the lazy (high-gain) network keeps them apart (merge ratio > {KEPT}; input space: 1.41), as predicted",
-              f"measured {high['ratio_measured']:.3f}, predicted {high['ratio_predicted']:.3f}; correlation "
-              f"{high['correlation']:.3f}", high["ratio_measured"] > KEPT),
-        claim("the 2-layer network merges only one of the two pairs, where the theory predicts both",
-              f"measured smaller/larger pair ratio {two['ratio_measured_min']:.3f}/{two['ratio_measured_max']:.3f}, "
-              f"predicted {two['ratio_predicted_min']:.3f}/{two['ratio_predicted_max']:.3f}",
-              two["ratio_measured_min"] < MERGED and two["ratio_measured_max"] > KEPT
-              and two["ratio_predicted_max"] < MERGED),
+        claim(
+            f"the rich (low-gain) network merges the equal-target pairs (merge ratio < {MERGED}), as predicted",
+            f"measured {low['ratio_measured']:.3f} (per pair, smaller/larger {low['ratio_measured_min']:.3f}/"
+            f"{low['ratio_measured_max']:.3f}), predicted {low['ratio_predicted']:.3f}; correlation "
+            f"{low['correlation']:.3f}; final loss {low['final_loss']:.2e}",
+            low["ratio_measured"] < MERGED,
+        ),
+        claim(
+            f"the lazy (high-gain) network keeps them apart (merge ratio > {KEPT}; input space: 1.41), as predicted",
+            f"measured {high['ratio_measured']:.3f}, predicted {high['ratio_predicted']:.3f}; correlation "
+            f"{high['correlation']:.3f}",
+            high["ratio_measured"] > KEPT,
+        ),
+        claim(
+            "the 2-layer network merges only one of the two pairs, where the theory predicts both",
+            f"measured smaller/larger pair ratio {two['ratio_measured_min']:.3f}/{two['ratio_measured_max']:.3f}, "
+            f"predicted {two['ratio_predicted_min']:.3f}/{two['ratio_predicted_max']:.3f}",
+            two["ratio_measured_min"] < MERGED
+            and two["ratio_measured_max"] > KEPT
+            and two["ratio_predicted_max"] < MERGED,
+        ),
     ]
-    return {"table": table, "rates": rates_json(rates), "claims": claims,
-            "activation": st["activation"], "loss": st["loss"],
-            "thresholds": {"merged": MERGED, "kept": KEPT}}
+    return {
+        "table": table,
+        "rates": rates_json(rates),
+        "claims": claims,
+        "activation": st["activation"],
+        "loss": st["loss"],
+        "thresholds": {"merged": MERGED, "kept": KEPT},
+    }

@@ -334,9 +334,6 @@ def _fit_one(ts, states, dx2, dy2, loss, m0, valid, start, options: FitOptions):
 # Batched, jitted stages
 # --------------------------------------------------------------------------------------
 
-#: Number of times the batched fit has been traced (to test that it is cached).
-TRACE_COUNT = {"fit": 0}
-
 
 def _valid(ts, states, loss):
     ok = jnp.all(jnp.isfinite(states), axis=(-2, -1)) & jnp.all(states[..., 0] > 0, axis=-1)
@@ -353,7 +350,6 @@ def _guess_batch(ts, states, dx2, dy2):
 
 @eqx.filter_jit
 def _fit_batch(ts, states, dx2, dy2, loss, m0, start, options: FitOptions):
-    TRACE_COUNT["fit"] += 1
     valid = _valid(ts, states, loss)
     fit = jax.vmap(
         lambda *a: _fit_one(*a, options=options),

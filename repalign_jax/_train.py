@@ -19,10 +19,9 @@ not fit in memory it is trained in chunks of equal shape (one compilation).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
-import sys
-import time
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -143,46 +142,52 @@ class TrainResult(eqx.Module):
 # Progress reports from inside the compiled loop
 # --------------------------------------------------------------------------------------
 
-_REPORTER: dict[str, Callable[[int], None] | None] = {"fn": None}
+#: The progress callables of the trainings now running, by the token each passes into
+#: its compiled loop (a traced integer: a new reporter never recompiles, and two
+#: trainings at once report to their own callables).
+_ACTIVE_REPORTERS: dict[int, Callable[[int], None]] = {}
+_TOKENS = itertools.count(1)
 
 
-def _progress_hook(epoch):
-    fn = _REPORTER["fn"]
+def _progress_hook(token, epoch):
+    fn = _ACTIVE_REPORTERS.get(int(token))
     if fn is not None:
         fn(int(epoch))
 
 
 class Progress:
-    """A one-line progress bar on stderr: chunk, epochs done, elapsed time and ETA."""
+    """A progress bar (`tqdm.auto`: a widget in a notebook, a bar on stderr in a terminal).
 
-    def __init__(self, epochs: int, chunks: int, stream=sys.stderr, label: str = "train"):
-        self.epochs, self.chunks, self.stream, self.label = epochs, chunks, stream, label
+    Call it with the epoch reached in the current chunk (`chunk` is settable);
+    the total is `epochs * chunks`. The rate, hence the ETA, is a moving average
+    of recent reports, so the compilation before the first one does not count.
+    """
+
+    def __init__(self, epochs: int, chunks: int, stream=None, label: str = "train"):
+        from tqdm.auto import tqdm
+
+        self.epochs, self.chunks, self.label = epochs, chunks, label
         self.chunk = 0
-        self.start = time.perf_counter()
-        self._first: tuple[float, float] | None = None  # (time, fraction) of the first report
-        self._last = 0.0
+        self._done = 0
+        self._bar = tqdm(
+            total=epochs * chunks,
+            desc=label,
+            unit="epoch",
+            file=stream,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            smoothing=0.3,
+        )
 
     def __call__(self, epoch: int):
-        now = time.perf_counter()
-        done = (self.chunk * self.epochs + epoch) / (self.chunks * self.epochs)
-        if self._first is None:
-            self._first = (now, done)  # the rate is measured from here: compilation excluded
-        if now - self._last < 0.5 and epoch < self.epochs:
-            return
-        self._last = now
-        elapsed = now - self.start
-        t0, f0 = self._first
-        rate = (done - f0) / (now - t0) if now > t0 and done > f0 else 0.0
-        eta = (1 - done) / rate if rate > 0 else float("nan")
-        self.stream.write(
-            f"\r[{self.label}] chunk {self.chunk + 1}/{self.chunks} | epoch {epoch}/{self.epochs} | "
-            f"{100 * done:5.1f}% | {elapsed:6.1f} s elapsed | ETA {eta:6.1f} s"
-        )
-        self.stream.flush()
+        done = self.chunk * self.epochs + epoch
+        if done > self._done:
+            self._bar.update(done - self._done)
+            self._done = done
+        self._bar.set_postfix_str(f"chunk {self.chunk + 1}/{self.chunks}", refresh=False)
 
     def close(self):
-        self.stream.write("\n")
-        self.stream.flush()
+        self._bar.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -213,7 +218,7 @@ def _mse(out, targets, weight=None, scale=0.5):
 
 
 def _train_chunk(
-    x, targets, pairs, gains, seeds, lrs, params=None, *, spec: NetworkSpec, config: TrainConfig
+    x, targets, pairs, gains, seeds, lrs, params=None, report_token=0, *, spec: NetworkSpec, config: TrainConfig
 ) -> TrainResult:
     """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan.
 
@@ -325,7 +330,7 @@ def _train_chunk(
         every = config.report_every()
         jax.lax.cond(
             (epoch + 1) % every == 0,
-            lambda: jax.debug.callback(_progress_hook, epoch + 1),
+            lambda: jax.debug.callback(_progress_hook, report_token, epoch + 1),
             lambda: None,
         )
         if config.stop_loss is not None:
@@ -380,16 +385,7 @@ def _train_chunk(
     )
 
 
-#: Number of times the training core was traced (tests check that it is cached).
-TRACE_COUNT = {"train": 0}
-
-
-def _traced_core(*args, **kwargs):
-    TRACE_COUNT["train"] += 1
-    return _train_chunk(*args, **kwargs)
-
-
-_train_chunk_jit = jax.jit(_traced_core, static_argnames=("spec", "config"))
+_train_chunk_jit = jax.jit(_train_chunk, static_argnames=("spec", "config"))
 
 
 # --------------------------------------------------------------------------------------
@@ -549,7 +545,9 @@ def train_networks(
     if not per_run:
         xj, tj = replicate(mesh, xs), replicate(mesh, ts)
     parts = []
-    _REPORTER["fn"] = reporter
+    token = next(_TOKENS)
+    if reporter is not None:
+        _ACTIVE_REPORTERS[token] = reporter
     try:
         for c in range(n_chunks):
             if own:
@@ -561,10 +559,10 @@ def train_networks(
             params = None
             if leaves is not None:
                 params = jax.tree_util.tree_map(lambda v: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
-            out = _train_chunk_jit(xj, tj, pj, *run_args, params, spec=spec, config=config)
+            out = _train_chunk_jit(xj, tj, pj, *run_args, params, np.int32(token), spec=spec, config=config)
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:
-        _REPORTER["fn"] = None
+        _ACTIVE_REPORTERS.pop(token, None)
         if own:
             reporter.close()
     return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:R], *parts)

@@ -592,9 +592,6 @@ def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> l
 # Command line
 # --------------------------------------------------------------------------------------
 
-#: Test hook: stop (as Ctrl-C would) after this many newly finished chunks.
-_INTERRUPT_AFTER: dict[str, int | None] = {"chunks": None}
-
 
 def _sigterm(signum, frame):
     raise KeyboardInterrupt
@@ -639,8 +636,6 @@ def main(argv=None) -> int:
             sl = slice(c * chunk, min((c + 1) * chunk, n_runs))
             store.save(c, train_and_fit_chunk(cfg, gains[sl], seeds[sl], lrs[sl], progress or False))
             new += 1
-            if _INTERRUPT_AFTER["chunks"] is not None and new >= _INTERRUPT_AFTER["chunks"]:
-                raise KeyboardInterrupt
     except KeyboardInterrupt:
         if progress is not None:
             progress.close()

@@ -13,6 +13,23 @@ jax.config.update("jax_num_cpu_devices", 1)
 
 
 @pytest.fixture
+def compiles():
+    """A list that collects the XLA compilations made while the test runs (JAX's monitoring
+    events): a call that reuses a cached executable adds nothing."""
+    seen: list[str] = []
+
+    def listener(name, duration, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            seen.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture
 def x64():
     """Run a test with float64 enabled (the tight closed-form and scipy checks)."""
     with jax.enable_x64(True):

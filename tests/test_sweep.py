@@ -129,12 +129,20 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, monkeypatch, ca
     args = ["--gains", "0.9,1.0,1.1", "--seeds", "1", "--chunk-size", "1"] + TINY
     fresh, broken = tmp_path / "fresh", tmp_path / "broken"
     assert sweep.main(args + ["--out", str(fresh)]) == 0
-    monkeypatch.setitem(sweep._INTERRUPT_AFTER, "chunks", 1)
+    real, calls = sweep.train_and_fit_chunk, []
+
+    def interrupt_after_one(*a, **kw):  # Ctrl-C after the first chunk has been saved
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sweep, "train_and_fit_chunk", interrupt_after_one)
     assert sweep.main(args + ["--out", str(broken)]) == 130
     assert "--resume" in capsys.readouterr().err
     assert sorted(p.name for p in (broken / "chunks").iterdir()) == ["chunk_00000.npz"]
     assert not (broken / "summary.csv").exists()
-    monkeypatch.setitem(sweep._INTERRUPT_AFTER, "chunks", None)
+    monkeypatch.setattr(sweep, "train_and_fit_chunk", real)
     assert sweep.main(args + ["--out", str(broken), "--resume"]) == 0
     assert _rows(broken) == _rows(fresh)
     a, b = np.load(fresh / "trajectories.npz"), np.load(broken / "trajectories.npz")

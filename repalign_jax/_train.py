@@ -19,10 +19,12 @@ not fit in memory it is trained in chunks of equal shape (one compilation).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -217,146 +219,199 @@ def _mse(out, targets, weight=None, scale=0.5):
     return scale * jnp.sum(weight[:, None] * err) / (jnp.sum(weight) * out.shape[-1])
 
 
-def _train_chunk(
-    x, targets, pairs, gains, seeds, lrs, params=None, report_token=0, *, spec: NetworkSpec, config: TrainConfig
-) -> TrainResult:
-    """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan.
+class _Data(NamedTuple):
+    """What the runs of a chunk train on: shared `(N, d)` or per-run `(R, N, d)` data, the tracked pairs."""
 
-    `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
-    (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
-    """
-    per_run = x.ndim == 3
-    n = x.shape[-2]
-    scale = LOSSES[config.loss]
+    x: Array
+    targets: Array
+    pairs: Array
+
+    @property
+    def axis(self) -> int | None:
+        """The run axis of `x` and `targets` under `vmap` (`None`: shared by every run)."""
+        return 0 if self.x.ndim == 3 else None
+
+
+class _Runs(NamedTuple):
+    """Per-run inputs of a chunk, each with leading axis `R`."""
+
+    lrs: Array
+    drop_keys: Array
+    shuffle_keys: Array
+
+
+class _Carry(NamedTuple):
+    """The state of the epoch loop (`lax.scan` carry); the last four only with `stop_loss`."""
+
+    states: Any
+    opt_states: Any
+    alive: Array  # (R,) no non-finite loss yet
+    diverged_epoch: Array  # (R,) first non-finite epoch, -1 if none
+    halt_epoch: Array | None = None  # epoch the whole chunk stopped stepping (`epochs`: not yet)
+    last: Any = None  # the last epoch's (loss, records), repeated once the chunk has halted
+    frozen: Array | None = None  # (R,) the run has stopped (its loss went below stop_loss)
+    run_stop: Array | None = None  # (R,) the epoch it stopped (`epochs`: never)
+
+
+def _init(spec: NetworkSpec, config: TrainConfig, gains, seeds, lrs, params):
+    """Parameters, optimiser states and the per-run random streams of a chunk."""
     keys = jax.vmap(jax.random.key)(seeds)
-    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    drop_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    shuffle_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
-    if params is None:
-        states = jax.vmap(lambda g, k: init_state(spec, g, k))(gains, init_keys)
-    else:
-        states = params
+    init_keys, drop_keys, shuffle_keys = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(3))
+    states = jax.vmap(lambda g, k: init_state(spec, g, k))(gains, init_keys) if params is None else params
     opt_states = jax.vmap(lambda s, lr: _optimizer(config, lr).init(s))(states, lrs)
-    use_dropout = spec.dropout > 0
+    return states, opt_states, _Runs(lrs, drop_keys, shuffle_keys)
+
+
+def _evaluate(spec: NetworkSpec, config: TrainConfig, state, x, targets):
+    """`(loss, outputs, hidden activations)` of one run on the whole dataset (no dropout)."""
+    out, hidden = apply(spec, state, x)
+    return _mse(out, targets, scale=LOSSES[config.loss]), out, hidden
+
+
+def _step(spec: NetworkSpec, config: TrainConfig, state, opt_state, lr, xb, tb, wb, dkey):
+    """One optimiser step of one run on the batch `(xb, tb)` (`wb`: weights of padded points)."""
+
+    def loss_fn(s):
+        out, hidden = apply(spec, s, xb, dkey if spec.dropout > 0 else None)
+        return _mse(out, tb, wb, LOSSES[config.loss]), (out, hidden)
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
+    updates, opt_state = _optimizer(config, lr).update(grads, opt_state, state)
+    return optax.apply_updates(state, updates), opt_state, loss, aux
+
+
+def _full_batch_epoch(spec, config, pairs, state, opt_state, lr, dkey, x, targets):
+    """One run's epoch of one full-batch step: the records before the step, then the step."""
+    new_state, new_opt, loss, (out, hidden) = _step(spec, config, state, opt_state, lr, x, targets, None, dkey)
+    if spec.dropout > 0:  # records come from the deterministic network
+        loss, out, hidden = _evaluate(spec, config, state, x, targets)
+    return new_state, new_opt, loss, _records(spec, config, pairs, targets, out, hidden)
+
+
+def _minibatch_epoch(spec, config, pairs, state, opt_state, lr, dkey, skey, x, targets):
+    """One run's epoch of shuffled mini-batches (the last may be smaller, as PyTorch's `DataLoader`)."""
+    n = x.shape[0]
+    loss, out, hidden = _evaluate(spec, config, state, x, targets)
+    bs = config.batch_size
+    nb = math.ceil(n / bs)
+    perm = jax.random.permutation(skey, n)
+    perm = jnp.concatenate([perm, jnp.zeros(nb * bs - n, perm.dtype)]).reshape(nb, bs)
+    weight = (jnp.arange(nb * bs) < n).astype(x.dtype).reshape(nb, bs)
+
+    def mb(carry, inp):
+        s, o = carry
+        idx, wb, b = inp
+        s, o, _, _ = _step(spec, config, s, o, lr, x[idx], targets[idx], wb, jax.random.fold_in(dkey, b))
+        return (s, o), None
+
+    (state, opt_state), _ = jax.lax.scan(mb, (state, opt_state), (perm, weight, jnp.arange(nb)))
+    return state, opt_state, loss, _records(spec, config, pairs, targets, out, hidden)
+
+
+def _train_epoch(spec, config, data: _Data, runs: _Runs, states, opt_states, epoch):
+    """Every run's epoch (vmapped): new states, `(R,)` losses and `(R, ...)` records before the step."""
+    n = data.x.shape[-2]
     full_batch = config.batch_size is None or config.batch_size >= n
-    data_axis = 0 if per_run else None
 
-    def evaluate(state, x, targets):
-        out, hidden = apply(spec, state, x)
-        return _mse(out, targets, scale=scale), out, hidden
-
-    def step(state, opt_state, lr, xb, tb, wb, dkey):
-        def loss_fn(s):
-            out, hidden = apply(spec, s, xb, dkey if use_dropout else None)
-            return _mse(out, tb, wb, scale), (out, hidden)
-
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
-        updates, opt_state = _optimizer(config, lr).update(grads, opt_state, state)
-        return optax.apply_updates(state, updates), opt_state, loss, aux
-
-    def run_epoch(state, opt_state, lr, dkey, skey, x, targets, epoch):
-        """One run's epoch: the records before the step, then the step(s)."""
+    def one(state, opt_state, lr, dkey, skey, x, targets):
         dkey = jax.random.fold_in(dkey, epoch)
         if full_batch:
-            new_state, new_opt, loss, (out, hidden) = step(state, opt_state, lr, x, targets, None, dkey)
-            if use_dropout:  # records come from the deterministic network
-                loss, out, hidden = evaluate(state, x, targets)
-            return new_state, new_opt, loss, _records(spec, config, pairs, targets, out, hidden)
-        loss, out, hidden = evaluate(state, x, targets)
-        bs = config.batch_size
-        nb = math.ceil(n / bs)
-        perm = jax.random.permutation(jax.random.fold_in(skey, epoch), n)
-        perm = jnp.concatenate([perm, jnp.zeros(nb * bs - n, perm.dtype)]).reshape(nb, bs)
-        weight = (jnp.arange(nb * bs) < n).astype(x.dtype).reshape(nb, bs)
+            return _full_batch_epoch(spec, config, data.pairs, state, opt_state, lr, dkey, x, targets)
+        skey = jax.random.fold_in(skey, epoch)
+        return _minibatch_epoch(spec, config, data.pairs, state, opt_state, lr, dkey, skey, x, targets)
 
-        def mb(carry, inp):
-            s, o = carry
-            idx, wb, b = inp
-            s, o, _, _ = step(s, o, lr, x[idx], targets[idx], wb, jax.random.fold_in(dkey, b))
-            return (s, o), None
-
-        (state, opt_state), _ = jax.lax.scan(mb, (state, opt_state), (perm, weight, jnp.arange(nb)))
-        return state, opt_state, loss, _records(spec, config, pairs, targets, out, hidden)
-
-    def evaluate_all(states):
-        return jax.vmap(evaluate, in_axes=(0, data_axis, data_axis))(states, x, targets)
-
-    def records_all(out, hidden):
-        return jax.vmap(lambda o, hdn, t: _records(spec, config, pairs, t, o, hdn), in_axes=(0, 0, data_axis))(
-            out, hidden, targets
-        )
-
-    def nan_like(v):
-        return jnp.full_like(v, jnp.nan)
-
-    def select(alive, new, old):
-        return jax.tree_util.tree_map(
-            lambda a, b: jnp.where(alive.reshape(alive.shape + (1,) * (a.ndim - 1)), a, b), new, old
-        )
-
-    def train_epoch(states, opt_states, epoch):
-        return jax.vmap(run_epoch, in_axes=(0, 0, 0, 0, 0, data_axis, data_axis, None))(
-            states, opt_states, lrs, drop_keys, shuffle_keys, x, targets, epoch
-        )
-
-    def body(carry, epoch):
-        states, opt_states, alive, div_epoch, stop = carry
-        if config.stop_loss is None:
-            new_states, new_opts, loss, rec = train_epoch(states, opt_states, epoch)
-        else:
-            halt_epoch, last, frozen, run_stop = stop
-
-            def halted(_):  # every run has stopped: repeat the last records, step nothing
-                return (states, opt_states) + last
-
-            new_states, new_opts, loss, rec = jax.lax.cond(
-                halt_epoch < config.epochs, halted, lambda _: train_epoch(states, opt_states, epoch), None
-            )
-            # The authors' rule: a run whose loss (recorded before the step) is below
-            # stop_loss stops there, without that step; its state, hence its records, stay.
-            frozen = frozen | (alive & (loss < config.stop_loss))
-            run_stop = jnp.where(frozen & (run_stop == config.epochs), epoch, run_stop)
-            new_states = select(~frozen, new_states, states)
-            new_opts = select(~frozen, new_opts, opt_states)
-        finite = jnp.isfinite(loss)
-        div_epoch = jnp.where(alive & ~finite, epoch, div_epoch)
-        was_alive = alive
-        alive = alive & finite
-        # The first non-finite epoch keeps its (non-finite) records; later ones are NaN.
-        loss = jnp.where(was_alive, loss, jnp.nan)
-        rec = tuple(select(was_alive, r, nan_like(r)) for r in rec)
-        # Diverged runs keep stepping (their records are masked): freezing them would
-        # cost a select over every parameter, every epoch, for every run.
-        every = config.report_every()
-        jax.lax.cond(
-            (epoch + 1) % every == 0,
-            lambda: jax.debug.callback(_progress_hook, report_token, epoch + 1),
-            lambda: None,
-        )
-        if config.stop_loss is not None:
-            done = jnp.all(~alive | frozen)
-            halt_epoch = jnp.where((halt_epoch == config.epochs) & done, epoch + 1, halt_epoch)
-            stop = (halt_epoch, (loss, rec), frozen, run_stop)
-        return (new_states, new_opts, alive, div_epoch, stop), (loss, rec)
-
-    R = gains.shape[0]
-    alive0 = jnp.ones(R, bool)
-    initial = evaluate_all(states) if config.keep_hidden else None
-    stop0 = None
-    if config.stop_loss is not None:  # (epoch the chunk halted, the last records, runs stopped, their epochs)
-        shapes = jax.eval_shape(train_epoch, states, opt_states, jnp.int32(0))[2:]
-        last0 = jax.tree_util.tree_map(lambda v: jnp.zeros(v.shape, v.dtype), shapes)
-        stop0 = (jnp.int32(config.epochs), last0, jnp.zeros(R, bool), jnp.full(R, config.epochs, jnp.int32))
-    carry = (states, opt_states, alive0, jnp.full(R, -1, jnp.int32), stop0)
-    (states, _, alive, div_epoch, stop), (losses, recs) = jax.lax.scan(
-        body, carry, jnp.arange(config.epochs, dtype=jnp.int32)
+    ax = data.axis
+    return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, ax, ax))(
+        states, opt_states, runs.lrs, runs.drop_keys, runs.shuffle_keys, data.x, data.targets
     )
 
-    loss_end, out_end, hidden_end = evaluate_all(states)
-    rec_end = records_all(out_end, hidden_end)
-    div_epoch = jnp.where(alive & ~jnp.isfinite(loss_end), config.epochs, div_epoch)
+
+def _select(mask, new, old):
+    """`new` where `mask` `(R,)`, else `old`, leaf by leaf of a pytree with leading axis `R`."""
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old
+    )
+
+
+def _mask_diverged(carry: _Carry, epoch, loss, rec):
+    """Flag runs whose loss turned non-finite: `(alive, diverged_epoch, loss, records)`.
+
+    The first non-finite epoch keeps its (non-finite) records; later ones are NaN.
+    Diverged runs keep stepping (only their records are masked): freezing them would
+    cost a select over every parameter, every epoch, for every run.
+    """
+    finite = jnp.isfinite(loss)
+    div_epoch = jnp.where(carry.alive & ~finite, epoch, carry.diverged_epoch)
+    was_alive = carry.alive
+    loss = jnp.where(was_alive, loss, jnp.nan)
+    rec = tuple(_select(was_alive, r, jnp.full_like(r, jnp.nan)) for r in rec)
+    return was_alive & finite, div_epoch, loss, rec
+
+
+def _stop_runs(config: TrainConfig, carry: _Carry, epoch, new_states, new_opts, loss):
+    """The authors' rule (`TrainConfig.stop_loss`): a run whose loss, recorded before the step,
+    is below `stop_loss` stops there without that step; its state, hence its records, stay."""
+    frozen = carry.frozen | (carry.alive & (loss < config.stop_loss))
+    run_stop = jnp.where(frozen & (carry.run_stop == config.epochs), epoch, carry.run_stop)
+    states = _select(~frozen, new_states, carry.states)
+    opts = _select(~frozen, new_opts, carry.opt_states)
+    return states, opts, frozen, run_stop
+
+
+def _epoch_body(spec, config, data: _Data, runs: _Runs, report_token, carry: _Carry, epoch):
+    """One epoch of the chunk: train, stop converged runs, mask diverged ones, report progress."""
+
+    def train(_):
+        return _train_epoch(spec, config, data, runs, carry.states, carry.opt_states, epoch)
+
+    if config.stop_loss is None:
+        new_states, new_opts, loss, rec = train(None)
+    else:  # once every run has stopped, repeat the last records and step nothing
+        new_states, new_opts, loss, rec = jax.lax.cond(
+            carry.halt_epoch < config.epochs, lambda _: (carry.states, carry.opt_states) + carry.last, train, None
+        )
+        new_states, new_opts, frozen, run_stop = _stop_runs(config, carry, epoch, new_states, new_opts, loss)
+    alive, div_epoch, loss, rec = _mask_diverged(carry, epoch, loss, rec)
+    jax.lax.cond(
+        (epoch + 1) % config.report_every() == 0,
+        lambda: jax.debug.callback(_progress_hook, report_token, epoch + 1),
+        lambda: None,
+    )
+    new = _Carry(new_states, new_opts, alive, div_epoch)
+    if config.stop_loss is not None:
+        done = jnp.all(~alive | frozen)
+        halt = jnp.where((carry.halt_epoch == config.epochs) & done, epoch + 1, carry.halt_epoch)
+        new = new._replace(halt_epoch=halt, last=(loss, rec), frozen=frozen, run_stop=run_stop)
+    return new, (loss, rec)
+
+
+def _initial_carry(spec, config, data: _Data, runs: _Runs, states, opt_states) -> _Carry:
+    R = runs.lrs.shape[0]
+    carry = _Carry(states, opt_states, jnp.ones(R, bool), jnp.full(R, -1, jnp.int32))
+    if config.stop_loss is None:
+        return carry
+    shapes = jax.eval_shape(lambda s, o: _train_epoch(spec, config, data, runs, s, o, jnp.int32(0)), states, opt_states)
+    last0 = jax.tree_util.tree_map(lambda v: jnp.zeros(v.shape, v.dtype), shapes[2:])
+    return carry._replace(
+        halt_epoch=jnp.int32(config.epochs),
+        last=last0,
+        frozen=jnp.zeros(R, bool),
+        run_stop=jnp.full(R, config.epochs, jnp.int32),
+    )
+
+
+def _assemble(spec, config, data: _Data, carry: _Carry, losses, recs, initial) -> TrainResult:
+    """The final records (after the last step) appended to the epoch series: a `TrainResult`."""
+    ax = data.axis
+    evaluate = jax.vmap(lambda s, x, t: _evaluate(spec, config, s, x, t), in_axes=(0, ax, ax))
+    loss_end, out_end, hidden_end = evaluate(carry.states, data.x, data.targets)
+    rec_end = jax.vmap(lambda o, hdn, t: _records(spec, config, data.pairs, t, o, hdn), in_axes=(0, 0, ax))(
+        out_end, hidden_end, data.targets
+    )
+    alive = carry.alive
+    div_epoch = jnp.where(alive & ~jnp.isfinite(loss_end), config.epochs, carry.diverged_epoch)
     loss_end = jnp.where(alive, loss_end, jnp.nan)
-    rec_end = tuple(select(alive, r, nan_like(r)) for r in rec_end)
+    rec_end = tuple(_select(alive, r, jnp.full_like(r, jnp.nan)) for r in rec_end)
 
     def join(series, last):  # (E, R, ...) + (R, ...) -> (R, E + 1, ...)
         return jnp.concatenate([jnp.moveaxis(series, 0, 1), last[:, None]], axis=1)
@@ -372,7 +427,7 @@ def _train_chunk(
             output_final=out_end,
         )
     if config.stop_loss is not None:
-        extra["stop_epoch"] = stop[3]
+        extra["stop_epoch"] = carry.run_stop
     return TrainResult(
         loss=join(losses, loss_end),
         h=h,
@@ -383,6 +438,27 @@ def _train_chunk(
         loss_kind=config.loss,
         **extra,
     )
+
+
+def _train_chunk(
+    x, targets, pairs, gains, seeds, lrs, params=None, report_token=0, *, spec: NetworkSpec, config: TrainConfig
+) -> TrainResult:
+    """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan over epochs.
+
+    `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
+    (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states;
+    `report_token` selects the progress reporter (`_ACTIVE_REPORTERS`).
+    """
+    data = _Data(x, targets, pairs)
+    states, opt_states, runs = _init(spec, config, gains, seeds, lrs, params)
+    initial = None
+    if config.keep_hidden:
+        evaluate = jax.vmap(lambda s, x, t: _evaluate(spec, config, s, x, t), in_axes=(0, data.axis, data.axis))
+        initial = evaluate(states, data.x, data.targets)
+    carry = _initial_carry(spec, config, data, runs, states, opt_states)
+    body = functools.partial(_epoch_body, spec, config, data, runs, report_token)
+    carry, (losses, recs) = jax.lax.scan(body, carry, jnp.arange(config.epochs, dtype=jnp.int32))
+    return _assemble(spec, config, data, carry, losses, recs, initial)
 
 
 _train_chunk_jit = jax.jit(_train_chunk, static_argnames=("spec", "config"))

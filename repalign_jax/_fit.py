@@ -28,6 +28,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array
 
+from ._chunks import plan_chunks
 from ._rates import EffectiveRates
 from ._theory import SolverOptions, _max_step, _state_scale, representation_loss, solve_single
 from ._trajectory import PairTrajectory
@@ -388,11 +389,8 @@ def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOption
     if chunk >= B or isinstance(ts, jax.core.Tracer):
         return _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
     order = np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
-    n_chunks = -(-B // chunk)
-    padded = np.concatenate([order, np.repeat(order[-1:], n_chunks * chunk - B)])
     parts = []
-    for c in range(n_chunks):
-        idx = padded[c * chunk : (c + 1) * chunk]
+    for idx, _ in plan_chunks(B, chunk, order):
         parts.append(
             _fit_batch(
                 ts[idx],

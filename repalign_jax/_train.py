@@ -33,6 +33,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike
 
+from ._chunks import Chunk, plan_chunks
 from ._networks import NetworkSpec, apply, init_state
 from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
 from ._theory import LOSS_SCALES as LOSSES
@@ -608,7 +609,8 @@ def train_networks(
     if chunk_size is None:
         chunk_size = fitting_runs(spec, config, n_points, len(pairs), mesh)
     chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device
-    n_chunks = -(-R // chunk)
+    chunks = plan_chunks(R, chunk) if chunk <= R else [Chunk(np.arange(chunk).clip(max=R - 1), R)]
+    n_chunks = len(chunks)
     reporter, own = None, False
     if progress is True:
         reporter, own = Progress(config.epochs, n_chunks), True
@@ -625,10 +627,9 @@ def train_networks(
     if reporter is not None:
         _ACTIVE_REPORTERS[token] = reporter
     try:
-        for c in range(n_chunks):
+        for c, (idx, _) in enumerate(chunks):
             if own:
                 reporter.chunk = c
-            idx = np.arange(c * chunk, (c + 1) * chunk).clip(max=R - 1)  # pad with the last run
             run_args = (shard_runs(mesh, v[idx]) for v in (gains, seeds, lrs))
             if per_run:
                 xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])

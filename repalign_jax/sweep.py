@@ -607,13 +607,15 @@ def main(argv=None) -> int:
         print(f"sweep: error: {e}", file=sys.stderr)
         return 2
 
+    from ._chunks import plan_chunks
     from ._results import ChunkStore
     from ._train import Progress
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     gains, seeds, lrs = cfg.runs()
     n_runs, chunk = len(gains), cfg.chunk_size
-    n_chunks = -(-n_runs // chunk)
+    plan = plan_chunks(n_runs, chunk)
+    n_chunks = len(plan)
     store = ChunkStore(out / "chunks")
     done = store.done() & set(range(n_chunks))
     say(
@@ -633,8 +635,9 @@ def main(argv=None) -> int:
                 continue
             if progress is not None:
                 progress.chunk = new
-            sl = slice(c * chunk, min((c + 1) * chunk, n_runs))
-            store.save(c, train_and_fit_chunk(cfg, gains[sl], seeds[sl], lrs[sl], progress or False))
+            idx, real = plan[c]  # equal shapes: a short last chunk is padded, not recompiled
+            arrays = train_and_fit_chunk(cfg, gains[idx], seeds[idx], lrs[idx], progress or False)
+            store.save(c, {k: np.asarray(v)[:real] for k, v in arrays.items()})
             new += 1
     except KeyboardInterrupt:
         if progress is not None:

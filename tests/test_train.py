@@ -354,3 +354,16 @@ def test_initial_params_start_the_runs():
     bad = jax.tree.map(lambda v: np.asarray(v)[:, :, :1] if np.ndim(v) == 3 else v, params)
     with pytest.raises(ValueError, match="expected"):
         _train_small(initial_params=bad)
+
+
+def test_chunk_planner_pads_to_one_shape():
+    from repalign_jax._chunks import plan_chunks
+
+    chunks = plan_chunks(7, 3)
+    assert [c.index.tolist() for c in chunks] == [[0, 1, 2], [3, 4, 5], [6, 6, 6]]
+    assert [c.real for c in chunks] == [3, 3, 1]
+    ordered = plan_chunks(4, 3, order=[2, 0, 3, 1])
+    assert [c.index.tolist() for c in ordered] == [[2, 0, 3], [1, 1, 1]]
+    assert plan_chunks(2, 5)[0].index.tolist() == [0, 1]
+    with pytest.raises(ValueError):
+        plan_chunks(0, 3)

@@ -845,7 +845,7 @@ def fmt_mem(row) -> str:
 
 
 def plot_throughput(sec, path):
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot as _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -1031,7 +1031,7 @@ def section_fit(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path):
 def plot_fit(data, path):
     import numpy as np
 
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot as _plt
 
     fe, fd, ee, ed, ok = data
     plt = _plt()
@@ -1193,7 +1193,7 @@ def section_precision(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path, ar
 def plot_precision(recs, ref, path):
     import numpy as np
 
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot as _plt
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))

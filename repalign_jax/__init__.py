@@ -31,8 +31,17 @@ from ._networks import apply as apply
 from ._networks import init_state as init_state
 from ._networks import params_from_torch as params_from_torch
 from ._networks import xavier_normal as xavier_normal
+from ._paper import paper_lr as paper_lr
+from ._paper import paper_settings as paper_settings
+from ._paper import table1 as table1
+from ._pipeline import TrainedAndFitted as TrainedAndFitted
+from ._pipeline import train_and_fit as train_and_fit
 from ._rates import EffectiveRates as EffectiveRates
 from ._sharding import use_host_cores as use_host_cores
+from ._structure import classical_mds as classical_mds
+from ._structure import exponential_weighting as exponential_weighting
+from ._structure import pearson_offdiagonal as pearson_offdiagonal
+from ._structure import predicted_final_distances as predicted_final_distances
 from ._theory import FixedPoints as FixedPoints
 from ._theory import PairwiseDistances as PairwiseDistances
 from ._theory import SolverOptions as SolverOptions

@@ -217,9 +217,27 @@ def settings(experiment: str, profile: str = "code") -> dict:
     return copy.deepcopy(_SETTINGS.get(experiment, {}).get(profile, {}))
 
 
+#: `settings` under the name the package exports (`repalign_jax.paper_settings`).
+paper_settings = settings
+
+
 def table1(profile: str = "code") -> tuple[Row, ...]:
     """The 15 networks of Table 1 in `profile`."""
     return settings("universality", profile)["rows"]
+
+
+def paper_lr(gain: float) -> float:
+    """The learning rate of the default network at `gain`: the gain series of Figure 3
+    (`settings("gains")`, the same in both profiles), log-linear in the gain between its
+    entries and extrapolated with the slope of the nearest end segment."""
+    import numpy as np
+
+    st = settings("gains")
+    g = np.asarray(st["gains"], float)
+    lg = np.log(np.asarray(st["lrs"], float))
+    k = int(np.clip(np.searchsorted(g, gain) - 1, 0, len(g) - 2))
+    slope = (lg[k + 1] - lg[k]) / (g[k + 1] - g[k])
+    return float(np.exp(lg[k] + slope * (gain - g[k])))
 
 
 def differs(experiment: str) -> bool:

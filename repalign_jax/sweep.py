@@ -33,14 +33,13 @@ import pathlib
 import signal
 import sys
 import time
-import warnings
 
 import numpy as np
 
+from ._paper import paper_lr
 from ._sharding import use_host_cores
 
 #: The paper's learning rates per gain (docs/experiments.md, Table 1 and the authors' code).
-PAPER_LRS = {0.9: 0.015, 1.0: 0.005, 1.1: 0.0025, 1.2: 0.00125, 1.3: 0.00075, 1.4: 0.00025}
 
 SUMMARY_COLUMNS = (
     "gain",
@@ -93,21 +92,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
-
-
-def paper_lr(gain: float) -> float:
-    """The paper's learning rate at `gain`: log-linear in gain between table entries,
-    extrapolated with the slopes of the end segments."""
-    g = np.array(sorted(PAPER_LRS))
-    lg = np.log(np.array([PAPER_LRS[k] for k in g]))
-    if gain <= g[0]:
-        k = 0
-    elif gain >= g[-1]:
-        k = len(g) - 2
-    else:
-        k = int(np.searchsorted(g, gain) - 1)
-    slope = (lg[k + 1] - lg[k]) / (g[k + 1] - g[k])
-    return float(np.exp(lg[k] + slope * (gain - g[k])))
 
 
 def parse_gains(text: str) -> list[float]:
@@ -251,7 +235,7 @@ def make_config(args) -> SweepConfig:
             raise UsageError(f"--lr must be positive, got {args.lr}")
         lrs, source = [args.lr] * len(gains), "--lr"
     else:
-        lrs, source = [paper_lr(g) for g in gains], "paper table, log-linear in gain"
+        lrs, source = [paper_lr(g) for g in gains], "the paper's gain series, log-linear in gain"
     if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError("--chunk-size must be positive")
     cfg = SweepConfig(
@@ -351,7 +335,7 @@ def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[s
     import repalign_jax as rj
 
     data = rj.two_point(dx2=cfg.dx2, dy2=cfg.dy2)
-    res = rj.train_networks(
+    res, _, fit = rj.train_and_fit(
         data.x,
         data.targets,
         cfg.spec(),
@@ -361,11 +345,7 @@ def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[s
         lrs=lrs,
         chunk_size=len(gains),
         progress=progress,
-    )
-    traj = rj.to_pair_trajectory(res, data.x, data.targets)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs are reported as such
-        fit = rj.fit_effective_rates(traj)
+    )  # diverged runs are reported as such (the fit's warnings are silenced)
     out = {
         "gain": np.asarray(gains),
         "seed": np.asarray(seeds),
@@ -520,7 +500,7 @@ TABLE_FORMATS = {
 
 
 def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> list[dict]:
-    from . import _plots
+    from . import plots as figures
     from ._results import atomic_save_npz, atomic_write_text, markdown_table, write_csv
 
     rows = summary_rows(arrays, cfg)
@@ -564,7 +544,7 @@ def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> l
         ts = np.arange(arrays["h"].shape[1])
         first = np.array([np.flatnonzero(arrays["gain"] == g)[0] for g in sorted(set(arrays["gain"].tolist()))])
         labels = [f"gain {arrays['gain'][i]:.3g}" for i in first]
-        _plots.plot_hyw(
+        figures.plot_hyw(
             out / "hyw.png",
             ts,
             tuple(arrays[k][first] for k in "hyw"),
@@ -573,8 +553,8 @@ def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> l
             title="network vs theory (first seed per gain)",
         )
         plateau = plateau_epochs(arrays["y"], arrays["w"], cfg.dy2)
-        _plots.plot_loss(out / "loss.png", ts, arrays["loss"][first], loss_th[first], labels, plateau[first])
-        _plots.plot_vs_gain(
+        figures.plot_loss(out / "loss.png", ts, arrays["loss"][first], loss_th[first], labels, plateau[first])
+        figures.plot_vs_gain(
             out / "vs_gain.png",
             arrays["gain"],
             plateau,
@@ -582,7 +562,7 @@ def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> l
             arrays["fit_eta_dec"],
             arrays["fit_tau"],
         )
-        _plots.plot_predicted_vs_measured(
+        figures.plot_predicted_vs_measured(
             out / "final_h.png", [r["h_inf_theory"] for r in rows], arrays["h"][:, -1], colour=arrays["gain"]
         )
     return table

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import repalign_jax as rj
 from repalign_jax import sweep
 
 TINY = ["--width", "16", "--depth", "4", "--epochs", "120", "--lr", "0.05", "--no-plots", "--quiet"]
@@ -70,10 +71,12 @@ def test_sweep_outputs_and_plateau_falls_with_gain(tmp_path, capsys):
 
 
 def test_paper_learning_rates():
-    for g, lr in sweep.PAPER_LRS.items():
-        assert sweep.paper_lr(g) == pytest.approx(lr)
-    assert sweep.paper_lr(0.95) == pytest.approx(np.sqrt(0.015 * 0.005))
-    assert sweep.paper_lr(1.5) == pytest.approx(0.00025 * (0.00025 / 0.00075))
+    series = rj.paper_settings("gains")
+    for g, lr in zip(series["gains"], series["lrs"]):
+        assert rj.paper_lr(g) == pytest.approx(lr)
+    assert rj.paper_lr(0.95) == pytest.approx(np.sqrt(0.015 * 0.005))
+    assert rj.paper_lr(1.5) == pytest.approx(np.sqrt(0.00025 * 1.5e-6))  # between the code's 1.4 and 1.6
+    assert rj.paper_lr(1.7) == pytest.approx(1.5e-6 * (1.5e-6 / 0.00025) ** 0.5)  # the 1.4-1.6 slope
     assert sweep.parse_gains("0.9:1.4") == [0.9, 1.0, 1.1, 1.2, 1.3, 1.4]
     assert sweep.parse_gains("0.9,1.1,1.3") == [0.9, 1.1, 1.3]
     assert sweep.parse_gains("1:2:0.5") == [1.0, 1.5, 2.0]

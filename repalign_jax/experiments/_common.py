@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -174,13 +173,17 @@ def train_two_point(
         lrs = np.repeat([rows[i].lr for i in idx], len(seeds))
         sds = np.tile(seeds, len(idx))
         config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=layer)
-        res = rj.train_networks(
-            data.x, data.targets, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress
+        res, traj, fit = rj.train_and_fit(  # diverged runs come back with success=False
+            data.x,
+            data.targets,
+            spec,
+            config,
+            gains=gains,
+            seeds=sds,
+            lrs=lrs,
+            progress=ctx.progress,
+            fit_options=fit_options,
         )
-        traj = rj.to_pair_trajectory(res, data.x, data.targets)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rj.FitWarning)  # diverged runs come back with success=False
-            fit = rj.fit_effective_rates(traj, fit_options)
         n = len(gains)
         for k, i in enumerate(idx):
             sl = slice(k * len(seeds), (k + 1) * len(seeds))

@@ -16,8 +16,6 @@ import dataclasses
 import numpy as np
 
 import repalign_jax as rj
-from repalign_jax import sweep
-from repalign_jax._structure import predicted_final_distances
 
 from ._common import DEFAULT, EPOCHS, Context, claim, default_rates, quick_row, train_two_point
 
@@ -30,8 +28,7 @@ def run(ctx: Context) -> dict:
     gains = [0.9, 1.1, 1.3] if not ctx.quick else [0.75, 1.0, 1.25]
     adam_lr = 1e-3 if ctx.quick else ADAM_LR
     sgd_rows = [
-        dataclasses.replace(base, name=f"sgd gain {g}", gain=g, lr=0.02 if ctx.quick else sweep.paper_lr(g))
-        for g in gains
+        dataclasses.replace(base, name=f"sgd gain {g}", gain=g, lr=0.02 if ctx.quick else rj.paper_lr(g)) for g in gains
     ]
     adam_rows = [dataclasses.replace(r, name=f"adam gain {g}", lr=adam_lr) for r, g in zip(sgd_rows, gains)]
     seeds = np.arange(ctx.seeds)
@@ -66,7 +63,7 @@ def run(ctx: Context) -> dict:
             {"lr": ".2g", "eta_enc": ".3e", "eta_dec": ".3e", "r2_h": ".4f", "r2_y": ".4f", "r2_w": ".4f"},
         )
     )
-    from repalign_jax._plots import plot_predicted_vs_measured
+    from repalign_jax.plots import plot_predicted_vs_measured
 
     plot_predicted_vs_measured(ctx.out / "adam_final_h.png", pred, meas, title="Adam: final h, measured vs h_inf")
 
@@ -90,7 +87,7 @@ def run(ctx: Context) -> dict:
     other = (d[:, 0, 1] + d[:, 0, 2] + d[:, 1, 3] + d[:, 2, 3]) / 4
     ratio = float(np.nanmean(same / other))
     rates = default_rates(ctx)
-    pd = predicted_final_distances(data.x, data.targets, res.hidden_initial[0], res.output_initial[0], rates)
+    pd = rj.predicted_final_distances(data.x, data.targets, res.hidden_initial[0], res.output_initial[0], rates)
     pred_ratio = float(
         ((pd.distance[0, 3] + pd.distance[1, 2]) / 2)
         / ((pd.distance[0, 1] + pd.distance[0, 2] + pd.distance[1, 3] + pd.distance[2, 3]) / 4)

@@ -65,9 +65,9 @@ def run(ctx: Context) -> dict:
     rho_before = _spearman(layers[: peak + 1], ed[: peak + 1]) if peak >= 2 else float("nan")
     drop = float(np.exp(ed[-1] - ed[peak])) if finite[-1] else float("nan")
 
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     axes[0].plot(layers, np.exp(ee), "o-", label="eta_enc")
     axes[0].plot(layers, np.exp(ed), "s-", label="eta_dec")

@@ -36,12 +36,10 @@ learning rates and **number of SGD steps** (epochs scaled by 938 / 29).
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
 import repalign_jax as rj
-from repalign_jax._structure import exponential_weighting, pearson_offdiagonal
 
 from ._common import Context, claim
 
@@ -93,7 +91,7 @@ def tracked_pair(st: dict, labels) -> tuple[int, int]:
 def prediction(st: dict, data, n: int, idx, sub) -> np.ndarray:
     """`E @ A @ E` restricted to the first 100 digits (sorted, `idx`), from the profile's inputs."""
     if st["prediction_inputs"] == "train":
-        return exponential_weighting(rj.pairwise_distances(sub.x), rj.pairwise_distances(sub.targets))
+        return rj.exponential_weighting(rj.pairwise_distances(sub.x), rj.pairwise_distances(sub.targets))
     m = min(st["prediction_points"], n)  # the first 10000 training digits (all of scikit-learn's)
     raw_max = SKLEARN_RAW_MAX if str(data.meta["source"]).startswith("sklearn") else 255.0
     raw = np.asarray(data.x[:m], np.float64) * raw_max  # back to raw pixel values
@@ -103,7 +101,7 @@ def prediction(st: dict, data, n: int, idx, sub) -> np.ndarray:
 
 
 def plot_pair(path, traj, fit, pair_labels) -> None:
-    from repalign_jax._plots import plot_hyw
+    from repalign_jax.plots import plot_hyw
 
     rates = rj.EffectiveRates(fit.eta_enc[0, 0], fit.eta_dec[0, 0])
     theory = rj.solve_effective(
@@ -122,9 +120,9 @@ def plot_pair(path, traj, fit, pair_labels) -> None:
 
 
 def plot_structure(path, measured, predicted, labels, corr, corr_off) -> None:
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     edges = np.flatnonzero(np.diff(labels)) + 0.5
     centres = [np.mean(np.flatnonzero(labels == d)) for d in np.unique(labels)]
@@ -166,16 +164,11 @@ def run(ctx: Context) -> dict:
     config = rj.TrainConfig(epochs=sched["epochs"], batch_size=batch, keep_hidden=True, track_layer=layer)
     seeds = np.arange(ctx.seeds)
     ctx.say(f"  ({source}: {n} training digits, {sched['epochs']} epochs, lr {sched['lr']:g}, pair {pair})")
-    res = rj.train_networks(
+    # Figure 4: the pair through training and the fitted theory (failed fits come back with success=False).
+    res, traj, fit = rj.train_and_fit(
         x, y, spec, config, gains=gain, seeds=seeds, lrs=sched["lr"], pairs=[pair], progress=ctx.progress
     )
     ok = ~np.asarray(res.diverged)
-
-    # Figure 4: the pair through training and the fitted theory.
-    traj = rj.to_pair_trajectory(res, x, y, [pair])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rj.FitWarning)  # failed fits come back with success=False
-        fit = rj.fit_effective_rates(traj)
     fitted = np.asarray(fit.success)[:, 0] & ok
     r2 = {k: np.asarray(getattr(fit, f"r2_{k}"))[:, 0] for k in "hyw"}
     pair_name = "first 0 and 1" if st["pair"] == "first" else f"random 0 and 1 {pair}"
@@ -215,7 +208,7 @@ def run(ctx: Context) -> dict:
 
     def correlations(hidden):
         d2 = rj.pairwise_distances(hidden[idx]) ** 2
-        return pearson_offdiagonal(d2, predicted), pearson_offdiagonal(d2, predicted, different), d2
+        return rj.pearson_offdiagonal(d2, predicted), rj.pearson_offdiagonal(d2, predicted, different), d2
 
     final = [correlations(h) for h in np.asarray(structure.hidden_final)[sok]]
     initial = [correlations(h) for h in np.asarray(structure.hidden_initial)[sok]]

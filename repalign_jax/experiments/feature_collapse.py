@@ -36,7 +36,6 @@ import dataclasses
 import numpy as np
 
 import repalign_jax as rj
-from repalign_jax._structure import classical_mds
 
 from ._common import Context, claim
 
@@ -87,9 +86,9 @@ def _mean(v) -> float:
 
 
 def plot(path, sets, coords, meta) -> None:
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     colourings = (
         ("context", meta["context"], "coolwarm"),
         ("mu_x", meta["mu_x"], "viridis"),
@@ -164,7 +163,7 @@ def run(ctx: Context) -> dict:
                 "fraction_initial_per_seed": f0.tolist(),
             }
         )
-        coords.append(classical_mds(rj.pairwise_distances(h1[0]), 3))
+        coords.append(rj.classical_mds(rj.pairwise_distances(h1[0]), 3))
     cols = [
         "network",
         "gain",

@@ -169,11 +169,11 @@ def line_stats(pred, meas) -> dict:
 
 def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
     """Measured (points) and predicted (lines: mean over seeds) final h against ||dy||, one colour per ||dx||."""
-    from repalign_jax._plots import _colours, _plt
+    from repalign_jax.plots import colours, pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
-    for c, dx in zip(_colours(len(dxs)), dxs):
+    for c, dx in zip(colours(len(dxs)), dxs):
         at = runs.dx == dx
         dys = np.unique(runs.dy[at])
         mean_pred = [np.mean(pred[at & (runs.dy == dy)]) for dy in dys]
@@ -264,7 +264,7 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
             )
     ctx.say(ctx.write_table(stem, table, COLUMNS, FORMATS))
 
-    from repalign_jax._plots import plot_predicted_vs_measured
+    from repalign_jax.plots import plot_predicted_vs_measured
 
     plot_predicted_vs_measured(
         ctx.out / f"{stem}.png",

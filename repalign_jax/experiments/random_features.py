@@ -93,9 +93,9 @@ def initial_hy(spec: rj.NetworkSpec, gain: float, seeds, chunk: int):
 
 
 def plot_distributions(path, gains, h_inf, a_low) -> None:
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, log in zip(axes, (False, True)):
         ax.violinplot([v for v in h_inf], positions=np.arange(len(gains)), showmedians=True, widths=0.8)

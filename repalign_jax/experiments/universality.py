@@ -72,9 +72,9 @@ def summarise(run) -> dict:
 
 
 def plot_grid(path, runs) -> None:
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     n = len(runs)
     cols = 5
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.4 * cols, 2.6 * -(-n // cols)), squeeze=False)

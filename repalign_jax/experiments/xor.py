@@ -31,7 +31,6 @@ import dataclasses
 import numpy as np
 
 import repalign_jax as rj
-from repalign_jax._structure import pearson_offdiagonal, predicted_final_distances
 
 from ._common import Context, claim, default_rates, rates_json
 
@@ -105,7 +104,7 @@ def train_group(ctx: Context, nets: list[Net], x, y, rates):
         meas = np.stack([rj.pairwise_distances(res.hidden_final[r]) for r in runs])
         pred = np.stack(
             [
-                predicted_final_distances(x, y, res.hidden_initial[r], res.output_initial[r], rates).distance
+                rj.predicted_final_distances(x, y, res.hidden_initial[r], res.output_initial[r], rates).distance
                 for r in runs
             ]
         )
@@ -117,7 +116,7 @@ def summarise(net: Net, meas, pred, final_loss, diverged) -> dict:
     ok = ~diverged & np.all(np.isfinite(meas), axis=(1, 2))
     rm = np.array([pair_ratios(m) for m in meas[ok]]).reshape(-1, 2)
     rp = np.array([pair_ratios(p) for p in pred[ok]]).reshape(-1, 2)
-    corr = [pearson_offdiagonal(m, p) for m, p in zip(meas[ok], pred[ok])]
+    corr = [rj.pearson_offdiagonal(m, p) for m, p in zip(meas[ok], pred[ok])]
 
     def f(v):
         return float(np.mean(v)) if np.size(v) else float("nan")
@@ -147,9 +146,9 @@ def summarise(net: Net, meas, pred, final_loss, diverged) -> dict:
 
 
 def plot(path, nets, mats) -> None:
-    from repalign_jax._plots import _plt
+    from repalign_jax.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(nets), figsize=(3.3 * len(nets), 6.2), squeeze=False)
     for c, (net, (meas, pred)) in enumerate(zip(nets, mats)):
         for r, (mat, what) in enumerate(((meas[0], "measured"), (pred[0], "predicted"))):

@@ -1,4 +1,9 @@
-"""Figures (matplotlib, Agg backend, PNG files). Only the CLIs call these."""
+"""Figures (matplotlib, Agg backend, PNG files): the application layer's plots.
+
+Public: the command-line tools and the experiments draw with these, and so can a
+user (`from repalign_jax import plots`). Nothing below the application layer
+imports matplotlib.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import os
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """`matplotlib.pyplot` on the non-interactive Agg backend (files, no windows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,8 +22,9 @@ def _plt():
     return plt
 
 
-def _colours(n):
-    plt = _plt()
+def colours(n: int):
+    """`n` colours of the viridis map (dark to light), one per curve."""
+    plt = pyplot()
     return plt.cm.viridis(np.linspace(0.0, 0.9, max(n, 1)))
 
 
@@ -26,13 +33,13 @@ def plot_hyw(path: str | os.PathLike, ts, measured, theory, labels, title="") ->
 
     `measured`, `theory`: tuples `(h, y, w)` of arrays `(n_lines, T)`.
     """
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    colours = _colours(len(labels))
+    palette = colours(len(labels))
     for ax, name, meas, th in zip(axes, ("h = ||dh||^2", "y = ||dyh||^2", "w"), measured, theory):
         for k, lab in enumerate(labels):
-            ax.plot(ts, meas[k], color=colours[k], lw=1.6, label=lab)
-            ax.plot(ts, th[k], color=colours[k], lw=1.2, ls="--")
+            ax.plot(ts, meas[k], color=palette[k], lw=1.6, label=lab)
+            ax.plot(ts, th[k], color=palette[k], lw=1.2, ls="--")
         ax.set(title=name, xlabel="epoch")
     axes[0].legend(fontsize=8, title="solid: network, dashed: theory", title_fontsize=7)
     if title:
@@ -44,15 +51,15 @@ def plot_hyw(path: str | os.PathLike, ts, measured, theory, labels, title="") ->
 
 def plot_loss(path: str | os.PathLike, ts, measured, theory, labels, plateaus=None, title="") -> None:
     """Loss curves, measured (solid) against theory (dashed), log scale (Figure 3)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    colours = _colours(len(labels))
+    palette = colours(len(labels))
     for k, lab in enumerate(labels):
-        ax.plot(ts, measured[k], color=colours[k], lw=1.6, label=lab)
+        ax.plot(ts, measured[k], color=palette[k], lw=1.6, label=lab)
         if theory is not None:
-            ax.plot(ts, theory[k], color=colours[k], lw=1.2, ls="--")
+            ax.plot(ts, theory[k], color=palette[k], lw=1.2, ls="--")
         if plateaus is not None and np.isfinite(plateaus[k]):
-            ax.axvline(plateaus[k], color=colours[k], lw=0.8, ls=":")
+            ax.axvline(plateaus[k], color=palette[k], lw=0.8, ls=":")
     ax.set(
         yscale="log", xlabel="epoch", ylabel="training loss", title=title or "loss: network (solid), theory (dashed)"
     )
@@ -68,7 +75,7 @@ def plot_loss(path: str | os.PathLike, ts, measured, theory, labels, plateaus=No
 
 def plot_vs_gain(path: str | os.PathLike, gains, plateau, eta_enc, eta_dec, tau) -> None:
     """Plateau length and fitted rates against the initial-weight gain (one point per run)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     axes[0].plot(gains, plateau, "o")
     axes[0].set(xlabel="gain", ylabel="plateau (epochs)", title="representation-learning plateau")
@@ -87,7 +94,7 @@ def plot_predicted_vs_measured(
     path: str | os.PathLike, predicted, measured, colour=None, label="gain", title="final h: measured vs predicted"
 ) -> None:
     """Scatter of measured against predicted values with the identity line (Figure 5)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
     sc = ax.scatter(predicted, measured, s=22, **({} if colour is None else {"c": colour, "cmap": "viridis"}))

@@ -1,0 +1,75 @@
+"""Train -> trajectories -> fit: the application layer's one pipeline, with a typed result.
+
+The sweep, the experiments (and the atlas to come) train a batch of networks,
+turn the records into `PairTrajectory`s and fit the theory the same way; this is
+that way, written once, on the public API only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from jaxtyping import ArrayLike
+
+from ._fit import FitOptions, FitResult, FitWarning, fit_effective_rates
+from ._networks import NetworkSpec
+from ._train import TrainConfig, TrainResult, train_networks
+from ._trajectory import PairTrajectory, to_pair_trajectory
+
+
+class TrainedAndFitted(NamedTuple):
+    """What `train_and_fit` returns, each with the leading run axis `R`.
+
+    - `result`: the `TrainResult` of `train_networks`.
+    - `trajectory`: its records as a `PairTrajectory` (batch `(R, n_pairs[, L])`).
+    - `fit`: the `FitResult` of `fit_effective_rates` on that trajectory.
+    """
+
+    result: TrainResult
+    trajectory: PairTrajectory
+    fit: FitResult
+
+
+def train_and_fit(
+    x: ArrayLike,
+    targets: ArrayLike,
+    spec: NetworkSpec,
+    config: TrainConfig,
+    *,
+    gains: ArrayLike | None = None,
+    seeds: ArrayLike = 0,
+    lrs: ArrayLike,
+    pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
+    initial_params=None,
+    chunk_size: int | None = None,
+    progress: bool | Callable[[int], None] = False,
+    fit_options: FitOptions = FitOptions(),
+    quiet_fit: bool = True,
+) -> TrainedAndFitted:
+    """Train a batch of networks (`train_networks`, same arguments) and fit the theory to every run.
+
+    `quiet_fit`: silence the fit's `FitWarning`s (diverged runs, `h <= 0`), which
+    the result reports anyway (`fit.success`, `result.diverged`); other warnings
+    pass. **Returns:** a `TrainedAndFitted`.
+    """
+    result = train_networks(
+        x,
+        targets,
+        spec,
+        config,
+        gains=gains,
+        seeds=seeds,
+        lrs=lrs,
+        pairs=pairs,
+        initial_params=initial_params,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    trajectory = to_pair_trajectory(result, x, targets, pairs)
+    with warnings.catch_warnings():
+        if quiet_fit:
+            warnings.simplefilter("ignore", FitWarning)
+        fit = fit_effective_rates(trajectory, fit_options)
+    return TrainedAndFitted(result, trajectory, fit)

@@ -1,0 +1,31 @@
+"""The application layer's train -> trajectories -> fit pipeline."""
+
+import warnings
+
+import numpy as np
+
+import repalign_jax as rj
+
+DATA = rj.two_point(dx2=1.0, dy2=0.5)
+SPEC = rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4)
+
+
+def test_train_and_fit_is_the_three_steps():
+    cfg = rj.TrainConfig(epochs=300)
+    out = rj.train_and_fit(DATA.x, DATA.targets, SPEC, cfg, gains=[0.8, 1.0], seeds=[0, 1], lrs=0.05)
+    assert isinstance(out, rj.TrainedAndFitted)
+    res = rj.train_networks(DATA.x, DATA.targets, SPEC, cfg, gains=[0.8, 1.0], seeds=[0, 1], lrs=0.05)
+    np.testing.assert_array_equal(out.result.h, res.h)
+    fit = rj.fit_effective_rates(rj.to_pair_trajectory(res, DATA.x, DATA.targets))
+    np.testing.assert_allclose(out.fit.eta_dec, fit.eta_dec, rtol=1e-6)
+    assert out.trajectory.h.shape == (2, 1, 301)
+
+
+def test_train_and_fit_silences_only_fit_warnings():
+    cfg = rj.TrainConfig(epochs=20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = rj.train_and_fit(DATA.x, DATA.targets, SPEC, cfg, gains=1.0, seeds=0, lrs=1e6)  # diverges
+        warnings.warn("another warning", RuntimeWarning)
+    assert bool(out.result.diverged[0]) and not bool(out.fit.success[0, 0])
+    assert [w.category for w in caught] == [RuntimeWarning]

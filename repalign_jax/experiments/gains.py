@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from repalign_jax import sweep
+from repalign_jax import gainsweep
 
 from ._common import Context, claim
 
@@ -24,7 +24,7 @@ def run(ctx: Context) -> dict:
         gains, lrs = list(st["gains"]), list(st["lrs"])
         shape = dict(epochs=st["epochs"], width=st["width"], depth=st["depth"], hidden_layer=st["track_layer"])
     seeds = list(range(ctx.seeds))
-    cfg = sweep.SweepConfig(
+    cfg = gainsweep.SweepConfig(
         gains=gains,
         seeds=seeds,
         lrs=lrs,
@@ -38,8 +38,8 @@ def run(ctx: Context) -> dict:
         **shape,
     )
     g, s, lr = cfg.runs()
-    arrays = sweep.train_and_fit_chunk(cfg, g, s, lr, ctx.progress)
-    table = sweep.write_outputs(ctx.out, arrays, cfg, plots=True)
+    arrays = gainsweep.train_and_fit_chunk(cfg, g, s, lr, ctx.progress)
+    table = gainsweep.write_outputs(ctx.out, arrays, cfg, plots=True)
     cols = [
         "gain",
         "lr",
@@ -55,7 +55,7 @@ def run(ctx: Context) -> dict:
         "r2_w",
         "plateau_epochs",
     ]
-    ctx.say(ctx.write_table("gains", table, cols, sweep.TABLE_FORMATS))
+    ctx.say(ctx.write_table("gains", table, cols, gainsweep.TABLE_FORMATS))
     plateau = np.array([t["plateau_epochs"] for t in table])
     finite = np.isfinite(plateau)
     falls = bool(finite.sum() >= 3 and np.all(np.diff(plateau[finite]) < 0))

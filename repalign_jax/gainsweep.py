@@ -1,0 +1,344 @@
+"""The gain sweep as functions: its configuration, one chunk's training and fitting, the analysis.
+
+The application layer of `python -m repalign_jax.sweep` (which only parses the
+command line, in `sweep.py`) and of the `gains` experiment: a `SweepConfig`,
+`train_and_fit_chunk` (one compiled batch through `train_and_fit`), and the
+tables, trajectory file and figures of finished runs (`write_outputs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+SUMMARY_COLUMNS = (
+    "gain",
+    "seed",
+    "lr",
+    "eta_enc",
+    "eta_dec",
+    "tau",
+    "fit_loss",
+    "fit_ok",
+    "explains",
+    "r2_h",
+    "r2_y",
+    "r2_w",
+    "r2_loss",
+    "h0",
+    "y0",
+    "w0",
+    "h_final",
+    "y_final",
+    "w_final",
+    "h_inf_theory",
+    "plateau_epochs",
+    "final_loss",
+    "diverged",
+    "diverged_epoch",
+)
+# Settings that change the results: a resumed sweep must match them all.
+RESULT_KEYS = (
+    "gains",
+    "seeds",
+    "lrs",
+    "epochs",
+    "width",
+    "depth",
+    "hidden_layer",
+    "activation",
+    "arch",
+    "optimizer",
+    "dx2",
+    "dy2",
+    "chunk_size",
+)
+
+
+@dataclasses.dataclass
+class SweepConfig:
+    gains: list
+    seeds: list
+    lrs: list
+    epochs: int
+    width: int
+    depth: int
+    hidden_layer: int
+    activation: str
+    arch: str
+    optimizer: str
+    dx2: float
+    dy2: float
+    chunk_size: int
+    lr_source: str
+
+    def runs(self):
+        """`(gain, seed, lr)` arrays of all runs, gain-major."""
+        g = np.repeat(np.array(self.gains, float), len(self.seeds))
+        s = np.tile(np.array(self.seeds, np.int64), len(self.gains))
+        lr = np.repeat(np.array(self.lrs, float), len(self.seeds))
+        return g, s, lr
+
+    def spec(self):
+        from . import NetworkSpec
+
+        arch = "mlp" if self.arch == "dropout" else self.arch
+        return NetworkSpec(
+            d_in=1,
+            d_out=1,
+            width=self.width,
+            depth=self.depth,
+            activation=self.activation,
+            arch=arch,
+            dropout=0.1 if self.arch == "dropout" else 0.0,
+        )
+
+    def train_config(self):
+        from . import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, track_layer=self.hidden_layer)
+
+
+# --------------------------------------------------------------------------------------
+# Per-chunk work and the analysis of finished runs (pure functions of arrays)
+# --------------------------------------------------------------------------------------
+
+
+def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[str, np.ndarray]:
+    """Train one chunk of runs and fit the theory to each: arrays with a leading run axis."""
+    import repalign_jax as rj
+
+    data = rj.two_point(dx2=cfg.dx2, dy2=cfg.dy2)
+    res, _, fit = rj.train_and_fit(
+        data.x,
+        data.targets,
+        cfg.spec(),
+        cfg.train_config(),
+        gains=gains,
+        seeds=seeds,
+        lrs=lrs,
+        chunk_size=len(gains),
+        progress=progress,
+    )  # diverged runs are reported as such (the fit's warnings are silenced)
+    out = {
+        "gain": np.asarray(gains),
+        "seed": np.asarray(seeds),
+        "lr": np.asarray(lrs),
+        "loss": res.loss,
+        "h": res.h[..., 0],
+        "y": res.y[..., 0],
+        "w": res.w[..., 0],
+        "diverged": res.diverged,
+        "diverged_epoch": res.diverged_epoch,
+    }
+    for k in (
+        "eta_enc",
+        "eta_dec",
+        "tau",
+        "m0",
+        "fit_loss",
+        "success",
+        "explains",
+        "r2_h",
+        "r2_y",
+        "r2_w",
+        "r2_loss",
+        "h0",
+        "y0",
+        "w0",
+    ):
+        out["fit_" + k] = np.asarray(getattr(fit, k))[:, 0]
+    return out
+
+
+def plateau_epochs(y, w, dy2) -> np.ndarray:
+    """First epoch at which `(dy2 - y + 2 w) / 8` is below half its initial value (NaN: never)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # diverged runs hold inf and NaN
+        rep = (dy2 - np.asarray(y) + 2 * np.asarray(w)) / 8
+        below = rep <= 0.5 * rep[:, :1]
+    first = np.argmax(below, axis=1).astype(float)
+    first[~below.any(axis=1)] = np.nan
+    return first
+
+
+def theory_curves(arrays, cfg: SweepConfig):
+    """The fitted theory's `h, y, w` and loss for every run (NaN where the fit failed).
+
+    Solved in float64: the loss is `dy2 - y + 2 w` near convergence, a difference of
+    nearly equal numbers that float32 solver noise would dominate.
+    """
+    import jax
+
+    with jax.enable_x64(True):
+        return _theory_curves64(arrays, cfg)
+
+
+def _theory_curves64(arrays, cfg: SweepConfig):
+    import repalign_jax as rj
+
+    arrays = {k: np.asarray(v, np.float64) if np.asarray(v).dtype.kind == "f" else v for k, v in arrays.items()}
+
+    ts = np.arange(arrays["h"].shape[1], dtype=float)
+    rates = rj.EffectiveRates(arrays["fit_eta_enc"], arrays["fit_eta_dec"])
+    ok = arrays["fit_success"]
+    safe = lambda v, fill: np.where(ok, v, fill)  # noqa: E731
+    h, y, w = rj.solve_effective(
+        safe(arrays["fit_h0"], 1.0),
+        safe(arrays["fit_y0"], 0.0),
+        safe(arrays["fit_w0"], 0.0),
+        dx2=cfg.dx2,
+        dy2=cfg.dy2,
+        ts=ts,
+        rates=rj.EffectiveRates(safe(rates.eta_enc, 1e-3), safe(rates.eta_dec, 1e-3)),
+    )
+    loss = rj.theory_loss(ts, y, w, dy2=cfg.dy2, m0=safe(arrays["fit_m0"], 0.0), tau=safe(arrays["fit_tau"], 1.0))
+    nan = ~ok[:, None]
+    return tuple(np.where(nan, np.nan, np.asarray(v)) for v in (h, y, w, loss))
+
+
+def summary_rows(arrays, cfg: SweepConfig) -> list[dict]:
+    import repalign_jax as rj
+
+    plateau = plateau_epochs(arrays["y"], arrays["w"], cfg.dy2)
+    h_inf = np.asarray(
+        rj.final_distance(
+            arrays["h"][:, 0],
+            arrays["y"][:, 0],
+            dx2=cfg.dx2,
+            dy2=cfg.dy2,
+            rates=rj.EffectiveRates(arrays["fit_eta_enc"], arrays["fit_eta_dec"]),
+        )
+    )
+    rows = []
+    for i in range(len(arrays["gain"])):
+        row = {"gain": float(arrays["gain"][i]), "seed": int(arrays["seed"][i]), "lr": float(arrays["lr"][i])}
+        for k in ("eta_enc", "eta_dec", "tau", "fit_loss", "r2_h", "r2_y", "r2_w", "r2_loss"):
+            row[k] = float(arrays["fit_" + k][i])
+        row["fit_ok"] = bool(arrays["fit_success"][i])
+        # explains: the fit succeeded with R^2 >= 0.9 for h and y (FitResult.explains)
+        row["explains"] = bool(arrays["fit_explains"][i]) if "fit_explains" in arrays else False
+        for k in ("h", "y", "w"):
+            row[k + "0"] = float(arrays[k][i, 0])
+            row[k + "_final"] = float(arrays[k][i, -1])
+        row["h_inf_theory"] = float(h_inf[i])
+        row["plateau_epochs"] = None if np.isnan(plateau[i]) else int(plateau[i])
+        row["final_loss"] = float(arrays["loss"][i, -1])
+        row["diverged"] = bool(arrays["diverged"][i])
+        row["diverged_epoch"] = int(arrays["diverged_epoch"][i]) if arrays["diverged"][i] else None
+        rows.append(row)
+    return rows
+
+
+def gain_table(rows: list[dict]) -> list[dict]:
+    """One line per gain: means over its converged, fitted runs."""
+    table = []
+    for g in sorted({r["gain"] for r in rows}):
+        rs = [r for r in rows if r["gain"] == g]
+        good = [r for r in rs if r["fit_ok"] and not r["diverged"]]
+
+        def mean(k):
+            v = [r[k] for r in good if r[k] is not None and np.isfinite(r[k])]
+            return float(np.mean(v)) if v else float("nan")
+
+        table.append(
+            {
+                "gain": g,
+                "lr": rs[0]["lr"],
+                "runs": len(rs),
+                "fitted": len(good),
+                "explained": sum(r["explains"] for r in rs),
+                "diverged": sum(r["diverged"] for r in rs),
+                "eta_enc": mean("eta_enc"),
+                "eta_dec": mean("eta_dec"),
+                "tau": mean("tau"),
+                "r2_h": mean("r2_h"),
+                "r2_y": mean("r2_y"),
+                "r2_w": mean("r2_w"),
+                "plateau_epochs": mean("plateau_epochs"),
+            }
+        )
+    return table
+
+
+TABLE_FORMATS = {
+    "gain": ".3g",
+    "lr": ".3g",
+    "eta_enc": ".3e",
+    "eta_dec": ".3e",
+    "tau": ".1f",
+    "r2_h": ".4f",
+    "r2_y": ".4f",
+    "r2_w": ".4f",
+    "plateau_epochs": ".0f",
+}
+
+
+def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> list[dict]:
+    from . import plots as figures
+    from ._results import atomic_save_npz, atomic_write_text, markdown_table, write_csv
+
+    rows = summary_rows(arrays, cfg)
+    write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
+    h_th, y_th, w_th, loss_th = theory_curves(arrays, cfg)
+    atomic_save_npz(
+        out / "trajectories.npz",
+        {
+            "gain": arrays["gain"],
+            "seed": arrays["seed"],
+            "lr": arrays["lr"],
+            "epoch": np.arange(arrays["h"].shape[1]),
+            "h": arrays["h"],
+            "y": arrays["y"],
+            "w": arrays["w"],
+            "loss": arrays["loss"],
+            "h_theory": h_th,
+            "y_theory": y_th,
+            "w_theory": w_th,
+            "loss_theory": loss_th,
+        },
+    )
+    table = gain_table(rows)
+    cols = [
+        "gain",
+        "lr",
+        "runs",
+        "fitted",
+        "explained",
+        "diverged",
+        "eta_enc",
+        "eta_dec",
+        "tau",
+        "r2_h",
+        "r2_y",
+        "r2_w",
+        "plateau_epochs",
+    ]
+    atomic_write_text(out / "table.md", markdown_table(table, cols, TABLE_FORMATS) + "\n")
+    if plots:
+        ts = np.arange(arrays["h"].shape[1])
+        first = np.array([np.flatnonzero(arrays["gain"] == g)[0] for g in sorted(set(arrays["gain"].tolist()))])
+        labels = [f"gain {arrays['gain'][i]:.3g}" for i in first]
+        figures.plot_hyw(
+            out / "hyw.png",
+            ts,
+            tuple(arrays[k][first] for k in "hyw"),
+            (h_th[first], y_th[first], w_th[first]),
+            labels,
+            title="network vs theory (first seed per gain)",
+        )
+        plateau = plateau_epochs(arrays["y"], arrays["w"], cfg.dy2)
+        figures.plot_loss(out / "loss.png", ts, arrays["loss"][first], loss_th[first], labels, plateau[first])
+        figures.plot_vs_gain(
+            out / "vs_gain.png",
+            arrays["gain"],
+            plateau,
+            arrays["fit_eta_enc"],
+            arrays["fit_eta_dec"],
+            arrays["fit_tau"],
+        )
+        figures.plot_predicted_vs_measured(
+            out / "final_h.png", [r["h_inf_theory"] for r in rows], arrays["h"][:, -1], colour=arrays["gain"]
+        )
+    return table

@@ -382,6 +382,11 @@ def _cost_estimate(ts, states, dx2, dy2, start):
     return jax.vmap(one)(ts, states, dx2, dy2, start)
 
 
+def _take(idx, *arrays):
+    """The trajectories `idx` of each batch array (`None`s stay `None`)."""
+    return tuple(None if a is None else a[idx] for a in arrays)
+
+
 def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOptions) -> FitResult:
     """`_fit_batch` over chunks of trajectories of similar stiffness, in the input order."""
     B = ts.shape[0]
@@ -391,18 +396,7 @@ def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOption
     order = np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
     parts = []
     for idx, _ in plan_chunks(B, chunk, order):
-        parts.append(
-            _fit_batch(
-                ts[idx],
-                states[idx],
-                dx2[idx],
-                dy2[idx],
-                None if loss is None else loss[idx],
-                None if m0 is None else m0[idx],
-                start[idx],
-                options,
-            )
-        )
+        parts.append(_fit_batch(*_take(idx, ts, states, dx2, dy2, loss, m0), start[idx], options))
     inverse = np.empty(B, dtype=np.int64)
     inverse[order] = np.arange(B)
     return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v)[inverse], *parts)
@@ -530,16 +524,7 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
             grid = _grid(options, dtype)
             obj = _grid_objective(ts[idx], states[idx], dx2[idx], dy2[idx], grid, options.solver)
             best = grid[jnp.argmin(jnp.where(jnp.isfinite(obj), obj, jnp.inf), axis=1)]
-            retry = _fit_batch(
-                ts[idx],
-                states[idx],
-                dx2[idx],
-                dy2[idx],
-                None if loss is None else loss[idx],
-                None if m0 is None else m0[idx],
-                best,
-                options,
-            )
+            retry = _fit_batch(*_take(idx, ts, states, dx2, dy2, loss, m0), best, options)
             improved = np.asarray(retry.success)[: redo.size]
             take = redo[improved]
             src = np.flatnonzero(improved)

@@ -74,6 +74,37 @@ _GAINS = dict(
     track_layer=10,
 )
 
+_BLOBS_CODE = dict(
+    activation="leaky_relu",
+    width=100,
+    depth=4,
+    batch_size=64,
+    track_layer=2,
+    nets=(
+        ("very low weights", 0.275, 0.05, 2000),
+        ("low weights", 0.5, 0.015, 1500),
+        ("high weights", 2.0, 0.0015, 750),
+    ),
+)
+
+_DIGITS_CODE = dict(
+    width=200,
+    depth=4,
+    gain=0.5,
+    lr=0.003,
+    epochs=200,
+    batch_size=64,
+    track_layer=2,
+    standardise=True,
+    pair="random",
+    structure_optimizer="adam",
+    structure_lr=0.005,
+    structure_epochs=200,
+    structure_trials=10,
+    prediction_inputs="raw",
+    prediction_points=10000,
+)
+
 _SETTINGS: dict[str, dict[str, dict]] = {
     "universality": {
         "code": dict(rows=_TABLE1, epochs=6000),
@@ -134,68 +165,29 @@ _SETTINGS: dict[str, dict[str, dict]] = {
     },
     "feature_collapse": {
         # orthogonal.ipynb passes no nonlinearity: the model's default, leaky ReLU.
-        "code": dict(
-            activation="leaky_relu",
-            width=100,
-            depth=4,
-            batch_size=64,
-            track_layer=2,
-            nets=(
-                ("very low weights", 0.275, 0.05, 2000),
-                ("low weights", 0.5, 0.015, 1500),
-                ("high weights", 2.0, 0.0015, 750),
-            ),
-        ),
-        "paper": dict(
-            activation="tanh",
-            width=100,
-            depth=4,
-            batch_size=64,
-            track_layer=2,
-            nets=(
-                ("very low weights", 0.275, 0.05, 2000),
-                ("low weights", 0.5, 0.015, 1500),
-                ("high weights", 2.0, 0.0015, 750),
-            ),
-        ),
+        "code": _BLOBS_CODE,
+        "paper": {**_BLOBS_CODE, "activation": "tanh"},  # Table 2 as printed
     },
     "digits": {
         # mnist.ipynb (row `trajectories`) and mnist_structure.ipynb (row `structure`).
-        "code": dict(
-            width=200,
-            depth=4,
-            gain=0.5,
-            lr=0.003,
-            epochs=200,
-            batch_size=64,
-            track_layer=2,
-            standardise=True,
-            pair="random",
-            structure_optimizer="adam",
-            structure_lr=0.005,
-            structure_epochs=200,
-            structure_trials=10,
-            prediction_inputs="raw",
-            prediction_points=10000,
-        ),
+        "code": _DIGITS_CODE,
         # Table 2 as printed: one network (4 x 100, SGD) for both figures; first 0 and first 1.
-        "paper": dict(
-            width=100,
-            depth=4,
-            gain=0.5,
-            lr=0.002,
-            epochs=500,
-            batch_size=64,
-            track_layer=2,
-            standardise=False,
-            pair="first",
-            structure_optimizer="sgd",
-            structure_lr=0.002,
-            structure_epochs=500,
-            structure_trials=None,
-            prediction_inputs="train",
-            prediction_points=100,
-        ),
+        "paper": {
+            **_DIGITS_CODE,
+            **dict(
+                width=100,
+                lr=0.002,
+                epochs=500,
+                standardise=False,
+                pair="first",
+                structure_optimizer="sgd",
+                structure_lr=0.002,
+                structure_epochs=500,
+                structure_trials=None,
+                prediction_inputs="train",
+                prediction_points=100,
+            ),
+        },
     },
     "depth": {
         # 2_points_depth.ipynb: lr 0.01 for 3000 epochs (the same lr x epochs as Table 1).

@@ -262,6 +262,23 @@ def gain_table(rows: list[dict]) -> list[dict]:
     return table
 
 
+#: The columns of the per-gain table (`gain_table`), in order.
+TABLE_COLUMNS = (
+    "gain",
+    "lr",
+    "runs",
+    "fitted",
+    "explained",
+    "diverged",
+    "eta_enc",
+    "eta_dec",
+    "tau",
+    "r2_h",
+    "r2_y",
+    "r2_w",
+    "plateau_epochs",
+)
+
 TABLE_FORMATS = {
     "gain": ".3g",
     "lr": ".3g",
@@ -300,21 +317,7 @@ def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> l
         },
     )
     table = gain_table(rows)
-    cols = [
-        "gain",
-        "lr",
-        "runs",
-        "fitted",
-        "explained",
-        "diverged",
-        "eta_enc",
-        "eta_dec",
-        "tau",
-        "r2_h",
-        "r2_y",
-        "r2_w",
-        "plateau_epochs",
-    ]
+    cols = TABLE_COLUMNS
     atomic_write_text(out / "table.md", markdown_table(table, cols, TABLE_FORMATS) + "\n")
     if plots:
         ts = np.arange(arrays["h"].shape[1])

@@ -40,22 +40,7 @@ def run(ctx: Context) -> dict:
     g, s, lr = cfg.runs()
     arrays = gainsweep.train_and_fit_chunk(cfg, g, s, lr, ctx.progress)
     table = gainsweep.write_outputs(ctx.out, arrays, cfg, plots=True)
-    cols = [
-        "gain",
-        "lr",
-        "runs",
-        "fitted",
-        "explained",
-        "diverged",
-        "eta_enc",
-        "eta_dec",
-        "tau",
-        "r2_h",
-        "r2_y",
-        "r2_w",
-        "plateau_epochs",
-    ]
-    ctx.say(ctx.write_table("gains", table, cols, gainsweep.TABLE_FORMATS))
+    ctx.say(ctx.write_table("gains", table, gainsweep.TABLE_COLUMNS, gainsweep.TABLE_FORMATS))
     plateau = np.array([t["plateau_epochs"] for t in table])
     finite = np.isfinite(plateau)
     falls = bool(finite.sum() >= 3 and np.all(np.diff(plateau[finite]) < 0))

@@ -25,6 +25,18 @@ def _umask() -> int:
     return mask
 
 
+def mean_or_nan(values, where=None) -> float:
+    """The mean of `values` (of those where `where` is true), as a float; NaN when there are none.
+
+    The tables' summary statistic: an empty selection (every run diverged, every fit
+    failed) reads NaN, never a warning or an error.
+    """
+    v = np.asarray(values, np.float64)
+    if where is not None:
+        v = v[np.asarray(where, bool)]
+    return float(np.mean(v)) if v.size else float("nan")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically (temporary file, fsync, rename).
 

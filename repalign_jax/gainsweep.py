@@ -13,6 +13,8 @@ import pathlib
 
 import numpy as np
 
+from ._results import mean_or_nan
+
 SUMMARY_COLUMNS = (
     "gain",
     "seed",
@@ -239,8 +241,8 @@ def gain_table(rows: list[dict]) -> list[dict]:
         good = [r for r in rs if r["fit_ok"] and not r["diverged"]]
 
         def mean(k):
-            v = [r[k] for r in good if r[k] is not None and np.isfinite(r[k])]
-            return float(np.mean(v)) if v else float("nan")
+            v = np.array([r[k] for r in good if r[k] is not None], np.float64)
+            return mean_or_nan(v, np.isfinite(v))
 
         table.append(
             {

@@ -11,7 +11,7 @@ import numpy as np
 
 import repalign_jax as rj
 from repalign_jax import _paper as paper
-from repalign_jax._results import atomic_write_json, atomic_write_text, markdown_table, write_csv
+from repalign_jax._results import atomic_write_json, atomic_write_text, markdown_table, mean_or_nan, write_csv  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -210,25 +210,40 @@ def _traj_runs(traj: rj.PairTrajectory, sl) -> rj.PairTrajectory:
     )
 
 
-def default_rates(ctx: Context) -> rj.EffectiveRates:
-    """Effective rates of the paper's default two-point network, averaged over seeds.
+def averaged_rates(
+    ctx: Context, row, n_trials: int, epochs: int, loss_max: float = float("inf")
+) -> tuple[rj.EffectiveRates, int]:
+    """`row`'s rates averaged over the trials (seeds `0 .. n_trials - 1`) that did not diverge,
+    whose final loss is at most `loss_max` and whose fit succeeded, and how many those were.
 
-    Trained once per invocation (cached in `ctx.cache`); the XOR, structure and
-    random-feature predictions use them, as the paper does.
+    Cached in `ctx.cache` for the invocation (every experiment asking for the same
+    row, trials, epochs and rule shares one training)."""
+    key = ("rates", row, n_trials, epochs, loss_max)
+    if key in ctx.cache:
+        return ctx.cache[key]
+    ctx.say(f"  ({row.name}: fitting the rates on {n_trials} trial(s), {epochs} epochs)")
+    run = train_two_point(ctx, [row], np.arange(n_trials), epochs)[0]
+    final = np.asarray(run.result.loss)[:, -1]
+    ok = (
+        np.asarray(run.fit.success).ravel()
+        & ~np.asarray(run.result.diverged).ravel()
+        & np.isfinite(final)
+        & (final <= loss_max)
+    )
+    if not ok.any():
+        raise RuntimeError(f"{row.name}: no trial converged and fitted (final loss <= {loss_max:g})")
+    ee, ed, tau = (np.asarray(getattr(run.fit, f)).ravel()[ok] for f in ("eta_enc", "eta_dec", "tau"))
+    ctx.cache[key] = (rj.EffectiveRates(float(ee.mean()), float(ed.mean()), float(np.nanmean(tau))), int(ok.sum()))
+    return ctx.cache[key]
+
+
+def default_rates(ctx: Context) -> rj.EffectiveRates:
+    """Effective rates of the paper's default two-point network, averaged over `ctx.seeds` seeds.
+
+    The XOR, structure and random-feature predictions use them, as the paper does.
     """
-    if "default_rates" not in ctx.cache:
-        row = quick_row(DEFAULT) if ctx.quick else DEFAULT
-        epochs = 1500 if ctx.quick else EPOCHS
-        ctx.say(f"  (fitting the default network's rates: {ctx.seeds} seed(s), {epochs} epochs)")
-        run = train_two_point(ctx, [row], np.arange(ctx.seeds), epochs)[0]
-        ok = np.asarray(run.fit.success).ravel()
-        ee = np.asarray(run.fit.eta_enc).ravel()[ok]
-        ed = np.asarray(run.fit.eta_dec).ravel()[ok]
-        tau = np.asarray(run.fit.tau).ravel()[ok]
-        if not ok.any():
-            raise RuntimeError("the default network's fit failed for every seed")
-        ctx.cache["default_rates"] = rj.EffectiveRates(float(ee.mean()), float(ed.mean()), float(tau.mean()))
-    return ctx.cache["default_rates"]
+    row = quick_row(DEFAULT) if ctx.quick else DEFAULT
+    return averaged_rates(ctx, row, ctx.seeds, 1500 if ctx.quick else EPOCHS)[0]
 
 
 def rates_json(rates: rj.EffectiveRates) -> dict:

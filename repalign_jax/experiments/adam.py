@@ -17,7 +17,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import DEFAULT, EPOCHS, Context, claim, default_rates, quick_row, train_two_point
+from ._common import DEFAULT, EPOCHS, Context, claim, default_rates, mean_or_nan, quick_row, train_two_point
 
 ADAM_LR = 1e-5  # per step, for 20 x 500 networks; --quick uses 1e-3 on its small networks
 
@@ -41,8 +41,7 @@ def run(ctx: Context) -> dict:
             ok = np.asarray(r.fit.success)[:, 0]
             row = {"optimizer": opt, "gain": g, "lr": r.row.lr, "fitted": int(ok.sum())}
             for k in ("eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w"):
-                v = np.asarray(getattr(r.fit, k))[:, 0][ok]
-                row[k] = float(v.mean()) if v.size else float("nan")
+                row[k] = mean_or_nan(np.asarray(getattr(r.fit, k))[:, 0], ok)
             table.append(row)
             if opt == "adam":
                 h_inf = rj.final_distance(

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from ._common import DEFAULT, Context, claim, quick_row, train_two_point
+from ._common import DEFAULT, Context, claim, mean_or_nan, quick_row, train_two_point
 
 COLUMNS = ("layer", "fitted", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w")
 FORMATS = {"eta_enc": ".3e", "eta_dec": ".3e", "tau": ".1f", "r2_h": ".4f", "r2_y": ".4f", "r2_w": ".4f"}
@@ -42,8 +42,7 @@ def run(ctx: Context) -> dict:
         good = ok[:, layer]
 
         def mean(field, layer=layer, good=good):
-            v = np.asarray(getattr(fit, field))[:, 0, layer][good]
-            return float(np.mean(v)) if v.size else float("nan")
+            return mean_or_nan(np.asarray(getattr(fit, field))[:, 0, layer], good)
 
         table.append(
             {

@@ -41,7 +41,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, claim
+from ._common import Context, claim, mean_or_nan
 
 MNIST_TRAIN = 60000
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the authors' standardisation (pixels in [0, 1])
@@ -215,9 +215,7 @@ def run(ctx: Context) -> dict:
     if sok[0]:
         plot_structure(ctx.out / "digits_structure.png", final[0][2], predicted, sub_labels, final[0][0], final[0][1])
 
-    def mean(v):
-        v = np.asarray(v, float)
-        return float(np.mean(v)) if v.size else float("nan")
+    mean = mean_or_nan
 
     corr, corr_off = mean([c[0] for c in final]), mean([c[1] for c in final])
     corr0, corr0_off = mean([c[0] for c in initial]), mean([c[1] for c in initial])

@@ -37,7 +37,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, claim
+from ._common import Context, claim, mean_or_nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +81,7 @@ def irrelevant_fraction(hidden, context, mu_x, mu_y) -> float:
     return float(np.mean(out))
 
 
-def _mean(v) -> float:
-    return float(np.mean(v)) if np.size(v) else float("nan")
+_mean = mean_or_nan
 
 
 def plot(path, sets, coords, meta) -> None:

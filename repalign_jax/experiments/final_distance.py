@@ -37,7 +37,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, claim, rates_json, spec_of, table1_rows, train_two_point
+from ._common import Context, averaged_rates, claim, mean_or_nan, rates_json, spec_of, table1_rows
 
 COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured", "ratio")
 FORMATS = {
@@ -68,28 +68,6 @@ def _settings(ctx: Context) -> dict:
 def chosen_rows(ctx: Context) -> list:
     """The Table-1 rows named by `--networks` (default: the default network only, a CPU's budget)."""
     return table1_rows(ctx, default="default")
-
-
-def averaged_rates(ctx: Context, row, n_trials: int, epochs: int, loss_max: float) -> tuple[rj.EffectiveRates, int]:
-    """`row`'s rates averaged over the trials whose final loss is at most `loss_max` and whose fit
-    succeeded, and how many those were."""
-    key = ("final_distance_rates", row, n_trials, epochs, loss_max)
-    if key in ctx.cache:
-        return ctx.cache[key]
-    ctx.say(f"  ({row.name}: fitting the rates on {n_trials} trial(s), {epochs} epochs)")
-    run = train_two_point(ctx, [row], np.arange(n_trials), epochs)[0]
-    final = np.asarray(run.result.loss)[:, -1]
-    ok = (
-        np.asarray(run.fit.success).ravel()
-        & ~np.asarray(run.result.diverged).ravel()
-        & np.isfinite(final)
-        & (final <= loss_max)
-    )
-    if not ok.any():
-        raise RuntimeError(f"{row.name}: no trial converged and fitted (final loss <= {loss_max:g})")
-    ee, ed, tau = (np.asarray(getattr(run.fit, f)).ravel()[ok] for f in ("eta_enc", "eta_dec", "tau"))
-    ctx.cache[key] = (rj.EffectiveRates(float(ee.mean()), float(ed.mean()), float(np.nanmean(tau))), int(ok.sum()))
-    return ctx.cache[key]
 
 
 @dataclasses.dataclass
@@ -245,7 +223,7 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
             k = at & keep
 
             def mean(v, k=k):
-                return float(np.mean(v[k])) if k.any() else float("nan")
+                return mean_or_nan(v, k)
 
             table.append(
                 {

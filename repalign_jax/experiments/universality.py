@@ -13,7 +13,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, claim, table1_rows, train_two_point
+from ._common import Context, claim, mean_or_nan, table1_rows, train_two_point
 
 COLUMNS = (
     "network",
@@ -52,8 +52,7 @@ def summarise(run) -> dict:
     ok = np.asarray(fit.success).ravel() & ~np.asarray(res.diverged)
 
     def mean(field):
-        v = np.asarray(getattr(fit, field)).ravel()[ok]
-        return float(np.mean(v)) if v.size else float("nan")
+        return mean_or_nan(np.asarray(getattr(fit, field)).ravel(), ok)
 
     row = run.row
     return {

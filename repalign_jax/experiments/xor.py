@@ -32,7 +32,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, claim, default_rates, rates_json
+from ._common import Context, claim, default_rates, mean_or_nan, rates_json
 
 EQUAL = ((0, 3), (1, 2))  # targets 0, 0 and 1, 1
 OTHER = ((0, 1), (0, 2), (1, 3), (2, 3))
@@ -118,8 +118,7 @@ def summarise(net: Net, meas, pred, final_loss, diverged) -> dict:
     rp = np.array([pair_ratios(p) for p in pred[ok]]).reshape(-1, 2)
     corr = [rj.pearson_offdiagonal(m, p) for m, p in zip(meas[ok], pred[ok])]
 
-    def f(v):
-        return float(np.mean(v)) if np.size(v) else float("nan")
+    f = mean_or_nan
 
     return {
         "network": net.name,

@@ -31,6 +31,7 @@ from ._networks import apply as apply
 from ._networks import init_state as init_state
 from ._networks import params_from_torch as params_from_torch
 from ._networks import xavier_normal as xavier_normal
+from ._paper import Table1Row as Table1Row
 from ._paper import paper_lr as paper_lr
 from ._paper import paper_settings as paper_settings
 from ._paper import table1 as table1

@@ -209,6 +209,9 @@ def settings(experiment: str, profile: str = "code") -> dict:
     return copy.deepcopy(_SETTINGS.get(experiment, {}).get(profile, {}))
 
 
+#: `Row` under the name the package exports (`repalign_jax.Table1Row`).
+Table1Row = Row
+
 #: `settings` under the name the package exports (`repalign_jax.paper_settings`).
 paper_settings = settings
 

@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from ._results import mean_or_nan
+from .results import mean_or_nan
 
 SUMMARY_COLUMNS = (
     "gain",
@@ -296,7 +296,7 @@ TABLE_FORMATS = {
 
 def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> list[dict]:
     from . import plots as figures
-    from ._results import atomic_save_npz, atomic_write_text, markdown_table, write_csv
+    from .results import atomic_save_npz, atomic_write_text, markdown_table, write_csv
 
     rows = summary_rows(arrays, cfg)
     write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)

@@ -200,7 +200,7 @@ def _signature(d: dict) -> dict:
 
 def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
     """Check `--out` against `--resume`; nothing is overwritten without it."""
-    from ._results import atomic_write_json
+    from .results import atomic_write_json
 
     if args.out is None:
         if args.resume:
@@ -270,8 +270,8 @@ def main(argv=None) -> int:
         return 2
 
     from ._chunks import plan_chunks
-    from ._results import ChunkStore
     from ._train import Progress
+    from .results import ChunkStore
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     gains, seeds, lrs = cfg.runs()
@@ -318,7 +318,7 @@ def main(argv=None) -> int:
 
     arrays = store.load_all(range(n_chunks))
     table = write_outputs(out, arrays, cfg, plots=not args.no_plots)
-    from ._results import markdown_table
+    from .results import markdown_table
 
     say(f"trained and fitted in {time.perf_counter() - t0:.1f} s")
     say(

@@ -3,7 +3,7 @@
 import os
 
 import repalign_jax as rj
-from repalign_jax._results import atomic_write_json
+from repalign_jax.results import atomic_write_json
 
 
 def test_result_files_follow_the_umask(tmp_path):

@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 import repalign_jax as rj
-from repalign_jax import _paper as paper
-from repalign_jax._results import atomic_write_json, atomic_write_text, markdown_table, mean_or_nan, write_csv  # noqa: F401
+from repalign_jax.results import atomic_write_json, atomic_write_text, markdown_table, mean_or_nan, write_csv  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -28,7 +27,7 @@ class Context:
     - `overrides`: `--set KEY=VALUE` settings replacing an experiment's own (see
       `Context.override`); recorded in its JSON.
     - `profile`: `"code"` (what the authors' code ran, the default) or `"paper"`
-      (the printed tables); see `repalign_jax._paper`.
+      (the printed tables); see `repalign_jax.paper_settings`.
     - `networks`: the Table-1 rows of `universality` and `final_distance`
       (`default`, `all`, or comma-separated row names; `None`: the experiment's
       default, see `table1_rows`).
@@ -46,8 +45,8 @@ class Context:
     networks: str | None = None
 
     def settings(self, experiment: str) -> dict:
-        """The experiment's full-size settings in this context's profile (`repalign_jax._paper`)."""
-        return paper.settings(experiment, self.profile)
+        """The experiment's full-size settings in this context's profile (`repalign_jax.paper_settings`)."""
+        return rj.paper_settings(experiment, self.profile)
 
     def override(self, settings: dict) -> dict:
         """`settings` with `self.overrides` applied, each converted to the type of the value it replaces.
@@ -89,8 +88,8 @@ def claim(text: str, measured: str, holds: bool | None) -> dict:
     return {"claim": text, "measured": measured, "holds": None if holds is None else bool(holds)}
 
 
-Row = paper.Row
-TABLE1 = paper.table1("code")
+Row = rj.Table1Row
+TABLE1 = rj.table1("code")
 DEFAULT = TABLE1[0]
 EPOCHS = 6000
 

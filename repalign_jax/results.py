@@ -1,4 +1,4 @@
-"""Results on disk: atomic writes, resumable chunk stores, summary tables.
+"""Results on disk (application layer, public): atomic writes, resumable chunk stores, summary tables.
 
 Nothing here computes: it only moves finished arrays and rows to files and back.
 Every file is written to a temporary name in the same folder and renamed into

@@ -36,6 +36,7 @@ from ._paper import paper_lr as paper_lr
 from ._paper import paper_settings as paper_settings
 from ._paper import table1 as table1
 from ._pipeline import TrainedAndFitted as TrainedAndFitted
+from ._pipeline import run_grid as run_grid
 from ._pipeline import train_and_fit as train_and_fit
 from ._rates import EffectiveRates as EffectiveRates
 from ._sharding import use_host_cores as use_host_cores

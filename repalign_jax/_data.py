@@ -333,9 +333,9 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
             "digits() without mnist_dir uses scikit-learn's bundled 8x8 digits; "
             "install it with `pip install scikit-learn`, or pass mnist_dir=<folder of MNIST IDX files>."
         ) from e
-    bunch = load_digits()
-    x = (np.asarray(bunch.data, dtype=np.float64) / 16.0).astype(np.float32)
-    return x, np.asarray(bunch.target, dtype=np.int64)
+    data, target = load_digits(return_X_y=True)
+    x = (np.asarray(data, dtype=np.float64) / 16.0).astype(np.float32)
+    return x, np.asarray(target, dtype=np.int64)
 
 
 def digits(mnist_dir: str | os.PathLike | None = None, n: int | None = None, sort: bool = False) -> Dataset:

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
+from jax.core import Tracer
 from jaxtyping import Array
 
 from ._chunks import plan_chunks
@@ -391,12 +392,13 @@ def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOption
     """`_fit_batch` over chunks of trajectories of similar stiffness, in the input order."""
     B = ts.shape[0]
     chunk = options.resolved_chunk_size(B)
-    if chunk >= B or isinstance(ts, jax.core.Tracer):
+    if chunk >= B or isinstance(ts, Tracer):
         return _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
     order = np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
     parts = []
     for idx, _ in plan_chunks(B, chunk, order):
-        parts.append(_fit_batch(*_take(idx, ts, states, dx2, dy2, loss, m0), start[idx], options))
+        t, s, a, b, lo, m = _take(idx, ts, states, dx2, dy2, loss, m0)
+        parts.append(_fit_batch(t, s, a, b, lo, m, start[idx], options))
     inverse = np.empty(B, dtype=np.int64)
     inverse[order] = np.arange(B)
     return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v)[inverse], *parts)
@@ -445,7 +447,7 @@ def _check(traj: PairTrajectory):
     except ValueError:
         raise ValueError(f"ts of shape {ts.shape} does not broadcast to {batch + (T,)}") from None
 
-    concrete = not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(traj))
+    concrete = not any(isinstance(v, Tracer) for v in jax.tree_util.tree_leaves(traj))
     if concrete:
         tsn = np.asarray(tsb)
         if np.all(np.isfinite(tsn)) and not np.all(np.diff(tsn, axis=-1) > 0):
@@ -497,6 +499,13 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
     The whole batch is fitted by one `jit`-compiled, `vmap`-ped Levenberg-Marquardt
     solve; a second call with the same shapes does not recompile. Works in float32;
     in float64 when x64 is enabled.
+
+    **Under tracing** (called inside `jax.jit`, `vmap` or `grad` of your own):
+    shapes are still checked, but the value checks (`ts` increasing, `dx2 > 0`)
+    and their `FitWarning`s are skipped, the batch is fitted as one vmapped call
+    (no sorting into chunks by stiffness) and failed elements get no second try
+    from the fallback grid (`success=False` reports them). Call it on concrete
+    arrays for the full behaviour.
     """
     batch, T, tsb = _check(traj)
     dtype = jnp.result_type(traj.h.dtype, traj.y.dtype, traj.w.dtype, traj.ts.dtype)
@@ -514,7 +523,7 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
     start = _guess_batch(ts, states, dx2, dy2)
     result = _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options)
 
-    if options.fallback_grid > 0 and not isinstance(ts, jax.core.Tracer):
+    if options.fallback_grid > 0 and not isinstance(ts, Tracer):
         # Second chance, outside the jitted fit: valid trajectories whose fit failed are
         # restarted from the best point of a coarse log-grid.
         valid = np.asarray(_valid(ts, states, loss))
@@ -524,7 +533,8 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
             grid = _grid(options, dtype)
             obj = _grid_objective(ts[idx], states[idx], dx2[idx], dy2[idx], grid, options.solver)
             best = grid[jnp.argmin(jnp.where(jnp.isfinite(obj), obj, jnp.inf), axis=1)]
-            retry = _fit_batch(*_take(idx, ts, states, dx2, dy2, loss, m0), best, options)
+            t, s, a, b, lo, m = _take(idx, ts, states, dx2, dy2, loss, m0)
+            retry = _fit_batch(t, s, a, b, lo, m, best, options)
             improved = np.asarray(retry.success)[: redo.size]
             take = redo[improved]
             src = np.flatnonzero(improved)

@@ -226,7 +226,7 @@ def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_ele
 
 
 def _param_dtype():
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return jnp.float64 if bool(getattr(jax.config, "jax_enable_x64")) else jnp.float32
 
 
 class Network(nnx.Module):
@@ -268,7 +268,7 @@ class Network(nnx.Module):
         drop = dropout_key is not None and spec.dropout > 0
 
         def dropout(z, i):  # before linear map i (PyTorch's nn.Dropout: zero with p, scale by 1 / (1 - p))
-            if not drop:
+            if not drop or dropout_key is None:
                 return z
             keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1.0 - spec.dropout, z.shape)
             return jnp.where(keep, z / (1.0 - spec.dropout), 0.0)
@@ -352,5 +352,5 @@ def params_from_torch(spec: NetworkSpec, state_dict) -> nnx.State:
 
 def apply(spec: NetworkSpec, state: nnx.State, x: Array, dropout_key: Array | None = None):
     """Pure forward pass: `(output, hidden)` of the network with parameters `state`."""
-    model = nnx.merge(graphdef(spec, jax.config.jax_enable_x64), state)
+    model = nnx.merge(graphdef(spec, bool(getattr(jax.config, "jax_enable_x64"))), state)
     return model(x, dropout_key)

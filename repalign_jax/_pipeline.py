@@ -11,12 +11,30 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 from jaxtyping import ArrayLike
 
 from ._fit import FitOptions, FitResult, FitWarning, fit_effective_rates
 from ._networks import NetworkSpec
 from ._train import TrainConfig, TrainResult, train_networks
 from ._trajectory import PairTrajectory, to_pair_trajectory
+
+
+def run_grid(
+    gains: npt.ArrayLike, lrs: npt.ArrayLike, seeds: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (setting, seed) pair as per-run arrays, setting-major: `(gains, seeds, lrs)` of length `S * n`.
+
+    `gains`, `lrs`: one entry per setting (`S`); `seeds`: the `n` seeds each setting
+    runs with. Run `k * n + j` is setting `k` with seed `seeds[j]`, the layout every
+    table of the package slices back into settings.
+    """
+    gains, lrs = np.asarray(gains, float).ravel(), np.asarray(lrs, float).ravel()
+    seeds = np.asarray(seeds, np.int64).ravel()
+    if gains.shape != lrs.shape:
+        raise ValueError(f"run_grid: {gains.size} gains but {lrs.size} learning rates")
+    return np.repeat(gains, seeds.size), np.tile(seeds, gains.size), np.repeat(lrs, seeds.size)
 
 
 class TrainedAndFitted(NamedTuple):

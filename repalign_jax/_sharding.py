@@ -35,7 +35,9 @@ def use_host_cores(n: int | None = None) -> bool:
     """
     if n is None:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    chosen = jax.config.jax_num_cpu_devices != -1 or "host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    chosen = getattr(jax.config, "jax_num_cpu_devices") != -1 or "host_platform_device_count" in os.environ.get(
+        "XLA_FLAGS", ""
+    )
     if n < 2 or chosen:
         return False
     try:

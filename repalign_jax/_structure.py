@@ -24,7 +24,7 @@ def predicted_final_distances(x, targets, hidden0, outputs0, rates: EffectiveRat
     """
     d = [pairwise_distances(np.asarray(a, np.float64)) for a in (x, targets, hidden0, outputs0)]
     pred = final_distance_matrix(*d, rates=EffectiveRates(float(rates.eta_enc), float(rates.eta_dec)))
-    return type(pred)(np.asarray(pred.distance), np.asarray(pred.squared))
+    return type(pred)(np.asarray(pred.distance), np.asarray(pred.squared))  # pyright: ignore[reportArgumentType]
 
 
 def exponential_weighting(dist_x, dist_y):

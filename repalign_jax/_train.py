@@ -352,6 +352,7 @@ def _mask_diverged(carry: _Carry, epoch, loss, rec):
 def _stop_runs(config: TrainConfig, carry: _Carry, epoch, new_states, new_opts, loss):
     """The authors' rule (`TrainConfig.stop_loss`): a run whose loss, recorded before the step,
     is below `stop_loss` stops there without that step; its state, hence its records, stay."""
+    assert carry.frozen is not None and carry.run_stop is not None and config.stop_loss is not None
     frozen = carry.frozen | (carry.alive & (loss < config.stop_loss))
     run_stop = jnp.where(frozen & (carry.run_stop == config.epochs), epoch, carry.run_stop)
     states = _select(~frozen, new_states, carry.states)
@@ -368,6 +369,7 @@ def _epoch_body(spec, config, data: _Data, runs: _Runs, report_token, carry: _Ca
     if config.stop_loss is None:
         new_states, new_opts, loss, rec = train(None)
     else:  # once every run has stopped, repeat the last records and step nothing
+        assert carry.halt_epoch is not None and carry.last is not None
         new_states, new_opts, loss, rec = jax.lax.cond(
             carry.halt_epoch < config.epochs, lambda _: (carry.states, carry.opt_states) + carry.last, train, None
         )
@@ -380,6 +382,7 @@ def _epoch_body(spec, config, data: _Data, runs: _Runs, report_token, carry: _Ca
     )
     new = _Carry(new_states, new_opts, alive, div_epoch)
     if config.stop_loss is not None:
+        assert carry.halt_epoch is not None
         done = jnp.all(~alive | frozen)
         halt = jnp.where((carry.halt_epoch == config.epochs) & done, epoch + 1, carry.halt_epoch)
         new = new._replace(halt_epoch=halt, last=(loss, rec), frozen=frozen, run_stop=run_stop)
@@ -428,6 +431,7 @@ def _assemble(spec, config, data: _Data, carry: _Carry, losses, recs, initial) -
             output_final=out_end,
         )
     if config.stop_loss is not None:
+        assert carry.run_stop is not None
         extra["stop_epoch"] = carry.run_stop
     return TrainResult(
         loss=join(losses, loss_end),
@@ -477,7 +481,7 @@ def _param_count(spec: NetworkSpec) -> int:
 
 def bytes_per_run(spec: NetworkSpec, config: TrainConfig, n_points: int, n_pairs: int) -> int:
     """Rough device memory one run of the batch needs (parameters, optimiser, activations, records)."""
-    itemsize = 8 if jax.config.jax_enable_x64 else 4
+    itemsize = 8 if bool(getattr(jax.config, "jax_enable_x64")) else 4
     copies = 4 if config.optimizer == "sgd" else 6  # params, grads, update (+ Adam moments)
     batch = n_points if config.batch_size is None else min(n_points, config.batch_size)
     acts = 3 * max(batch, n_points) * sum(spec.hidden_sizes())
@@ -506,7 +510,8 @@ def fitting_runs(spec: NetworkSpec, config: TrainConfig, n_points: int, n_pairs:
     """How many runs fit in memory at once: `available_memory() // bytes_per_run`, on every
     device of the mesh when each has its own memory (GPUs), once when they share the host's."""
     per_device = available_memory() // max(bytes_per_run(spec, config, n_points, n_pairs), 1)
-    return max(1, per_device) * (1 if shares_host_memory(mesh) else mesh.size)
+    devices = 1 if mesh is None or shares_host_memory(mesh) else mesh.size
+    return max(1, per_device) * devices
 
 
 def _as_runs(name, v, R, dtype):
@@ -566,7 +571,7 @@ def train_networks(
     """
     x = np.asarray(x)
     targets = np.asarray(targets)
-    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    dtype = np.float64 if bool(getattr(jax.config, "jax_enable_x64")) else np.float32
     per_run = x.ndim == 3
     if x.ndim not in (2, 3) or x.shape[-1] != spec.d_in:
         raise ValueError(f"x must have shape (N, {spec.d_in}) or (R, N, {spec.d_in}), got {x.shape}")
@@ -599,9 +604,9 @@ def train_networks(
     gains = _as_runs("gains", gains, R, dtype)
     lrs = _as_runs("lrs", lrs, R, dtype)
     seeds = np.broadcast_to(np.asarray(seeds, np.int64), (R,)).astype(np.uint32)
-    if np.any(gains <= 0):
+    if np.any(np.asarray(gains) <= 0):
         raise ValueError("gains must be positive")
-    if np.any(lrs <= 0):
+    if np.any(np.asarray(lrs) <= 0):
         raise ValueError("learning rates must be positive")
 
     # At most one device per run: a device without a run of its own would train padding.
@@ -628,9 +633,9 @@ def train_networks(
         _ACTIVE_REPORTERS[token] = reporter
     try:
         for c, (idx, _) in enumerate(chunks):
-            if own:
+            if isinstance(reporter, Progress) and own:
                 reporter.chunk = c
-            run_args = (shard_runs(mesh, v[idx]) for v in (gains, seeds, lrs))
+            run_args = (shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs))
             if per_run:
                 xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])
             params = None
@@ -640,7 +645,7 @@ def train_networks(
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:
         _ACTIVE_REPORTERS.pop(token, None)
-        if own:
+        if isinstance(reporter, Progress) and own:
             reporter.close()
     return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:R], *parts)
 

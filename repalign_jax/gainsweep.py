@@ -78,10 +78,9 @@ class SweepConfig:
 
     def runs(self):
         """`(gain, seed, lr)` arrays of all runs, gain-major."""
-        g = np.repeat(np.array(self.gains, float), len(self.seeds))
-        s = np.tile(np.array(self.seeds, np.int64), len(self.gains))
-        lr = np.repeat(np.array(self.lrs, float), len(self.seeds))
-        return g, s, lr
+        import repalign_jax as rj
+
+        return rj.run_grid(self.gains, self.lrs, self.seeds)
 
     def spec(self):
         from . import NetworkSpec
@@ -196,7 +195,7 @@ def _theory_curves64(arrays, cfg: SweepConfig):
         rates=rj.EffectiveRates(safe(rates.eta_enc, 1e-3), safe(rates.eta_dec, 1e-3)),
     )
     loss = rj.theory_loss(ts, y, w, dy2=cfg.dy2, m0=safe(arrays["fit_m0"], 0.0), tau=safe(arrays["fit_tau"], 1.0))
-    nan = ~ok[:, None]
+    nan = np.logical_not(ok)[:, None]
     return tuple(np.where(nan, np.nan, np.asarray(v)) for v in (h, y, w, loss))
 
 

@@ -78,7 +78,7 @@ def _json_default(v):
 def atomic_save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """`np.savez_compressed` to `path`, atomically."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # pyright: ignore[reportArgumentType]
     atomic_write_bytes(path, buf.getvalue())
 
 

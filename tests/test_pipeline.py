@@ -29,3 +29,10 @@ def test_train_and_fit_silences_only_fit_warnings():
         warnings.warn("another warning", RuntimeWarning)
     assert bool(out.result.diverged[0]) and not bool(out.fit.success[0, 0])
     assert [w.category for w in caught] == [RuntimeWarning]
+
+
+def test_run_grid_is_setting_major():
+    gains, seeds, lrs = rj.run_grid([0.9, 1.1], [0.01, 0.002], [3, 4, 5])
+    assert gains.tolist() == [0.9, 0.9, 0.9, 1.1, 1.1, 1.1]
+    assert seeds.tolist() == [3, 4, 5, 3, 4, 5]
+    assert lrs.tolist() == [0.01, 0.01, 0.01, 0.002, 0.002, 0.002]

@@ -147,7 +147,7 @@ class TwoPointRun:
 def train_two_point(
     ctx: Context,
     rows: Sequence[Row],
-    seeds: Sequence[int],
+    seeds: Sequence[int] | np.ndarray,
     epochs: int,
     *,
     dx2=1.0,
@@ -166,11 +166,9 @@ def train_two_point(
     for i, row in enumerate(rows):
         groups.setdefault((spec_of(row), row.track_layer), []).append(i)
     out: list[TwoPointRun | None] = [None] * len(rows)
-    seeds = np.asarray(seeds)
+    seeds = np.asarray(seeds, np.int64)
     for (spec, layer), idx in groups.items():
-        gains = np.repeat([rows[i].gain for i in idx], len(seeds))
-        lrs = np.repeat([rows[i].lr for i in idx], len(seeds))
-        sds = np.tile(seeds, len(idx))
+        gains, sds, lrs = rj.run_grid([rows[i].gain for i in idx], [rows[i].lr for i in idx], seeds)
         config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=layer)
         res, traj, fit = rj.train_and_fit(  # diverged runs come back with success=False
             data.x,
@@ -187,7 +185,7 @@ def train_two_point(
         for k, i in enumerate(idx):
             sl = slice(k * len(seeds), (k + 1) * len(seeds))
             out[i] = TwoPointRun(rows[i], _runs(res, sl, n), _traj_runs(traj, sl), _runs(fit, sl, n))
-    return out
+    return [r for r in out if r is not None]  # every row belongs to a group
 
 
 def _runs(tree, sl, n):

@@ -80,13 +80,14 @@ def run(ctx: Context) -> dict:
         lrs=adam_lr * (10 if not ctx.quick else 1),
         progress=ctx.progress,
     )
-    hf = res.hidden_final
+    hf, h0, o0 = res.hidden_final, res.hidden_initial, res.output_initial
+    assert hf is not None and h0 is not None and o0 is not None  # keep_hidden
     d = np.sqrt(((hf[:, :, None] - hf[:, None]) ** 2).sum(-1))  # (seeds, 4, 4)
     same = (d[:, 0, 3] + d[:, 1, 2]) / 2
     other = (d[:, 0, 1] + d[:, 0, 2] + d[:, 1, 3] + d[:, 2, 3]) / 4
     ratio = float(np.nanmean(same / other))
     rates = default_rates(ctx)
-    pd = rj.predicted_final_distances(data.x, data.targets, res.hidden_initial[0], res.output_initial[0], rates)
+    pd = rj.predicted_final_distances(data.x, data.targets, h0[0], o0[0], rates)
     pred_ratio = float(
         ((pd.distance[0, 3] + pd.distance[1, 2]) / 2)
         / ((pd.distance[0, 1] + pd.distance[0, 2] + pd.distance[1, 3] + pd.distance[2, 3]) / 4)
@@ -105,7 +106,7 @@ def run(ctx: Context) -> dict:
             claim(
                 "under Adam the trajectories no longer follow the theory (R^2 of w falls)",
                 f"mean R^2 w: SGD {r2['sgd']:.3f}, Adam {r2['adam']:.3f}",
-                None if ctx.quick else r2["adam"] < r2["sgd"],
+                None if ctx.quick else bool(r2["adam"] < r2["sgd"]),
             ),
             claim(
                 "final-structure predictions still hold under Adam (XOR, low gain: equal-output pairs merge)",

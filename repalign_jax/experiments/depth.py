@@ -106,7 +106,7 @@ def run(ctx: Context) -> dict:
             claim(
                 "the fit is better in later layers",
                 f"mean R^2 of h: first half {early:.3f}, second half {late:.3f}",
-                None if ctx.quick else late >= early,
+                None if ctx.quick else bool(late >= early),
             ),
         ],
     }

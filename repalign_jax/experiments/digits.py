@@ -83,9 +83,11 @@ def schedule(ctx: Context, st: dict, n_available: int, source: str) -> dict:
 def tracked_pair(st: dict, labels) -> tuple[int, int]:
     """The first 0 and 1 (`paper`), or a random 0 and 1 drawn with `PAIR_SEED` (`code`)."""
     if st["pair"] == "first":
-        return tuple(int(i) for i in rj.first_of_class(labels, (0, 1)))
+        zero, one = rj.first_of_class(labels, (0, 1))
+        return int(zero), int(one)
     rng = np.random.default_rng(PAIR_SEED)
-    return tuple(int(rng.choice(np.flatnonzero(labels == c))) for c in (0, 1))
+    zero, one = (int(rng.choice(np.flatnonzero(labels == c))) for c in (0, 1))
+    return zero, one
 
 
 def prediction(st: dict, data, n: int, idx, sub) -> np.ndarray:

@@ -121,21 +121,24 @@ def run(ctx: Context) -> dict:
         groups.setdefault(s.epochs, []).append(s)
     for epochs, group in groups.items():  # settings of equal epochs train as one batch
         config = rj.TrainConfig(epochs=epochs, batch_size=BATCH, keep_hidden=True, track_layer=LAYER)
+        gains, sds, lrs = rj.run_grid([s.gain for s in group], [s.lr for s in group], seeds)
         res = rj.train_networks(
             data.x,
             data.targets,
             spec,
             config,
-            gains=np.repeat([s.gain for s in group], len(seeds)),
-            seeds=np.tile(seeds, len(group)),
-            lrs=np.repeat([s.lr for s in group], len(seeds)),
+            gains=gains,
+            seeds=sds,
+            lrs=lrs,
             progress=ctx.progress,
         )
+        h0, hf = res.hidden_initial, res.hidden_final
+        assert h0 is not None and hf is not None  # keep_hidden
         for k, s in enumerate(group):
             sl = slice(k * len(seeds), (k + 1) * len(seeds))
             results[s.name] = (
-                res.hidden_initial[sl],
-                res.hidden_final[sl],
+                h0[sl],
+                hf[sl],
                 np.asarray(res.loss)[sl, -1],
                 np.asarray(res.diverged)[sl],
             )

@@ -80,7 +80,7 @@ def _measure(spec: rj.NetworkSpec):
 def initial_hy(spec: rj.NetworkSpec, gain: float, seeds, chunk: int):
     """`(h0, y0)` of the two-point pair at layer `depth // 2` for every seed (NumPy, float64)."""
     measure = _measure(spec)
-    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    dtype = jnp.float64 if bool(getattr(jax.config, "jax_enable_x64")) else jnp.float32
     seeds = np.asarray(seeds, np.uint32)
     hs, ys = [], []
     for start in range(0, len(seeds), chunk):

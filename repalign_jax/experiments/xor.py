@@ -87,27 +87,25 @@ def train_group(ctx: Context, nets: list[Net], x, y, rates):
     spec = rj.NetworkSpec(d_in=2, d_out=1, width=net0.width, depth=net0.depth, activation=st["activation"])
     seeds = np.arange(ctx.seeds)
     config = rj.TrainConfig(epochs=net0.epochs, keep_hidden=True, track_layer=net0.depth // 2, loss=st["loss"])
+    gains, sds, lrs = rj.run_grid([n.gain for n in nets], [n.lr for n in nets], seeds)
     res = rj.train_networks(
         x,
         y,
         spec,
         config,
-        gains=np.repeat([n.gain for n in nets], len(seeds)),
-        seeds=np.tile(seeds, len(nets)),
-        lrs=np.repeat([n.lr for n in nets], len(seeds)),
+        gains=gains,
+        seeds=sds,
+        lrs=lrs,
         pairs=[(0, 3)],
         progress=ctx.progress,
     )
+    h0, hf, o0 = res.hidden_initial, res.hidden_final, res.output_initial
+    assert h0 is not None and hf is not None and o0 is not None  # keep_hidden
     out = []
     for k, _ in enumerate(nets):
         runs = range(k * len(seeds), (k + 1) * len(seeds))
-        meas = np.stack([rj.pairwise_distances(res.hidden_final[r]) for r in runs])
-        pred = np.stack(
-            [
-                rj.predicted_final_distances(x, y, res.hidden_initial[r], res.output_initial[r], rates).distance
-                for r in runs
-            ]
-        )
+        meas = np.stack([rj.pairwise_distances(hf[r]) for r in runs])
+        pred = np.stack([rj.predicted_final_distances(x, y, h0[r], o0[r], rates).distance for r in runs])
         out.append((meas, pred, np.asarray(res.loss)[list(runs), -1], np.asarray(res.diverged)[list(runs)]))
     return out
 

@@ -546,7 +546,7 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
         first = time.time() - t0
         if chosen != G:  # train_networks split the batch: compile the shape that is timed
             call(G, G)
-        traces = _train._train_chunk_jit._cache_size()  # compiled executables so far
+        traces = _train._segment_jit._cache_size()  # compiled executables so far
         sec_, res = tt.best_time(lambda: call(G, G), sz.repeats)
         rate = G * sz.epochs / sec_
         row = add_row(
@@ -557,7 +557,7 @@ def section_train_throughput(sz: Sizes, part: Part, clock: Clock, out: pathlib.P
             first_call_s=first,
             first_chunk=chosen,
             compile_s=COMPILES.covered([(t0, t0 + first)]),
-            retraced=_train._train_chunk_jit._cache_size() != traces,
+            retraced=_train._segment_jit._cache_size() != traces,
             final_loss_median=float(np.nanmedian(res.loss[:, -1])),
             **memory(G),
         )

@@ -8,6 +8,7 @@ representational structure.
 
 from importlib import metadata as _metadata
 
+from ._compile_cache import enable_compile_cache as enable_compile_cache
 from ._data import Dataset as Dataset
 from ._data import digits as digits
 from ._data import first_of_class as first_of_class
@@ -24,12 +25,14 @@ from ._fit import FitWarning as FitWarning
 from ._fit import fit_effective_rates as fit_effective_rates
 from ._fit import fit_objective as fit_objective
 from ._fit import initial_guess as initial_guess
+from ._networks import ACTIVATION_NAMES as ACTIVATION_NAMES
 from ._networks import ACTIVATIONS as ACTIVATIONS
 from ._networks import Network as Network
 from ._networks import NetworkSpec as NetworkSpec
 from ._networks import apply as apply
 from ._networks import init_state as init_state
 from ._networks import params_from_torch as params_from_torch
+from ._networks import plain_dots as plain_dots
 from ._networks import xavier_normal as xavier_normal
 from ._paper import Table1Row as Table1Row
 from ._paper import paper_lr as paper_lr
@@ -40,6 +43,10 @@ from ._pipeline import run_grid as run_grid
 from ._pipeline import train_and_fit as train_and_fit
 from ._rates import EffectiveRates as EffectiveRates
 from ._sharding import use_host_cores as use_host_cores
+from ._sharpness import AUTO_LR_C as AUTO_LR_C
+from ._sharpness import auto_lr as auto_lr
+from ._sharpness import initial_sharpness as initial_sharpness
+from ._sharpness import lambda_max_of as lambda_max_of
 from ._structure import classical_mds as classical_mds
 from ._structure import exponential_weighting as exponential_weighting
 from ._structure import pearson_offdiagonal as pearson_offdiagonal

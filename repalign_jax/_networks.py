@@ -27,6 +27,8 @@ matmul (a reduction over the weight's leading axis is much slower).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import operator
@@ -81,7 +83,47 @@ ACTIVATIONS = {
     "swish": silu,
     "linear": identity,
 }
+#: The order of `ACTIVATIONS`: `activation_index(name)` is a name's position, the
+#: traced index a `"per_run"` network takes (`apply(..., activation=index)`).
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
+#: `NetworkSpec(activation=PER_RUN)`: the nonlinearity is not part of the architecture
+#: but a traced argument of `apply`, so that every activation of one shape shares one
+#: compiled executable (and one vectorised batch).
+PER_RUN = "per_run"
 ARCHS = ("mlp", "resnet", "cnn")
+
+
+def activation_index(name: str) -> int:
+    """The position of `name` in `ACTIVATION_NAMES` (the traced index of a `"per_run"` network)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    return ACTIVATION_NAMES.index(name)
+
+
+def _piecewise_linear(x, slope):
+    """`x` for `x > 0`, else `slope * x`; derivative `slope` at 0 (PyTorch's ReLU, leaky ReLU, identity)."""
+    return jnp.where(x > 0, x, slope * x)
+
+
+#: A traced activation evaluates only these branches: ReLU, leaky ReLU and linear
+#: are one piecewise-linear branch with a traced negative slope (0, 0.01, 1: the same
+#: values and derivatives as their own functions, at 0 too), so a vectorised batch
+#: of mixed activations (where `lax.switch` becomes a select over every branch)
+#: computes four, not six.
+_SLOPES = {"leaky_relu": 0.01, "relu": 0.0, "linear": 1.0}
+_BRANCHES = ("piecewise_linear", "elu", "tanh", "swish")
+
+
+def traced_activation(index, x):
+    """`ACTIVATIONS[ACTIVATION_NAMES[index]](x)` for a traced integer `index` (PyTorch's kinks kept)."""
+    names = ACTIVATION_NAMES
+    branch_of = jnp.asarray([_BRANCHES.index(n) if n in _BRANCHES else 0 for n in names], jnp.int32)
+    slope_of = jnp.asarray([_SLOPES.get(n, 0.0) for n in names], x.dtype)
+    slope = slope_of[index]
+    fns = [lambda z, s: _piecewise_linear(z, s)] + [lambda z, s, n=n: ACTIVATIONS[n](z) for n in _BRANCHES[1:]]
+    return jax.lax.switch(branch_of[index], fns, x, slope)
+
+
 PRECISIONS = {
     "highest": jax.lax.Precision.HIGHEST,
     "high": jax.lax.Precision.HIGH,
@@ -98,7 +140,10 @@ class NetworkSpec:
     - `d_in`, `d_out`: input and output dimensions.
     - `width`: units per hidden layer `P` (500 in the paper, 50 for "narrow").
     - `depth`: number of hidden layers `L` (there are `L + 1` weight layers).
-    - `activation`: one of `ACTIVATIONS` (`"linear"` is the paper's "none").
+    - `activation`: one of `ACTIVATIONS` (`"linear"` is the paper's "none"), or
+      `"per_run"` (`PER_RUN`): the nonlinearity is then an argument of `apply`
+      (`activation=`, a traced index into `ACTIVATION_NAMES`), which is how the
+      training engine compiles one executable per network shape.
     - `arch`: `"mlp"`; `"resnet"` (each hidden layer from the third on also adds
       the activation from two layers back, the authors' `ResNet`); `"cnn"` (the
       authors' `CNN`: a linear map to `width`, then `depth + 1` unpadded 1-d
@@ -128,7 +173,7 @@ class NetworkSpec:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.activation not in ACTIVATIONS:
+        if self.activation not in ACTIVATIONS and self.activation != PER_RUN:
             raise ValueError(f"unknown activation {self.activation!r}; choose from {', '.join(ACTIVATIONS)}")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHS)}")
@@ -140,6 +185,11 @@ class NetworkSpec:
             raise ValueError(
                 f"cnn: width {self.width} is too small for {self.depth + 1} unpadded convolutions of kernel {self.kernel}"
             )
+
+    def shape(self) -> "NetworkSpec":
+        """This architecture with a traced nonlinearity (`activation="per_run"`): the key of
+        one compiled executable, shared by every activation of this shape."""
+        return dataclasses.replace(self, activation=PER_RUN)
 
     @property
     def n_hidden(self) -> int:
@@ -215,10 +265,29 @@ def _dense(precision):
     return dense
 
 
+_PLAIN_DOTS = contextvars.ContextVar("plain_dots", default=False)
+
+
+@contextlib.contextmanager
+def plain_dots():
+    """Trace dense layers as plain `dot_general` (no custom VJP) inside this block.
+
+    For forward-mode autodiff through the network (Hessian-vector products by
+    `jax.jvp` of `jax.grad`), which a `custom_vjp` does not allow. Read at trace
+    time: use it around the tracing of a function of its own, never one that is
+    also traced without it under the same `jit` cache.
+    """
+    token = _PLAIN_DOTS.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_DOTS.reset(token)
+
+
 def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **kwargs):
     """`jax.lax.dot_general` for `nnx.Linear`, through `_dense` for plain `(N, in) @ (in, out)` products."""
     plain = lhs.ndim == 2 and rhs.ndim == 2 and dimension_numbers == (((1,), (0,)), ((), ()))
-    if plain and preferred_element_type is None:
+    if plain and preferred_element_type is None and not _PLAIN_DOTS.get():
         return _dense(precision)(lhs, rhs)
     return jax.lax.dot_general(
         lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=preferred_element_type, **kwargs
@@ -232,10 +301,12 @@ def _param_dtype():
 class Network(nnx.Module):
     """One network of the paper's zoo (see `NetworkSpec`).
 
-    `__call__(x, dropout_key=None)` maps inputs `(N, d_in)` to
+    `__call__(x, dropout_key=None, activation=None)` maps inputs `(N, d_in)` to
     `(output (N, d_out), hidden)` where `hidden` is a tuple of the `L` hidden
     activations after their nonlinearity, each flattened to `(N, units)`.
     Dropout is applied only when a `dropout_key` is given (training).
+    `activation`: the (traced) index of the nonlinearity in `ACTIVATION_NAMES`,
+    required when `spec.activation == "per_run"` and otherwise overriding it.
     """
 
     def __init__(self, spec: NetworkSpec, gain, *, rngs: nnx.Rngs):
@@ -261,9 +332,16 @@ class Network(nnx.Module):
             layers.append(nnx.Linear(spec.width, spec.d_out, **dense))
         self.layers = nnx.List(layers)
 
-    def __call__(self, x: Array, dropout_key: Array | None = None) -> tuple[Array, tuple[Array, ...]]:
+    def __call__(
+        self, x: Array, dropout_key: Array | None = None, activation: Array | int | None = None
+    ) -> tuple[Array, tuple[Array, ...]]:
         spec = self.spec
-        act = ACTIVATIONS[spec.activation]
+        if activation is not None:
+            act = functools.partial(traced_activation, activation)
+        elif spec.activation == PER_RUN:
+            raise ValueError("a NetworkSpec with activation='per_run' needs apply(..., activation=index)")
+        else:
+            act = ACTIVATIONS[spec.activation]
         n = x.shape[0]
         drop = dropout_key is not None and spec.dropout > 0
 
@@ -350,7 +428,17 @@ def params_from_torch(spec: NetworkSpec, state_dict) -> nnx.State:
     return jax.tree_util.tree_map_with_path(pick, abstract)
 
 
-def apply(spec: NetworkSpec, state: nnx.State, x: Array, dropout_key: Array | None = None):
-    """Pure forward pass: `(output, hidden)` of the network with parameters `state`."""
+def apply(
+    spec: NetworkSpec,
+    state: nnx.State,
+    x: Array,
+    dropout_key: Array | None = None,
+    activation: Array | int | None = None,
+):
+    """Pure forward pass: `(output, hidden)` of the network with parameters `state`.
+
+    `activation`: a (traced) index into `ACTIVATION_NAMES`, required for a
+    `"per_run"` spec (see `NetworkSpec.shape`); `None` uses `spec.activation`.
+    """
     model = nnx.merge(graphdef(spec, bool(getattr(jax.config, "jax_enable_x64"))), state)
-    return model(x, dropout_key)
+    return model(x, dropout_key, activation)

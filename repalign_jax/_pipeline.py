@@ -59,10 +59,12 @@ def train_and_fit(
     gains: ArrayLike | None = None,
     seeds: ArrayLike = 0,
     lrs: ArrayLike,
+    activations: str | Sequence[str] | None = None,
     pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
     initial_params=None,
     chunk_size: int | None = None,
     progress: bool | Callable[[int], None] = False,
+    devices: Sequence | None = None,
     fit_options: FitOptions = FitOptions(),
     quiet_fit: bool = True,
 ) -> TrainedAndFitted:
@@ -80,10 +82,12 @@ def train_and_fit(
         gains=gains,
         seeds=seeds,
         lrs=lrs,
+        activations=activations,
         pairs=pairs,
         initial_params=initial_params,
         chunk_size=chunk_size,
         progress=progress,
+        devices=devices,
     )
     trajectory = to_pair_trajectory(result, x, targets, pairs)
     with warnings.catch_warnings():

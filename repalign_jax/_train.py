@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ import optax
 from jaxtyping import Array, ArrayLike
 
 from ._chunks import Chunk, plan_chunks
-from ._networks import NetworkSpec, apply, init_state
+from ._networks import ACTIVATION_NAMES, NetworkSpec, activation_index, apply, init_state
 from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
 from ._theory import LOSS_SCALES as LOSSES
 from ._trajectory import measure_hyw
@@ -56,10 +55,11 @@ class TrainConfig:
     - `all_layers`: record `h, y, w` at every hidden layer instead (depth analysis).
     - `keep_hidden`: also return the tracked layer's activations and the outputs
       of the whole dataset at the start and the end of training.
-    - `progress_every`: epochs between progress reports from inside the compiled
-      loop (`None`: about 200 reports per training). The reports are always
-      compiled in (so a progress bar never costs a recompilation) and cost nothing
-      measurable; they reach the host only while a reporter is active.
+    - `progress_every`: epochs between progress reports: the epoch loop runs as
+      compiled segments of this many epochs, with the reports on the host between
+      them (`None`: `segment_length`, about 25 reports per training). No host
+      callback is compiled in, so the executables can be kept in JAX's
+      persistent compilation cache.
     - `loss`: `"half_mse"` (`0.5 * mean squared error`, the paper's and the
       default) or `"mse"` (PyTorch's `nn.MSELoss()`, twice the gradient; the
       authors' XOR notebook). The mean runs over points and output dimensions.
@@ -96,9 +96,6 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.stop_loss is not None and not (isinstance(self.stop_loss, (int, float)) and self.stop_loss > 0):
             raise ValueError(f"stop_loss must be a positive number or None, got {self.stop_loss!r}")
-
-    def report_every(self) -> int:
-        return self.progress_every or max(1, self.epochs // 200)
 
     def layer(self, spec: NetworkSpec) -> int:
         layer = spec.n_hidden // 2 if self.track_layer is None else self.track_layer
@@ -142,20 +139,8 @@ class TrainResult(eqx.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Progress reports from inside the compiled loop
+# Progress
 # --------------------------------------------------------------------------------------
-
-#: The progress callables of the trainings now running, by the token each passes into
-#: its compiled loop (a traced integer: a new reporter never recompiles, and two
-#: trainings at once report to their own callables).
-_ACTIVE_REPORTERS: dict[int, Callable[[int], None]] = {}
-_TOKENS = itertools.count(1)
-
-
-def _progress_hook(token, epoch):
-    fn = _ACTIVE_REPORTERS.get(int(token))
-    if fn is not None:
-        fn(int(epoch))
 
 
 class Progress:
@@ -234,9 +219,10 @@ class _Data(NamedTuple):
 
 
 class _Runs(NamedTuple):
-    """Per-run inputs of a chunk, each with leading axis `R`."""
+    """Per-run inputs of a chunk, each with leading axis `R` (`acts`: index into `ACTIVATION_NAMES`)."""
 
     lrs: Array
+    acts: Array
     drop_keys: Array
     shuffle_keys: Array
 
@@ -254,26 +240,26 @@ class _Carry(NamedTuple):
     run_stop: Array | None = None  # (R,) the epoch it stopped (`epochs`: never)
 
 
-def _init(spec: NetworkSpec, config: TrainConfig, gains, seeds, lrs, params):
+def _init(spec: NetworkSpec, config: TrainConfig, gains, seeds, lrs, acts, params):
     """Parameters, optimiser states and the per-run random streams of a chunk."""
     keys = jax.vmap(jax.random.key)(seeds)
     init_keys, drop_keys, shuffle_keys = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(3))
     states = jax.vmap(lambda g, k: init_state(spec, g, k))(gains, init_keys) if params is None else params
     opt_states = jax.vmap(lambda s, lr: _optimizer(config, lr).init(s))(states, lrs)
-    return states, opt_states, _Runs(lrs, drop_keys, shuffle_keys)
+    return states, opt_states, _Runs(lrs, acts, drop_keys, shuffle_keys)
 
 
-def _evaluate(spec: NetworkSpec, config: TrainConfig, state, x, targets):
+def _evaluate(spec: NetworkSpec, config: TrainConfig, state, x, targets, act):
     """`(loss, outputs, hidden activations)` of one run on the whole dataset (no dropout)."""
-    out, hidden = apply(spec, state, x)
+    out, hidden = apply(spec, state, x, None, act)
     return _mse(out, targets, scale=LOSSES[config.loss]), out, hidden
 
 
-def _step(spec: NetworkSpec, config: TrainConfig, state, opt_state, lr, xb, tb, wb, dkey):
+def _step(spec: NetworkSpec, config: TrainConfig, state, opt_state, lr, act, xb, tb, wb, dkey):
     """One optimiser step of one run on the batch `(xb, tb)` (`wb`: weights of padded points)."""
 
     def loss_fn(s):
-        out, hidden = apply(spec, s, xb, dkey if spec.dropout > 0 else None)
+        out, hidden = apply(spec, s, xb, dkey if spec.dropout > 0 else None, act)
         return _mse(out, tb, wb, LOSSES[config.loss]), (out, hidden)
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
@@ -281,18 +267,18 @@ def _step(spec: NetworkSpec, config: TrainConfig, state, opt_state, lr, xb, tb, 
     return optax.apply_updates(state, updates), opt_state, loss, aux
 
 
-def _full_batch_epoch(spec, config, pairs, state, opt_state, lr, dkey, x, targets):
+def _full_batch_epoch(spec, config, pairs, state, opt_state, lr, act, dkey, x, targets):
     """One run's epoch of one full-batch step: the records before the step, then the step."""
-    new_state, new_opt, loss, (out, hidden) = _step(spec, config, state, opt_state, lr, x, targets, None, dkey)
+    new_state, new_opt, loss, (out, hidden) = _step(spec, config, state, opt_state, lr, act, x, targets, None, dkey)
     if spec.dropout > 0:  # records come from the deterministic network
-        loss, out, hidden = _evaluate(spec, config, state, x, targets)
+        loss, out, hidden = _evaluate(spec, config, state, x, targets, act)
     return new_state, new_opt, loss, _records(spec, config, pairs, targets, out, hidden)
 
 
-def _minibatch_epoch(spec, config, pairs, state, opt_state, lr, dkey, skey, x, targets):
+def _minibatch_epoch(spec, config, pairs, state, opt_state, lr, act, dkey, skey, x, targets):
     """One run's epoch of shuffled mini-batches (the last may be smaller, as PyTorch's `DataLoader`)."""
     n = x.shape[0]
-    loss, out, hidden = _evaluate(spec, config, state, x, targets)
+    loss, out, hidden = _evaluate(spec, config, state, x, targets, act)
     bs = config.batch_size
     nb = math.ceil(n / bs)
     perm = jax.random.permutation(skey, n)
@@ -302,7 +288,7 @@ def _minibatch_epoch(spec, config, pairs, state, opt_state, lr, dkey, skey, x, t
     def mb(carry, inp):
         s, o = carry
         idx, wb, b = inp
-        s, o, _, _ = _step(spec, config, s, o, lr, x[idx], targets[idx], wb, jax.random.fold_in(dkey, b))
+        s, o, _, _ = _step(spec, config, s, o, lr, act, x[idx], targets[idx], wb, jax.random.fold_in(dkey, b))
         return (s, o), None
 
     (state, opt_state), _ = jax.lax.scan(mb, (state, opt_state), (perm, weight, jnp.arange(nb)))
@@ -314,16 +300,16 @@ def _train_epoch(spec, config, data: _Data, runs: _Runs, states, opt_states, epo
     n = data.x.shape[-2]
     full_batch = config.batch_size is None or config.batch_size >= n
 
-    def one(state, opt_state, lr, dkey, skey, x, targets):
+    def one(state, opt_state, lr, act, dkey, skey, x, targets):
         dkey = jax.random.fold_in(dkey, epoch)
         if full_batch:
-            return _full_batch_epoch(spec, config, data.pairs, state, opt_state, lr, dkey, x, targets)
+            return _full_batch_epoch(spec, config, data.pairs, state, opt_state, lr, act, dkey, x, targets)
         skey = jax.random.fold_in(skey, epoch)
-        return _minibatch_epoch(spec, config, data.pairs, state, opt_state, lr, dkey, skey, x, targets)
+        return _minibatch_epoch(spec, config, data.pairs, state, opt_state, lr, act, dkey, skey, x, targets)
 
     ax = data.axis
-    return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, ax, ax))(
-        states, opt_states, runs.lrs, runs.drop_keys, runs.shuffle_keys, data.x, data.targets
+    return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, ax, ax))(
+        states, opt_states, runs.lrs, runs.acts, runs.drop_keys, runs.shuffle_keys, data.x, data.targets
     )
 
 
@@ -360,8 +346,8 @@ def _stop_runs(config: TrainConfig, carry: _Carry, epoch, new_states, new_opts, 
     return states, opts, frozen, run_stop
 
 
-def _epoch_body(spec, config, data: _Data, runs: _Runs, report_token, carry: _Carry, epoch):
-    """One epoch of the chunk: train, stop converged runs, mask diverged ones, report progress."""
+def _epoch_body(spec, config, data: _Data, runs: _Runs, carry: _Carry, epoch):
+    """One epoch of the chunk: train, stop converged runs, mask diverged ones."""
 
     def train(_):
         return _train_epoch(spec, config, data, runs, carry.states, carry.opt_states, epoch)
@@ -375,11 +361,6 @@ def _epoch_body(spec, config, data: _Data, runs: _Runs, report_token, carry: _Ca
         )
         new_states, new_opts, frozen, run_stop = _stop_runs(config, carry, epoch, new_states, new_opts, loss)
     alive, div_epoch, loss, rec = _mask_diverged(carry, epoch, loss, rec)
-    jax.lax.cond(
-        (epoch + 1) % config.report_every() == 0,
-        lambda: jax.debug.callback(_progress_hook, report_token, epoch + 1),
-        lambda: None,
-    )
     new = _Carry(new_states, new_opts, alive, div_epoch)
     if config.stop_loss is not None:
         assert carry.halt_epoch is not None
@@ -389,12 +370,16 @@ def _epoch_body(spec, config, data: _Data, runs: _Runs, report_token, carry: _Ca
     return new, (loss, rec)
 
 
+def _epoch_shapes(spec, config, data: _Data, runs: _Runs, states, opt_states):
+    return jax.eval_shape(lambda s, o: _train_epoch(spec, config, data, runs, s, o, jnp.int32(0)), states, opt_states)
+
+
 def _initial_carry(spec, config, data: _Data, runs: _Runs, states, opt_states) -> _Carry:
     R = runs.lrs.shape[0]
     carry = _Carry(states, opt_states, jnp.ones(R, bool), jnp.full(R, -1, jnp.int32))
     if config.stop_loss is None:
         return carry
-    shapes = jax.eval_shape(lambda s, o: _train_epoch(spec, config, data, runs, s, o, jnp.int32(0)), states, opt_states)
+    shapes = _epoch_shapes(spec, config, data, runs, states, opt_states)
     last0 = jax.tree_util.tree_map(lambda v: jnp.zeros(v.shape, v.dtype), shapes[2:])
     return carry._replace(
         halt_epoch=jnp.int32(config.epochs),
@@ -404,11 +389,11 @@ def _initial_carry(spec, config, data: _Data, runs: _Runs, states, opt_states) -
     )
 
 
-def _assemble(spec, config, data: _Data, carry: _Carry, losses, recs, initial) -> TrainResult:
+def _assemble(spec, config, data: _Data, runs: _Runs, carry: _Carry, losses, recs, initial) -> TrainResult:
     """The final records (after the last step) appended to the epoch series: a `TrainResult`."""
     ax = data.axis
-    evaluate = jax.vmap(lambda s, x, t: _evaluate(spec, config, s, x, t), in_axes=(0, ax, ax))
-    loss_end, out_end, hidden_end = evaluate(carry.states, data.x, data.targets)
+    evaluate = jax.vmap(lambda s, x, t, a: _evaluate(spec, config, s, x, t, a), in_axes=(0, ax, ax, 0))
+    loss_end, out_end, hidden_end = evaluate(carry.states, data.x, data.targets, runs.acts)
     rec_end = jax.vmap(lambda o, hdn, t: _records(spec, config, data.pairs, t, o, hdn), in_axes=(0, 0, ax))(
         out_end, hidden_end, data.targets
     )
@@ -445,28 +430,94 @@ def _assemble(spec, config, data: _Data, carry: _Carry, losses, recs, initial) -
     )
 
 
-def _train_chunk(
-    x, targets, pairs, gains, seeds, lrs, params=None, report_token=0, *, spec: NetworkSpec, config: TrainConfig
-) -> TrainResult:
-    """Train `R` runs (`gains`, `seeds`, `lrs` of shape `(R,)`) as one vmapped scan over epochs.
+def segment_length(config: TrainConfig) -> int:
+    """Epochs per compiled segment of the epoch loop (`TrainConfig.progress_every`, or about
+    1/25 of the epochs and at least 50: a divisor of `epochs` when one lies within a factor
+    two of that, so that no epoch of the last segment is padding). Each segment is one call
+    of the compiled executable (a few milliseconds of dispatch on a CPU)."""
+    E = config.epochs
+    if config.progress_every is not None:
+        return min(config.progress_every, E)
+    target = max(min(E, 50), E // 25)
+    for d in sorted(range(max(1, target // 2), 2 * target + 1), key=lambda d: abs(d - target)):
+        if E % d == 0:
+            return d
+    return target
 
-    `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
-    (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states;
-    `report_token` selects the progress reporter (`_ACTIVE_REPORTERS`).
-    """
+
+def _start(x, targets, pairs, gains, seeds, lrs, acts, params=None, *, spec: NetworkSpec, config: TrainConfig):
+    """A chunk's initial carry, per-run inputs and (with `keep_hidden`) initial evaluation."""
     data = _Data(x, targets, pairs)
-    states, opt_states, runs = _init(spec, config, gains, seeds, lrs, params)
+    states, opt_states, runs = _init(spec, config, gains, seeds, lrs, acts, params)
     initial = None
     if config.keep_hidden:
-        evaluate = jax.vmap(lambda s, x, t: _evaluate(spec, config, s, x, t), in_axes=(0, data.axis, data.axis))
-        initial = evaluate(states, data.x, data.targets)
-    carry = _initial_carry(spec, config, data, runs, states, opt_states)
-    body = functools.partial(_epoch_body, spec, config, data, runs, report_token)
-    carry, (losses, recs) = jax.lax.scan(body, carry, jnp.arange(config.epochs, dtype=jnp.int32))
-    return _assemble(spec, config, data, carry, losses, recs, initial)
+        evaluate = jax.vmap(
+            lambda s, x, t, a: _evaluate(spec, config, s, x, t, a), in_axes=(0, data.axis, data.axis, 0)
+        )
+        initial = evaluate(states, data.x, data.targets, runs.acts)
+    return _initial_carry(spec, config, data, runs, states, opt_states), runs, initial
 
 
-_train_chunk_jit = jax.jit(_train_chunk, static_argnames=("spec", "config"))
+def _segment(carry: _Carry, x, targets, pairs, runs: _Runs, epoch0, *, spec: NetworkSpec, config: TrainConfig):
+    """`segment_length(config)` epochs from `epoch0` (a traced integer) as one `lax.scan`: the new
+    carry and the `(S, R, ...)` losses and records. Epochs at or past `config.epochs` (padding of
+    the last segment, compiled in only when the length does not divide the epochs) step nothing."""
+    data = _Data(x, targets, pairs)
+    S = segment_length(config)
+    body = functools.partial(_epoch_body, spec, config, data, runs)
+    if config.epochs % S:
+        shapes = _epoch_shapes(spec, config, data, runs, carry.states, carry.opt_states)[2:]
+
+        def padded(c, e):
+            skip = (c, jax.tree_util.tree_map(lambda v: jnp.zeros(v.shape, v.dtype), shapes))
+            return jax.lax.cond(e < config.epochs, body, lambda c, e: skip, c, e)
+
+        return jax.lax.scan(padded, carry, epoch0 + jnp.arange(S, dtype=jnp.int32))
+    return jax.lax.scan(body, carry, epoch0 + jnp.arange(S, dtype=jnp.int32))
+
+
+def _finish(carry: _Carry, x, targets, pairs, runs: _Runs, losses, recs, initial, *, spec, config) -> TrainResult:
+    """The `TrainResult` of a chunk from its final carry and `(E, R, ...)` series."""
+    return _assemble(spec, config, _Data(x, targets, pairs), runs, carry, losses, recs, initial)
+
+
+_start_jit = jax.jit(_start, static_argnames=("spec", "config"))
+_segment_jit = jax.jit(_segment, static_argnames=("spec", "config"), donate_argnums=(0,))
+_finish_jit = jax.jit(_finish, static_argnames=("spec", "config"))
+
+
+def _train_chunk(x, targets, pairs, gains, seeds, lrs, acts, params=None, report=None, *, spec, config) -> TrainResult:
+    """Train `R` runs (`gains`, `seeds`, `lrs`, `acts` of shape `(R,)`) of one chunk.
+
+    The epoch loop runs as compiled segments of `segment_length(config)` epochs (one
+    executable, called again and again; no host callback inside, so the executables
+    can live in JAX's persistent compilation cache); `report(epoch)` is called on the
+    host after each. With `stop_loss`, once every run has stopped the remaining
+    segments are not run: their records repeat the last one, as the compiled loop would.
+    `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
+    (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
+    """
+    kw = dict(spec=spec, config=config)
+    carry, runs, initial = _start_jit(x, targets, pairs, gains, seeds, lrs, acts, params, **kw)
+    E, S = config.epochs, segment_length(config)
+    losses, recs = [], []
+    for epoch0 in range(0, E, S):
+        carry, (loss, rec) = _segment_jit(carry, x, targets, pairs, runs, np.int32(epoch0), **kw)
+        losses.append(loss)
+        recs.append(rec)
+        reached = min(epoch0 + S, E)
+        if report is not None:
+            report(reached)
+        if config.stop_loss is not None and reached < E and int(carry.halt_epoch) < E:
+            rest = E - reached  # every run has stopped: the compiled loop would repeat the last records
+            losses.append(jnp.broadcast_to(carry.last[0], (rest,) + carry.last[0].shape))
+            recs.append(tuple(jnp.broadcast_to(r, (rest,) + r.shape) for r in carry.last[1]))
+            if report is not None:
+                report(E)
+            break
+    loss_series = jnp.concatenate(losses)[:E]
+    rec_series = tuple(jnp.concatenate(parts)[:E] for parts in zip(*recs))
+    return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
 
 
 # --------------------------------------------------------------------------------------
@@ -530,6 +581,7 @@ def train_networks(
     gains: ArrayLike | None = None,
     seeds: ArrayLike = 0,
     lrs: ArrayLike,
+    activations: str | Sequence[str] | None = None,
     pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
     initial_params=None,
     chunk_size: int | None = None,
@@ -547,6 +599,10 @@ def train_networks(
     - `gains`, `seeds`, `lrs`: per run, broadcast against each other to `(R,)`:
       Xavier gain (required unless `initial_params` are given), integer seed
       (initialisation, dropout and shuffling streams), learning rate per step.
+    - `activations`: the nonlinearity of each run (a name of `ACTIVATIONS`, or one
+      per run, broadcast like `gains`); `None`: `spec.activation` for every run.
+      The nonlinearity is traced: every activation of one network shape trains in
+      one vectorised batch from one compiled executable (`NetworkSpec.shape`).
     - `pairs`: `(n_pairs, 2)` indices of the tracked point pairs (point 2 minus point 1).
     - `initial_params`: start from these parameters instead of fresh Xavier
       weights (`gains` is then unused): a batch of parameter states with a
@@ -560,7 +616,9 @@ def train_networks(
     - `chunk_size`: runs per compiled call; default, as many as fit in 70% of the
       device's free memory (see `bytes_per_run`).
     - `progress`: `True` for a progress bar on stderr, or a callable of the epoch
-      (a `Progress` passed in is left open for the caller).
+      reached in the current chunk, called between compiled segments of
+      `segment_length(config)` epochs (a `Progress` passed in is left open for
+      the caller).
     - `devices`: devices to spread the runs over (default: all that JAX sees, at
       most one per run; on a CPU see `use_host_cores`); with more than one, each
       chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).
@@ -586,7 +644,16 @@ def train_networks(
         if initial_params is None:
             raise ValueError("gains are required unless initial_params are given")
         gains = 1.0
-    shapes = [np.shape(gains), np.shape(seeds), np.shape(lrs)] + ([x.shape[:1]] if per_run else [])
+    if activations is None:
+        if spec.activation not in ACTIVATION_NAMES:
+            raise ValueError("a NetworkSpec with activation='per_run' needs activations=")
+        activations = spec.activation
+    names = np.asarray(activations, dtype=object)
+    unknown = sorted({str(n) for n in names.ravel()} - set(ACTIVATION_NAMES))
+    if unknown:
+        raise ValueError(f"unknown activation(s) {', '.join(unknown)}; choose from {', '.join(ACTIVATION_NAMES)}")
+    acts = np.vectorize(activation_index, otypes=[np.int32])(names) if names.size else np.zeros(0, np.int32)
+    shapes = [np.shape(gains), np.shape(seeds), np.shape(lrs), np.shape(acts)] + ([x.shape[:1]] if per_run else [])
     leaves = None
     if initial_params is not None:
         leaves = _check_params(spec, initial_params, dtype)
@@ -604,6 +671,7 @@ def train_networks(
     gains = _as_runs("gains", gains, R, dtype)
     lrs = _as_runs("lrs", lrs, R, dtype)
     seeds = np.broadcast_to(np.asarray(seeds, np.int64), (R,)).astype(np.uint32)
+    acts = np.broadcast_to(acts, (R,)).copy()
     if np.any(np.asarray(gains) <= 0):
         raise ValueError("gains must be positive")
     if np.any(np.asarray(lrs) <= 0):
@@ -628,23 +696,20 @@ def train_networks(
     if not per_run:
         xj, tj = replicate(mesh, xs), replicate(mesh, ts)
     parts = []
-    token = next(_TOKENS)
-    if reporter is not None:
-        _ACTIVE_REPORTERS[token] = reporter
+    core = spec.shape()  # one executable per shape: the nonlinearity is traced (`acts`)
     try:
         for c, (idx, _) in enumerate(chunks):
             if isinstance(reporter, Progress) and own:
                 reporter.chunk = c
-            run_args = (shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs))
+            run_args = [shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs, acts)]
             if per_run:
                 xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])
             params = None
             if leaves is not None:
                 params = jax.tree_util.tree_map(lambda v: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
-            out = _train_chunk_jit(xj, tj, pj, *run_args, params, np.int32(token), spec=spec, config=config)
+            out = _train_chunk(xj, tj, pj, *run_args, params, reporter, spec=core, config=config)
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:
-        _ACTIVE_REPORTERS.pop(token, None)
         if isinstance(reporter, Progress) and own:
             reporter.close()
     return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:R], *parts)

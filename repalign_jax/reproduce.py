@@ -40,6 +40,7 @@ import pathlib
 import sys
 import time
 
+from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
 
 #: Experiments whose `settings(ctx)` applies `--set` overrides (checked before anything runs).
@@ -78,6 +79,11 @@ def build_parser():
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (default: on, in ~/.cache/repalign_jax/jax or $REPALIGN_JAX_CACHE)",
+    )
     p.add_argument(
         "--settings",
         default="code",
@@ -150,6 +156,8 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
+        if not args.no_compile_cache:
+            enable_compile_cache()
         names = EXPERIMENTS if args.name == "all" else (args.name,)
         if args.name != "all" and args.name not in EXPERIMENTS:
             raise UsageError(f"unknown experiment {args.name!r}; choose from all, {', '.join(EXPERIMENTS)}")

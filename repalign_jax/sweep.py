@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from ._compile_cache import enable_compile_cache
 from ._paper import paper_lr
 from ._sharding import use_host_cores
 from .gainsweep import (  # noqa: F401 - the sweep's pieces, importable from here as before
@@ -135,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out, skipping finished chunks")
     p.add_argument("--no-plots", action="store_true", help="write no figures")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    p.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (default: on, in ~/.cache/repalign_jax/jax or $REPALIGN_JAX_CACHE)",
+    )
     p.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call (default: what fits in memory)")
     return p
 
@@ -263,6 +269,8 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
+        if not args.no_compile_cache:
+            enable_compile_cache()
         cfg = make_config(args)
         out = prepare_out(args, cfg)
     except UsageError as e:

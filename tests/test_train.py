@@ -140,16 +140,14 @@ def test_progress_reports_epochs():
     assert seen == [10, 20, 30, 40]
 
 
-def _lowered(spec, config=rj.TrainConfig(epochs=2)):
-    args = (
-        jnp.asarray(DATA.x),
-        jnp.asarray(DATA.targets),
-        jnp.array([[0, 1]]),
-        jnp.ones(2),
-        jnp.arange(2, dtype=jnp.uint32),
-        jnp.full(2, 0.01),
-    )
-    return _train._train_chunk_jit.lower(*args, spec=spec, config=config)
+def _lowered(spec, config=rj.TrainConfig(epochs=4, progress_every=2)):
+    """The compiled epoch-loop segment of a chunk of two runs (what the training spends its time in)."""
+    core = spec.shape()
+    data = (jnp.asarray(DATA.x), jnp.asarray(DATA.targets), jnp.array([[0, 1]]))
+    acts = jnp.full(2, rj.ACTIVATION_NAMES.index(spec.activation), jnp.int32)
+    runs = (jnp.ones(2), jnp.arange(2, dtype=jnp.uint32), jnp.full(2, 0.01), acts)
+    carry, per_run, _ = _train._start_jit(*data, *runs, spec=core, config=config)
+    return _train._segment_jit.lower(carry, *data, per_run, np.int32(0), spec=core, config=config)
 
 
 def _dot_precisions(spec):
@@ -174,7 +172,7 @@ def test_weights_are_updated_in_place(optimizer):
     not be ordered after the backward matmul; the gradient was a matmul output).
     """
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
-    text = _lowered(spec, rj.TrainConfig(epochs=2, optimizer=optimizer)).compile().as_text()
+    text = _lowered(spec, rj.TrainConfig(epochs=4, optimizer=optimizer, progress_every=2)).compile().as_text()
     body, weight = [], "f32[2,48,48]"
     inside = False
     for ln in text.splitlines():
@@ -367,3 +365,53 @@ def test_chunk_planner_pads_to_one_shape():
     assert plan_chunks(2, 5)[0].index.tolist() == [0, 1]
     with pytest.raises(ValueError):
         plan_chunks(0, 3)
+
+
+def test_mixed_activations_train_as_each_would_alone():
+    """The nonlinearity is traced: a batch of every activation gives each run's own training."""
+    names = list(rj.ACTIVATION_NAMES)
+    mixed = _train_small(epochs=40, seeds=np.arange(len(names)), activations=names, gains=0.9, lrs=0.05)
+    for r, name in enumerate(names):
+        spec = rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4, activation=name)
+        alone = _train_small(epochs=40, spec=spec, seeds=r, gains=0.9, lrs=0.05)
+        np.testing.assert_allclose(mixed.loss[r], alone.loss[0], rtol=2e-5, atol=1e-7)
+        np.testing.assert_allclose(mixed.h[r], alone.h[0], rtol=2e-5, atol=1e-7)
+    # and they differ between activations (the index reaches the network)
+    assert len({round(float(v), 6) for v in mixed.loss[:, -1]}) == len(names)
+
+
+def test_one_executable_per_network_shape():
+    """Every activation of one shape shares the compiled epoch loop (a counter of its cache)."""
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=24, depth=3, activation="tanh")
+    config = rj.TrainConfig(epochs=20)
+    rj.train_networks(DATA.x, DATA.targets, spec, config, gains=[1.0, 1.1], seeds=0, lrs=0.05)
+    before = _train._segment_jit._cache_size()
+    for acts in (["relu", "elu"], "swish", ["linear", "leaky_relu"]):
+        spec_a = rj.NetworkSpec(d_in=1, d_out=1, width=24, depth=3, activation="relu")
+        rj.train_networks(
+            DATA.x, DATA.targets, spec_a, config, gains=[0.8, 1.2], seeds=[1, 2], lrs=0.03, activations=acts
+        )
+    assert _train._segment_jit._cache_size() == before
+    other = rj.NetworkSpec(d_in=1, d_out=1, width=24, depth=4)  # another shape: another executable
+    rj.train_networks(DATA.x, DATA.targets, other, config, gains=[1.0, 1.1], seeds=0, lrs=0.05)
+    assert _train._segment_jit._cache_size() == before + 1
+
+
+def test_activations_argument_is_checked():
+    with pytest.raises(ValueError, match="unknown activation"):
+        _train_small(activations="softplus")
+    with pytest.raises(ValueError, match="per_run"):
+        _train_small(spec=SMALL.shape())
+    with pytest.raises(ValueError, match="broadcast"):
+        _train_small(seeds=[0, 1, 2], activations=["tanh", "relu"])
+
+
+def test_stopped_chunk_skips_the_remaining_segments():
+    """Once every run is below stop_loss the host runs no more segments; the records repeat the last."""
+    config = rj.TrainConfig(epochs=3000, stop_loss=1e-3, progress_every=100)
+    seen = []
+    res = _train_small(config=config, lrs=0.05, seeds=[0, 1], progress=seen.append)
+    assert np.all(res.stop_epoch < 3000)
+    assert seen[-1] == 3000 and len(seen) < 30  # jumped to the end
+    last = res.stop_epoch.max()
+    np.testing.assert_array_equal(res.loss[:, last:], np.repeat(res.loss[:, last : last + 1], 3001 - last, axis=1))

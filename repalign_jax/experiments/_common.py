@@ -158,17 +158,20 @@ def train_two_point(
 ) -> list[TwoPointRun]:
     """Train every row for every seed on the two-point task and fit the theory.
 
-    Rows of equal network shape train together as one vmapped batch (their gains
-    and learning rates are traced per run).
+    Rows of equal network shape (width, depth, architecture, tracked layer) train
+    together as one vmapped batch from one compiled executable: their
+    nonlinearities, gains and learning rates are traced per run (11 of the 15
+    rows of Table 1 are the default shape).
     """
     data = rj.two_point(dx2=dx2, dy2=dy2)
     groups: dict = {}
     for i, row in enumerate(rows):
-        groups.setdefault((spec_of(row), row.track_layer), []).append(i)
+        groups.setdefault((spec_of(row).shape(), row.track_layer), []).append(i)
     out: list[TwoPointRun | None] = [None] * len(rows)
     seeds = np.asarray(seeds, np.int64)
     for (spec, layer), idx in groups.items():
         gains, sds, lrs = rj.run_grid([rows[i].gain for i in idx], [rows[i].lr for i in idx], seeds)
+        acts = np.repeat([rows[i].activation for i in idx], len(seeds))
         config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=layer)
         res, traj, fit = rj.train_and_fit(  # diverged runs come back with success=False
             data.x,
@@ -178,6 +181,7 @@ def train_two_point(
             gains=gains,
             seeds=sds,
             lrs=lrs,
+            activations=list(acts),
             progress=ctx.progress,
             fit_options=fit_options,
         )

@@ -1,0 +1,396 @@
+"""The universality atlas: where does the effective theory stop explaining a network?
+
+    python -m repalign_jax.atlas [--quick] [--out DIR]
+
+trains, on the two-point task, every network of a grid of widths, depths, gains,
+nonlinearities and architectures (one compiled, vectorised batch per network
+shape: every activation, gain and seed of a shape trains together), each with
+its own learning rate set from its initial sharpness (`--lr auto`: c / lambda_max
+of the loss Hessian at initialisation, by power iteration on Hessian-vector
+products), until its loss is below --stop-loss (--epochs is a budget), and fits
+the effective theory to every run: from the start, and again from the end of the
+early transient (--fit-from). Writes to --out:
+
+  atlas.csv        one row per run: settings, lr, lambda_max, convergence, fitted
+                   rates, R^2 of h, y, w and the loss, plateau, h_inf, regime index
+                   (A_high / h_inf: 0 rich, 1 lazy), and the fit after the transient
+  atlas.md         the boundary in words and numbers: where min(R^2 h, R^2 y)
+                   falls below 0.95 and 0.8, and how that moves with width, depth, gain
+  *.png            heatmaps of the fit quality and the regime (depth x width per
+                   activation and gain; gain x depth at a fixed width), rates
+  config.json      the full configuration, versions and devices
+  cells/           one finished network shape each (what --resume continues from)
+
+Examples:
+
+  python -m repalign_jax.atlas --quick --out runs/atlas-quick        # about 2 minutes on a 2-core CPU
+  python -m repalign_jax.atlas --out runs/atlas                      # the default grid (see ATLAS.md)
+  python -m repalign_jax.atlas --widths 64,256 --depths 2:8:2 --gains 0.8:1.4 --activations tanh,relu
+  python -m repalign_jax.atlas --out runs/atlas --resume             # after Ctrl-C
+
+The default grid (5 widths x 5 depths x 3 gains x 6 activations x 2 architectures,
+1 seed: 720 runs) takes about 20 minutes on a 2-core CPU; a GPU trains a grid of
+5 seeds, 7 gains and widths to 1024 in minutes (one batch per shape).
+
+Several processes or hosts: `jax.distributed` auto-detects SLURM and Open MPI
+(run one process per task); elsewhere pass --coordinator HOST:PORT
+--num-processes N --process-id I to each. The network shapes are divided among
+the processes, each trains its share on its own devices and writes its cells;
+process 0 gathers atlas.csv and the figures. --out must be a folder every process
+can reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import signal
+import sys
+import time
+
+import numpy as np
+
+from ._compile_cache import enable_compile_cache
+from ._sharding import use_host_cores
+from .atlasmap import RESULT_KEYS, AtlasConfig, cell_name, parse_range
+
+DEFAULTS = dict(
+    widths="16,32,64,128,256",
+    depths="1,2,4,8,16",
+    gains="0.5:1.5:0.5",
+    activations="leaky_relu,relu,tanh,elu,swish,linear",
+    archs="mlp,resnet",
+    seeds="1",
+    epochs=2000,
+)
+QUICK = dict(
+    widths="16,64",
+    depths="1,3",
+    gains="0.75,1.25",
+    activations="leaky_relu,relu,tanh,elu,swish,linear",
+    archs="mlp,resnet",
+    seeds="1",
+    epochs=600,
+)
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m repalign_jax.atlas", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--widths", default=None, help=f"comma list or START:STOP[:STEP] (default {DEFAULTS['widths']})")
+    p.add_argument("--depths", default=None, help=f"hidden layers (default {DEFAULTS['depths']})")
+    p.add_argument("--gains", default=None, help=f"START:STOP[:STEP] or a comma list (default {DEFAULTS['gains']})")
+    p.add_argument("--activations", default=None, help=f"comma list (default {DEFAULTS['activations']})")
+    p.add_argument("--archs", default=None, help="mlp, resnet or both (default mlp,resnet)")
+    p.add_argument("--seeds", default=None, help="runs per setting (a count) or a comma list of seeds (default 1)")
+    p.add_argument("--epochs", type=int, default=None, help=f"epoch budget per run (default {DEFAULTS['epochs']})")
+    p.add_argument("--stop-loss", type=float, default=1e-5, help="a run stops once its loss is below (default 1e-5)")
+    p.add_argument(
+        "--lr", default="auto", help="'auto' (c / lambda_max at initialisation, the default) or a learning rate"
+    )
+    p.add_argument("--lr-c", type=float, default=None, help="c of --lr auto (default repalign_jax.AUTO_LR_C = 0.5)")
+    p.add_argument(
+        "--fit-from",
+        default="auto",
+        help="second fit from this epoch, 'auto' (3 x the fitted tau, the default) or 'none'",
+    )
+    p.add_argument("--dx2", type=float, default=1.0, help="squared input distance (default 1)")
+    p.add_argument("--dy2", type=float, default=0.5, help="squared target distance (default 0.5)")
+    p.add_argument("--quick", action="store_true", help="a small grid (about 2 minutes on a 2-core CPU)")
+    p.add_argument("--out", default=None, help="output folder (default: a new time-stamped folder under runs/)")
+    p.add_argument("--resume", action="store_true", help="continue the atlas in --out, skipping finished cells")
+    p.add_argument("--no-plots", action="store_true", help="write no figures")
+    p.add_argument("--quiet", action="store_true", help="no progress and no table")
+    p.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (default: on, ~/.cache/repalign_jax/jax)",
+    )
+    p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (several processes without SLURM/MPI)")
+    p.add_argument("--num-processes", type=int, default=None, help="number of processes (with --coordinator)")
+    p.add_argument("--process-id", type=int, default=None, help="this process's index (with --coordinator)")
+    return p
+
+
+def make_config(args) -> AtlasConfig:
+    from ._networks import ACTIVATIONS
+    from ._sharpness import AUTO_LR_C
+
+    base = QUICK if args.quick else DEFAULTS
+
+    def pick(name):
+        v = getattr(args, name)
+        return base[name] if v is None else v
+
+    try:
+        widths = parse_range(str(pick("widths")), "widths", integer=True)
+        depths = parse_range(str(pick("depths")), "depths", integer=True)
+        gains = parse_range(str(pick("gains")), "gains")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    acts = [a.strip() for a in str(pick("activations")).split(",") if a.strip()]
+    bad = [a for a in acts if a not in ACTIVATIONS]
+    if bad or not acts or len(set(acts)) != len(acts):
+        raise UsageError(
+            f"--activations: unknown or repeated {', '.join(bad) or acts}; choose from {', '.join(ACTIVATIONS)}"
+        )
+    archs = [a.strip() for a in str(pick("archs")).split(",") if a.strip()]
+    if not archs or any(a not in ("mlp", "resnet") for a in archs) or len(set(archs)) != len(archs):
+        raise UsageError(f"--archs: choose from mlp, resnet, got {pick('archs')!r}")
+    seeds_text = str(pick("seeds"))
+    try:
+        seeds = [int(s) for s in seeds_text.split(",")] if "," in seeds_text else list(range(int(seeds_text)))
+    except ValueError:
+        raise UsageError(f"--seeds: cannot read {seeds_text!r}; use a count or a comma list") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: need at least one distinct non-negative seed, got {seeds_text!r}")
+    epochs = pick("epochs")
+    if not isinstance(epochs, int) or epochs < 2:
+        raise UsageError(f"--epochs must be an integer of at least 2, got {epochs}")
+    if not (np.isfinite(args.stop_loss) and args.stop_loss > 0):
+        raise UsageError(f"--stop-loss must be positive, got {args.stop_loss}")
+    lr: str | float = "auto"
+    if args.lr != "auto":
+        try:
+            lr = float(args.lr)
+        except ValueError:
+            raise UsageError(f"--lr: 'auto' or a positive number, got {args.lr!r}") from None
+        if not (np.isfinite(lr) and lr > 0):
+            raise UsageError(f"--lr must be positive, got {args.lr}")
+    lr_c = AUTO_LR_C if args.lr_c is None else args.lr_c
+    if not (np.isfinite(lr_c) and 0 < lr_c < 2):
+        raise UsageError(f"--lr-c must be in (0, 2) (gradient descent diverges beyond 2 / lambda_max), got {lr_c}")
+    fit_from: str | int | None
+    if args.fit_from in ("none", "None"):
+        fit_from = None
+    elif args.fit_from == "auto":
+        fit_from = "auto"
+    else:
+        try:
+            fit_from = int(args.fit_from)
+        except ValueError:
+            raise UsageError(f"--fit-from: an epoch, 'auto' or 'none', got {args.fit_from!r}") from None
+        if not 0 <= fit_from <= epochs - 2:
+            raise UsageError(f"--fit-from {fit_from} must be an epoch in 0..{epochs - 2}")
+    if not (np.isfinite(args.dx2) and args.dx2 > 0) or not (np.isfinite(args.dy2) and args.dy2 >= 0):
+        raise UsageError("--dx2 must be positive and --dy2 non-negative")
+    cfg = AtlasConfig(
+        widths=widths,
+        depths=depths,
+        gains=gains,
+        activations=acts,
+        archs=archs,
+        seeds=seeds,
+        epochs=epochs,
+        stop_loss=args.stop_loss,
+        lr=lr,
+        lr_c=lr_c,
+        dx2=args.dx2,
+        dy2=args.dy2,
+        fit_from=fit_from,
+    )
+    if not cfg.cells():
+        raise UsageError("the grid is empty (a resnet needs depth >= 3)")
+    return cfg
+
+
+def _signature(d: dict) -> dict:
+    return {k: d.get(k) for k in RESULT_KEYS}
+
+
+def prepare_out(args, cfg: AtlasConfig, write: bool) -> pathlib.Path:
+    """Check `--out` against `--resume` (nothing is overwritten without it); `write`: create it and
+    write config.json (process 0)."""
+    from .results import atomic_write_json
+
+    if args.out is None:
+        if args.resume:
+            raise UsageError("--resume needs the --out folder of the atlas to continue")
+        if args.num_processes not in (None, 1):
+            raise UsageError("several processes need an --out folder they all reach")
+        out = pathlib.Path("runs") / f"atlas-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    else:
+        out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            raise UsageError(f"{cfg_path} is unreadable; choose another --out") from None
+        if not args.resume:
+            raise UsageError(
+                f"--out {out} already holds an atlas; pass --resume to continue it or choose another --out"
+            )
+        mine = _signature(json.loads(json.dumps(dataclasses.asdict(cfg))))
+        if _signature(old) != mine:
+            diff = [k for k in RESULT_KEYS if _signature(old)[k] != mine[k]]
+            raise UsageError(
+                f"--out {out} holds a different atlas (differs in {', '.join(diff)}); nothing was overwritten"
+            )
+    elif out.exists() and any(out.iterdir()) and not args.resume:
+        raise UsageError(f"--out {out} exists and is not empty; choose another --out")
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        if not cfg_path.exists():
+            import jax
+
+            from . import __version__
+
+            meta = dataclasses.asdict(cfg) | {
+                "package_version": __version__,
+                "jax_version": jax.__version__,
+                "backend": jax.default_backend(),
+                "devices": [str(d) for d in jax.devices()],
+                "processes": jax.process_count(),
+                "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            }
+            atomic_write_json(cfg_path, meta)
+    return out
+
+
+def init_distributed(args) -> tuple[int, int]:
+    """`(process index, process count)`, after `jax.distributed.initialize` where asked for or detected."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if any(v is not None for v in given):
+        if any(v is None for v in given):
+            raise UsageError("--coordinator, --num-processes and --process-id go together")
+        if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+            raise UsageError(f"--process-id must be in 0..{args.num_processes - 1}")
+        if args.num_processes == 1:
+            return 0, 1
+        import jax
+
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
+        )
+        return jax.process_index(), jax.process_count()
+    cluster = int(os.environ.get("SLURM_NTASKS", "1")) > 1 or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+    if cluster:
+        import jax
+
+        jax.distributed.initialize()  # auto-detects SLURM and Open MPI
+        return jax.process_index(), jax.process_count()
+    return 0, 1
+
+
+def _machine() -> str:
+    import platform
+
+    import jax
+
+    kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        cfg = make_config(args)
+        if args.coordinator is None and args.num_processes is None:
+            use_host_cores()  # one JAX device per core on a CPU: before JAX starts
+        if not args.no_compile_cache:
+            enable_compile_cache()
+        rank, size = init_distributed(args)
+        out = prepare_out(args, cfg, write=rank == 0)
+    except UsageError as e:
+        print(f"atlas: error: {e}", file=sys.stderr)
+        return 2
+
+    import jax
+
+    from .atlasmap import COLUMNS, atlas_markdown, rows_of, run_cell, write_figures
+    from .results import atomic_save_npz, atomic_write_json, atomic_write_text, load_npz, write_csv
+
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    if size > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("atlas: out prepared")
+        out.mkdir(parents=True, exist_ok=True)
+    cells = cfg.cells()
+    mine = cells[rank::size]
+    cell_dir = out / "cells"
+    runs_per_cell = len(cfg.activations) * len(cfg.gains) * len(cfg.seeds)
+    say(
+        f"atlas: {len(cells)} network shapes x {runs_per_cell} runs (activations x gains x seeds), "
+        f"budget {cfg.epochs} epochs, lr {cfg.lr}; results in {out}"
+        + (f"; process {rank} of {size} takes {len(mine)} shapes" if size > 1 else "")
+    )
+    devices = jax.local_devices()
+    t0 = time.perf_counter()
+    old_handler = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        for k, cell in enumerate(mine):
+            path = cell_dir / f"{cell_name(cell)}.npz"
+            if path.exists():
+                say(f"  [{k + 1}/{len(mine)}] {cell_name(cell)}: done earlier")
+                continue
+            tc = time.perf_counter()
+            arrays = run_cell(cfg, cell, progress=not args.quiet, devices=devices)
+            atomic_save_npz(path, arrays)
+            q = np.minimum(arrays["r2_h"], arrays["r2_y"])
+            say(
+                f"  [{k + 1}/{len(mine)}] {cell_name(cell)}: {time.perf_counter() - tc:.1f} s; "
+                f"converged {int(arrays['converged'].sum())}/{len(q)}, diverged {int(arrays['diverged'].sum())}, "
+                f"min(R^2 h, y) >= 0.95: {int(np.sum(np.nan_to_num(q, nan=-np.inf) >= 0.95))}/{len(q)}"
+            )
+    except KeyboardInterrupt:
+        print(
+            f"atlas: interrupted; finished shapes are saved in {cell_dir}; continue with: "
+            f"python -m repalign_jax.atlas ... --out {out} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)
+    if size > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("atlas: cells done")
+        if rank != 0:
+            return 0
+    parts = [load_npz(cell_dir / f"{cell_name(c)}.npz") for c in cells]
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in COLUMNS}
+    wall = time.perf_counter() - t0
+    write_csv(out / "atlas.csv", rows_of(arrays), COLUMNS)
+    figures = [] if args.no_plots else write_figures(out, arrays, cfg)
+    meta = {
+        "command": "python -m repalign_jax.atlas " + " ".join(argv),
+        "machine": _machine() + (f", {size} processes" if size > 1 else ""),
+        "wall_seconds": wall,
+    }
+    md = atlas_markdown(arrays, cfg, meta)
+    if figures:
+        md += "\n## Figures\n\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
+    atomic_write_text(out / "atlas.md", md)
+    atomic_write_json(out / "run.json", meta | {"figures": figures, "finished": datetime.datetime.now().isoformat()})
+    say(
+        f"atlas: {len(arrays['gain'])} runs in {wall:.0f} s; wrote {out}/atlas.csv, atlas.md"
+        + (", figures" if figures else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""`python -m repalign_jax.atlas`: end to end, resume, bad input, one executable per shape,
+the persistent compilation cache, and two processes against one."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from repalign_jax import atlas
+from repalign_jax.atlasmap import COLUMNS
+
+TINY = [
+    "--widths", "8", "--depths", "1,3", "--archs", "mlp", "--activations", "tanh,relu",
+    "--gains", "0.9,1.3", "--epochs", "150", "--quiet",
+]  # fmt: skip
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "a"
+    assert atlas.main(TINY + ["--out", str(out), "--no-compile-cache"]) == 0
+    rows = _csv(out / "atlas.csv")
+    assert len(rows) == 2 * 2 * 2  # shapes x activations x gains
+    assert list(rows[0]) == list(COLUMNS)
+    assert {r["activation"] for r in rows} == {"tanh", "relu"}
+    for r in rows:
+        assert r["diverged"] == "false"
+        lam, lr = float(r["lambda_max"]), float(r["lr"])
+        np.testing.assert_allclose(lr, 0.5 / lam, rtol=1e-6)  # --lr auto
+        assert int(r["epochs_trained"]) <= 150
+        assert r["fit_ok"] in ("true", "false")
+    for name in ("atlas.md", "config.json", "fit_depth_width_mlp.png", "regime_gain_depth_mlp.png", "rates.png"):
+        assert (out / name).exists(), name
+    md = (out / "atlas.md").read_text()
+    assert "Boundary" in md and "After the transient" in md
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["widths"] == [8] and cfg["depths"] == [1, 3]
+
+    # the same --out again: refused, nothing touched
+    before = (out / "atlas.csv").read_bytes()
+    assert atlas.main(TINY + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0]
+    # --resume: every cell is on disk, nothing is trained again, the same table
+    (out / "atlas.csv").unlink()
+    assert atlas.main(TINY + ["--out", str(out), "--resume", "--no-plots"]) == 0
+    assert (out / "atlas.csv").read_bytes() == before
+    # --resume with another grid: refused
+    assert atlas.main(TINY[:-1] + ["--epochs", "99", "--quiet", "--out", str(out), "--resume"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--widths", "8,x"], "--widths"),
+        (["--depths", "0"], "--depths"),
+        (["--gains", "1.4:0.9"], "--gains"),
+        (["--activations", "softplus"], "--activations"),
+        (["--archs", "cnn"], "--archs"),
+        (["--lr", "fast"], "--lr"),
+        (["--lr", "-1"], "--lr"),
+        (["--lr-c", "3"], "--lr-c"),
+        (["--fit-from", "soon"], "--fit-from"),
+        (["--epochs", "1"], "--epochs"),
+        (["--archs", "resnet", "--depths", "1,2"], "empty"),
+        (["--coordinator", "127.0.0.1:1"], "go together"),
+        (["--bogus"], "unrecognized"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, match):
+    out = tmp_path / "bad"
+    assert atlas.main(argv + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
+
+
+def test_run_cell_is_one_compiled_training_per_shape():
+    """Every activation and gain of a shape trains in one batch; a second shape adds one executable."""
+    from repalign_jax import _train
+    from repalign_jax.atlasmap import AtlasConfig, run_cell
+
+    cfg = AtlasConfig(
+        widths=[8], depths=[2], gains=[0.8, 1.2], activations=["tanh", "relu", "swish"], archs=["mlp"],
+        seeds=[0], epochs=60, stop_loss=1e-5, lr="auto", lr_c=0.5, dx2=1.0, dy2=0.5, fit_from=None,
+    )  # fmt: skip
+    before = _train._segment_jit._cache_size()
+    a = run_cell(cfg, ("mlp", 8, 2))
+    assert _train._segment_jit._cache_size() == before + 1
+    assert len(a["gain"]) == 6 and list(a["activation"][:2]) == ["tanh", "tanh"]
+    assert np.all(np.isnan(a["r2_h_after"]))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env.update(JAX_PLATFORMS="cpu", **extra)
+    return env
+
+
+def test_two_processes_equal_one(tmp_path):
+    """`jax.distributed` with 2 local CPU processes (coordinator on 127.0.0.1): the shapes are divided,
+    process 0 gathers, and the atlas equals a single-process run of the same grid."""
+    grid = TINY + ["--no-plots", "--no-compile-cache"]
+    single = tmp_path / "one"
+    subprocess.run([sys.executable, "-m", "repalign_jax.atlas", *grid, "--out", str(single)], check=True, env=_env())
+    multi = tmp_path / "two"
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "repalign_jax.atlas",
+                *grid,
+                "--out",
+                str(multi),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    a, b = _csv(single / "atlas.csv"), _csv(multi / "atlas.csv")
+    assert len(a) == len(b) == 8
+    for ra, rb in zip(a, b):
+        for c in COLUMNS:
+            if c in ("arch", "activation", "converged", "diverged", "fit_ok", "explains", "fit_ok_after"):
+                assert ra[c] == rb[c], c
+            elif ra[c] or rb[c]:
+                np.testing.assert_allclose(float(rb[c]), float(ra[c]), rtol=1e-4, atol=1e-9, err_msg=c)
+    assert json.loads((multi / "config.json").read_text())["processes"] == 2
+
+
+COUNT = """
+import collections, json, sys, jax
+ev = collections.Counter()
+jax.monitoring.register_event_listener(lambda n, **k: ev.update([n]))
+from repalign_jax import atlas
+rc = atlas.main(sys.argv[1:])
+print(json.dumps({"rc": rc, "hits": ev["/jax/compilation_cache/cache_hits"],
+                  "misses": ev["/jax/compilation_cache/cache_misses"],
+                  "requests": ev["/jax/compilation_cache/compile_requests_use_cache"]}))
+"""
+
+
+def test_second_invocation_compiles_nothing(tmp_path):
+    """The persistent compilation cache: a second run of the same shapes loads every executable."""
+    env = _env(REPALIGN_JAX_CACHE=str(tmp_path / "cache"))
+    stats = []
+    for k in range(2):
+        argv = TINY[:-1] + ["--quiet", "--no-plots", "--out", str(tmp_path / f"run{k}")]
+        done = subprocess.run([sys.executable, "-c", COUNT, *argv], env=env, capture_output=True, text=True, check=True)
+        stats.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert stats[0]["rc"] == stats[1]["rc"] == 0
+    assert stats[0]["requests"] > 0 and stats[0]["hits"] < stats[0]["requests"]  # the first run compiled
+    assert stats[1]["requests"] > 0 and stats[1]["hits"] == stats[1]["requests"], stats  # the second loaded them all
+
+
+@pytest.mark.slow
+def test_quick_grid(tmp_path):
+    """`--quick` end to end: every run stable under --lr auto, files, columns, figures."""
+    out = tmp_path / "quick"
+    assert atlas.main(["--quick", "--quiet", "--out", str(out), "--no-compile-cache"]) == 0
+    rows = _csv(out / "atlas.csv")
+    assert len(rows) == 72 and list(rows[0]) == list(COLUMNS)
+    assert not [r for r in rows if r["diverged"] == "true"]
+    assert all(r["converged"] == "true" for r in rows)
+    for name in ("fit_depth_width_mlp.png", "fit_depth_width_resnet.png", "regime_depth_width_mlp.png"):
+        assert (out / name).exists()

@@ -69,8 +69,8 @@ class TrainConfig:
       authors' `conv_thresh`): a run whose loss, recorded before an epoch's step,
       is below it stops there without that step; its later records (the final
       one included) repeat that record. Once every live run of a compiled chunk
-      has stopped, the chunk stops stepping (each later epoch costs next to
-      nothing). `epochs` is then the budget. `None` (default): every epoch trains.
+      has stopped, the chunk steps no more and no further compiled segment runs
+      (the records are filled in on the host). `epochs` is then the budget. `None` (default): every epoch trains.
     """
 
     epochs: int
@@ -701,13 +701,13 @@ def train_networks(
         for c, (idx, _) in enumerate(chunks):
             if isinstance(reporter, Progress) and own:
                 reporter.chunk = c
-            run_args = [shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs, acts)]
+            g, sd, lr, ac = (shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs, acts))
             if per_run:
                 xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])
             params = None
             if leaves is not None:
                 params = jax.tree_util.tree_map(lambda v: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
-            out = _train_chunk(xj, tj, pj, *run_args, params, reporter, spec=core, config=config)
+            out = _train_chunk(xj, tj, pj, g, sd, lr, ac, params, reporter, spec=core, config=config)
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:
         if isinstance(reporter, Progress) and own:

@@ -28,9 +28,10 @@ Examples:
   python -m repalign_jax.atlas --widths 64,256 --depths 2:8:2 --gains 0.8:1.4 --activations tanh,relu
   python -m repalign_jax.atlas --out runs/atlas --resume             # after Ctrl-C
 
-The default grid (5 widths x 5 depths x 3 gains x 6 activations x 2 architectures,
-1 seed: 720 runs) takes about 20 minutes on a 2-core CPU; a GPU trains a grid of
-5 seeds, 7 gains and widths to 1024 in minutes (one batch per shape).
+The default grid (widths 16, 64, 256 x depths 1, 2, 4, 8, 16 x gains 0.5, 1, 1.5 x
+6 activations x mlp and resnet (from depth 3), 1 seed: 432 runs of up to 3000
+epochs) takes about 20 minutes on a 2-core CPU (ATLAS.md); a GPU trains a grid of
+5 seeds, 7 gains and widths 16 to 1024 in minutes (one batch per shape).
 
 Several processes or hosts: `jax.distributed` auto-detects SLURM and Open MPI
 (run one process per task); elsewhere pass --coordinator HOST:PORT
@@ -59,13 +60,13 @@ from ._sharding import use_host_cores
 from .atlasmap import RESULT_KEYS, AtlasConfig, cell_name, parse_range
 
 DEFAULTS = dict(
-    widths="16,32,64,128,256",
+    widths="16,64,256",
     depths="1,2,4,8,16",
     gains="0.5:1.5:0.5",
     activations="leaky_relu,relu,tanh,elu,swish,linear",
     archs="mlp,resnet",
     seeds="1",
-    epochs=2000,
+    epochs=3000,
 )
 QUICK = dict(
     widths="16,64",
@@ -74,7 +75,7 @@ QUICK = dict(
     activations="leaky_relu,relu,tanh,elu,swish,linear",
     archs="mlp,resnet",
     seeds="1",
-    epochs=600,
+    epochs=1000,
 )
 
 
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lr", default="auto", help="'auto' (c / lambda_max at initialisation, the default) or a learning rate"
     )
-    p.add_argument("--lr-c", type=float, default=None, help="c of --lr auto (default repalign_jax.AUTO_LR_C = 0.5)")
+    p.add_argument("--lr-c", type=float, default=None, help="c of --lr auto (default repalign_jax.AUTO_LR_C = 0.1)")
     p.add_argument(
         "--fit-from",
         default="auto",

@@ -357,7 +357,8 @@ def write_figures(out: pathlib.Path, arrays, cfg: AtlasConfig) -> list[str]:
                         ax.set_xlabel("width", fontsize=7)
                     if ai == 0:
                         ax.set_ylabel("depth", fontsize=7)
-            fig.colorbar(im, ax=axes, shrink=0.6, label=label)
+            if im is not None:
+                fig.colorbar(im, ax=axes, shrink=0.6, label=label)
             fig.suptitle(f"{label}: depth x width ({arch}; median over seeds; x: no fit)", fontsize=9)
             fname = f"{name}_depth_width_{arch}.png"
             fig.savefig(out / fname, dpi=100)
@@ -373,7 +374,8 @@ def write_figures(out: pathlib.Path, arrays, cfg: AtlasConfig) -> list[str]:
                 axes[0, ai].set_title(act, fontsize=8)
                 axes[0, ai].set_xlabel("depth", fontsize=7)
             axes[0, 0].set_ylabel("gain", fontsize=7)
-            fig.colorbar(im, ax=axes, shrink=0.8, label=label)
+            if im is not None:
+                fig.colorbar(im, ax=axes, shrink=0.8, label=label)
             fig.suptitle(f"{label}: gain x depth at width {width} ({arch})", fontsize=9)
             fname = f"{name}_gain_depth_{arch}.png"
             fig.savefig(out / fname, dpi=100)

@@ -55,7 +55,8 @@ def test_sharpness_vmap_equals_a_loop_and_traced_activations():
 
 
 def test_auto_lr():
-    np.testing.assert_allclose(rj.auto_lr([2.0, 10.0]), [0.25, 0.05])
+    np.testing.assert_allclose(rj.auto_lr([2.0, 10.0]), [0.05, 0.01])
+    assert rj.AUTO_LR_C == 0.1
     np.testing.assert_allclose(rj.auto_lr([2.0], c=1.0, lambda_floor=4.0), [0.25])
     with pytest.raises(ValueError, match="positive"):
         rj.auto_lr([0.0])

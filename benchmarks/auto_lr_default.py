@@ -41,7 +41,9 @@ def main():
     )
     t2 = time.perf_counter()
     print(f"machine: {describe()}; sharpness {t1 - t0:.0f} s, training and fitting {t2 - t1:.0f} s")
-    print("| gain | seed | lambda_max | auto lr | paper lr | auto / paper | diverged | stop epoch | final loss | R^2 h | R^2 y |")
+    print(
+        "| gain | seed | lambda_max | auto lr | paper lr | auto / paper | diverged | stop epoch | final loss | R^2 h | R^2 y |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for k in range(len(g)):
         print(

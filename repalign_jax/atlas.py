@@ -55,9 +55,10 @@ import time
 
 import numpy as np
 
+from ._cli import ArgParser, UsageError, add_compile_cache_flag, parse_range, sigterm_to_interrupt
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
-from .atlasmap import RESULT_KEYS, AtlasConfig, cell_name, parse_range
+from .atlasmap import RESULT_KEYS, AtlasConfig, cell_name
 
 DEFAULTS = dict(
     widths="16,64,256",
@@ -79,17 +80,8 @@ QUICK = dict(
 )
 
 
-class UsageError(Exception):
-    """Bad command-line input: one line on stderr, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgParser(
         prog="python -m repalign_jax.atlas", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--widths", default=None, help=f"comma list or START:STOP[:STEP] (default {DEFAULTS['widths']})")
@@ -116,11 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the atlas in --out, skipping finished cells")
     p.add_argument("--no-plots", action="store_true", help="write no figures")
     p.add_argument("--quiet", action="store_true", help="no progress and no table")
-    p.add_argument(
-        "--no-compile-cache",
-        action="store_true",
-        help="do not use JAX's persistent compilation cache (default: on, ~/.cache/repalign_jax/jax)",
-    )
+    add_compile_cache_flag(p)
     p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (several processes without SLURM/MPI)")
     p.add_argument("--num-processes", type=int, default=None, help="number of processes (with --coordinator)")
     p.add_argument("--process-id", type=int, default=None, help="this process's index (with --coordinator)")
@@ -137,12 +125,9 @@ def make_config(args) -> AtlasConfig:
         v = getattr(args, name)
         return base[name] if v is None else v
 
-    try:
-        widths = parse_range(str(pick("widths")), "widths", integer=True)
-        depths = parse_range(str(pick("depths")), "depths", integer=True)
-        gains = parse_range(str(pick("gains")), "gains")
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    widths = parse_range(str(pick("widths")), "widths", integer=True, default_step=1)
+    depths = parse_range(str(pick("depths")), "depths", integer=True, default_step=1)
+    gains = parse_range(str(pick("gains")), "gains")
     acts = [a.strip() for a in str(pick("activations")).split(",") if a.strip()]
     bad = [a for a in acts if a not in ACTIVATIONS]
     if bad or not acts or len(set(acts)) != len(acts):
@@ -299,10 +284,6 @@ def _machine() -> str:
     return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"
 
 
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -340,7 +321,7 @@ def main(argv=None) -> int:
     )
     devices = jax.local_devices()
     t0 = time.perf_counter()
-    old_handler = signal.signal(signal.SIGTERM, _sigterm)
+    old_handler = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
     try:
         for k, cell in enumerate(mine):
             path = cell_dir / f"{cell_name(cell)}.npz"

@@ -11,7 +11,6 @@ traced), then the theory is fitted to every run, from the start and, with
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 
 import numpy as np
@@ -320,7 +319,8 @@ def _heat(ax, grid, xlabels, ylabels, vmin, vmax, cmap, fmt="{:.2f}"):
     ax.set_xticks(range(len(xlabels)), [f"{v:g}" for v in xlabels], fontsize=7)
     ax.set_yticks(range(len(ylabels)), [f"{v:g}" for v in ylabels], fontsize=7)
     for (i, j), v in np.ndenumerate(grid):
-        ax.text(j, i, "x" if not np.isfinite(v) else fmt.format(v), ha="center", va="center", fontsize=6)
+        text = "x" if not np.isfinite(v) else fmt.format(v) if v >= vmin else f"<{vmin:g}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=6)
     return im
 
 
@@ -550,37 +550,3 @@ def atlas_markdown(arrays, cfg: AtlasConfig, meta: dict) -> str:
         "",
     ]
     return "\n".join(parts)
-
-
-def parse_range(text: str, name: str, integer: bool = False) -> list:
-    """`START:STOP[:STEP]` (inclusive) or a comma list; raises `ValueError` with one line."""
-    text = text.strip()
-    try:
-        if ":" in text:
-            parts = [float(p) for p in text.split(":")]
-            if len(parts) not in (2, 3):
-                raise ValueError
-            start, stop = parts[:2]
-            step = parts[2] if len(parts) == 3 else (1.0 if integer else 0.1)
-            if step <= 0 or stop < start:
-                raise ValueError(f"--{name}: need STEP > 0 and STOP >= START in {text!r}")
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            vals = [round(start + k * step, 10) for k in range(n)]
-        else:
-            vals = [float(p) for p in text.split(",") if p.strip()]
-    except ValueError as e:
-        mine = str(e).startswith(f"--{name}")
-        raise ValueError(
-            str(e) if mine else f"--{name}: cannot read {text!r}; use START:STOP[:STEP] or a comma list"
-        ) from None
-    if not vals:
-        raise ValueError(f"--{name}: empty")
-    if any(not np.isfinite(v) or v <= 0 for v in vals):
-        raise ValueError(f"--{name}: values must be positive, got {text!r}")
-    if integer:
-        if any(v != int(v) for v in vals):
-            raise ValueError(f"--{name}: values must be integers, got {text!r}")
-        vals = [int(v) for v in vals]
-    if len(set(vals)) != len(vals):
-        raise ValueError(f"--{name}: repeated values in {text!r}")
-    return vals

@@ -40,6 +40,7 @@ import pathlib
 import sys
 import time
 
+from ._cli import ArgParser, UsageError, add_compile_cache_flag
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
 
@@ -58,17 +59,8 @@ EXPERIMENTS = (
 )
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
-    p = _Parser(
+    p = ArgParser(
         prog="python -m repalign_jax.reproduce",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,11 +71,7 @@ def build_parser():
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--no-compile-cache",
-        action="store_true",
-        help="do not use JAX's persistent compilation cache (default: on, in ~/.cache/repalign_jax/jax or $REPALIGN_JAX_CACHE)",
-    )
+    add_compile_cache_flag(p)
     p.add_argument(
         "--settings",
         default="code",

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import math
 import pathlib
 import signal
 import sys
@@ -36,6 +35,7 @@ import time
 
 import numpy as np
 
+from ._cli import ArgParser, UsageError, add_compile_cache_flag, parse_range, sigterm_to_interrupt
 from ._compile_cache import enable_compile_cache
 from ._paper import paper_lr
 from ._sharding import use_host_cores
@@ -55,40 +55,9 @@ from .gainsweep import (  # noqa: F401 - the sweep's pieces, importable from her
 #: The paper's learning rates per gain (docs/experiments.md, Table 1 and the authors' code).
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported as one line on stderr with exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def parse_gains(text: str) -> list[float]:
     """`START:STOP[:STEP]` (inclusive, default step 0.1) or a comma list."""
-    text = text.strip()
-    try:
-        if ":" in text:
-            parts = [float(p) for p in text.split(":")]
-            if len(parts) not in (2, 3):
-                raise ValueError
-            start, stop = parts[0], parts[1]
-            step = parts[2] if len(parts) == 3 else 0.1
-            if step <= 0:
-                raise UsageError(f"--gains: STEP must be positive, got {step:g}")
-            if stop < start:
-                raise UsageError(f"--gains: STOP ({stop:g}) is below START ({start:g})")
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            gains = [round(start + k * step, 10) for k in range(n)]
-        else:
-            gains = [float(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise UsageError(f"--gains: cannot read {text!r}; use START:STOP[:STEP] or a comma list") from None
-    if not gains:
-        raise UsageError("--gains: the range is empty")
-    if any(not np.isfinite(g) or g <= 0 for g in gains):
-        raise UsageError(f"--gains: gains must be positive, got {gains}")
-    return gains
+    return parse_range(text, "gains")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -108,7 +77,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgParser(
         prog="python -m repalign_jax.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
@@ -136,11 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out, skipping finished chunks")
     p.add_argument("--no-plots", action="store_true", help="write no figures")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    p.add_argument(
-        "--no-compile-cache",
-        action="store_true",
-        help="do not use JAX's persistent compilation cache (default: on, in ~/.cache/repalign_jax/jax or $REPALIGN_JAX_CACHE)",
-    )
+    add_compile_cache_flag(p)
     p.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call (default: what fits in memory)")
     return p
 
@@ -261,10 +226,6 @@ def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
 # --------------------------------------------------------------------------------------
 
 
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -296,7 +257,7 @@ def main(argv=None) -> int:
     if done:
         say(f"resuming: {len(done)} of {n_chunks} chunk(s) already done")
     progress = None if args.quiet else Progress(cfg.epochs, n_chunks - len(done), label="sweep")
-    old_handler = signal.signal(signal.SIGTERM, _sigterm)
+    old_handler = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
     t0 = time.perf_counter()
     new = 0
     try:

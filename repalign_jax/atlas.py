@@ -23,14 +23,14 @@ early transient (--fit-from). Writes to --out:
 
 Examples:
 
-  python -m repalign_jax.atlas --quick --out runs/atlas-quick        # about 2 minutes on a 2-core CPU
+  python -m repalign_jax.atlas --quick --out runs/atlas-quick        # 4 min on a 2-core CPU, under 2 with the compile cache warm
   python -m repalign_jax.atlas --out runs/atlas                      # the default grid (see ATLAS.md)
   python -m repalign_jax.atlas --widths 64,256 --depths 2:8:2 --gains 0.8:1.4 --activations tanh,relu
   python -m repalign_jax.atlas --out runs/atlas --resume             # after Ctrl-C
 
 The default grid (widths 16, 64, 256 x depths 1, 2, 4, 8, 16 x gains 0.5, 1, 1.5 x
 6 activations x mlp and resnet (from depth 3), 1 seed: 432 runs of up to 3000
-epochs) takes about 20 minutes on a 2-core CPU (ATLAS.md); a GPU trains a grid of
+epochs) took 24 minutes on a 2-core CPU from a cold compile cache (ATLAS.md); a GPU trains a grid of
 5 seeds, 7 gains and widths 16 to 1024 in minutes (one batch per shape).
 
 Several processes or hosts: `jax.distributed` auto-detects SLURM and Open MPI
@@ -103,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dx2", type=float, default=1.0, help="squared input distance (default 1)")
     p.add_argument("--dy2", type=float, default=0.5, help="squared target distance (default 0.5)")
-    p.add_argument("--quick", action="store_true", help="a small grid (about 2 minutes on a 2-core CPU)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small grid (72 runs: 4 minutes on a 2-core CPU, under 2 with a warm compile cache)",
+    )
     p.add_argument("--out", default=None, help="output folder (default: a new time-stamped folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue the atlas in --out, skipping finished cells")
     p.add_argument("--no-plots", action="store_true", help="write no figures")

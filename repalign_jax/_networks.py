@@ -100,6 +100,22 @@ def activation_index(name: str) -> int:
     return ACTIVATION_NAMES.index(name)
 
 
+def activation_indices(activations, spec: "NetworkSpec"):
+    """Per-run activation names (a name, or an array of them; `None`: `spec.activation`) as
+    `int32` indices into `ACTIVATION_NAMES`. Raises `ValueError` naming unknown ones."""
+    import numpy as np
+
+    if activations is None:
+        if spec.activation not in ACTIVATIONS:
+            raise ValueError("a NetworkSpec with activation='per_run' needs activations=")
+        activations = spec.activation
+    names = np.asarray(activations, dtype=object)
+    unknown = sorted({str(n) for n in names.ravel()} - set(ACTIVATIONS))
+    if unknown:
+        raise ValueError(f"unknown activation(s) {', '.join(unknown)}; choose from {', '.join(ACTIVATIONS)}")
+    return np.vectorize(activation_index, otypes=[np.int32])(names) if names.size else np.zeros(0, np.int32)
+
+
 def _piecewise_linear(x, slope):
     """`x` for `x > 0`, else `slope * x`; derivative `slope` at 0 (PyTorch's ReLU, leaky ReLU, identity)."""
     return jnp.where(x > 0, x, slope * x)

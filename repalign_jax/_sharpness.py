@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
-from ._networks import ACTIVATION_NAMES, NetworkSpec, activation_index, apply, init_state, plain_dots
+from ._networks import NetworkSpec, activation_indices, apply, init_state, plain_dots
 from ._theory import LOSS_SCALES
 
 #: `auto_lr`'s constant: `lr = AUTO_LR_C / lambda_max`. Gradient descent diverges on
@@ -120,10 +120,7 @@ def initial_sharpness(
     give the same network); `loss` is `TrainConfig.loss`. One compiled, vmapped
     call per network shape (the nonlinearity is traced). Dropout is off.
     """
-    if activations is None:
-        activations = spec.activation
-    names = np.asarray(activations, dtype=object)
-    acts = np.vectorize(activation_index, otypes=[np.int32])(names)
+    acts = activation_indices(activations, spec)
     x, targets = np.asarray(x), np.asarray(targets)
     shapes = [np.shape(gains), np.shape(seeds), acts.shape] + ([x.shape[:1]] if x.ndim == 3 else [])
     R = int(np.prod(np.broadcast_shapes(*shapes)))
@@ -135,7 +132,6 @@ def initial_sharpness(
         raise ValueError("gains must be positive and finite")
     if iters < 1:
         raise ValueError(f"iters must be positive, got {iters}")
-    assert set(ACTIVATION_NAMES) >= {str(n) for n in names.ravel()}
     lam = _sharpness_batch(
         np.asarray(x, dtype), np.asarray(targets, dtype), gains, seeds, acts, spec=spec.shape(), loss=loss, iters=iters
     )

@@ -33,7 +33,7 @@ import optax
 from jaxtyping import Array, ArrayLike
 
 from ._chunks import Chunk, plan_chunks
-from ._networks import ACTIVATION_NAMES, NetworkSpec, activation_index, apply, init_state
+from ._networks import NetworkSpec, activation_indices, apply, init_state
 from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
 from ._theory import LOSS_SCALES as LOSSES
 from ._trajectory import measure_hyw
@@ -644,15 +644,7 @@ def train_networks(
         if initial_params is None:
             raise ValueError("gains are required unless initial_params are given")
         gains = 1.0
-    if activations is None:
-        if spec.activation not in ACTIVATION_NAMES:
-            raise ValueError("a NetworkSpec with activation='per_run' needs activations=")
-        activations = spec.activation
-    names = np.asarray(activations, dtype=object)
-    unknown = sorted({str(n) for n in names.ravel()} - set(ACTIVATION_NAMES))
-    if unknown:
-        raise ValueError(f"unknown activation(s) {', '.join(unknown)}; choose from {', '.join(ACTIVATION_NAMES)}")
-    acts = np.vectorize(activation_index, otypes=[np.int32])(names) if names.size else np.zeros(0, np.int32)
+    acts = activation_indices(activations, spec)
     shapes = [np.shape(gains), np.shape(seeds), np.shape(lrs), np.shape(acts)] + ([x.shape[:1]] if per_run else [])
     leaves = None
     if initial_params is not None:

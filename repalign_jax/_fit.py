@@ -394,14 +394,23 @@ def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOption
     chunk = options.resolved_chunk_size(B)
     if chunk >= B or isinstance(ts, Tracer):
         return _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
-    order = np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
+    # One at a time the order does not matter (and sorting would compile per batch size).
+    order = None if chunk == 1 else np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
+    # Chunks are cut on the host: indexing device arrays would compile a gather per shape.
+    host = _on_host(ts, states, dx2, dy2, loss, m0, start)
     parts = []
     for idx, _ in plan_chunks(B, chunk, order):
-        t, s, a, b, lo, m = _take(idx, ts, states, dx2, dy2, loss, m0)
-        parts.append(_fit_batch(t, s, a, b, lo, m, start[idx], options))
-    inverse = np.empty(B, dtype=np.int64)
-    inverse[order] = np.arange(B)
-    return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v)[inverse], *parts)
+        t, s, a, b, lo, m, r = _take(idx, *host)
+        parts.append(_fit_batch(t, s, a, b, lo, m, r, options))
+    inverse = np.arange(B)
+    if order is not None:
+        inverse[order] = np.arange(B)
+    return jax.tree_util.tree_map(lambda *v: jnp.asarray(np.concatenate([np.asarray(p) for p in v])[inverse]), *parts)
+
+
+def _on_host(*arrays):
+    """NumPy copies (`None`s stay `None`)."""
+    return tuple(None if a is None else np.asarray(a) for a in arrays)
 
 
 def _grid(options: FitOptions, dtype) -> Array:
@@ -529,12 +538,20 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
         valid = np.asarray(_valid(ts, states, loss))
         redo = np.flatnonzero(valid & ~np.asarray(result.success))
         if redo.size:
-            idx = _pad_to_bucket(redo)
+            # In chunks of the first fit's size (one trajectory at a time on a CPU, the
+            # compiled shapes of the first fit); one padded batch on an accelerator.
+            chunk = options.resolved_chunk_size(redo.size)
+            idx = _pad_to_bucket(redo) if chunk >= redo.size else redo
             grid = _grid(options, dtype)
-            obj = _grid_objective(ts[idx], states[idx], dx2[idx], dy2[idx], grid, options.solver)
-            best = grid[jnp.argmin(jnp.where(jnp.isfinite(obj), obj, jnp.inf), axis=1)]
-            t, s, a, b, lo, m = _take(idx, ts, states, dx2, dy2, loss, m0)
-            retry = _fit_batch(t, s, a, b, lo, m, best, options)
+            t, s, a, b, lo, m = _take(idx, *_on_host(ts, states, dx2, dy2, loss, m0))
+            objs = []
+            for part, real in plan_chunks(len(idx), chunk):
+                objs.append(
+                    np.asarray(_grid_objective(t[part], s[part], a[part], b[part], grid, options.solver))[:real]
+                )
+            obj = np.concatenate(objs)
+            best = np.asarray(grid)[np.argmin(np.where(np.isfinite(obj), obj, np.inf), axis=1)]
+            retry = _fit_sorted_chunks(t, s, a, b, lo, m, best, options)
             improved = np.asarray(retry.success)[: redo.size]
             take = redo[improved]
             src = np.flatnonzero(improved)

@@ -41,26 +41,13 @@ def _scale(tree, c):
     return jax.tree_util.tree_map(lambda v: v * c.astype(v.dtype), tree)
 
 
-def _power(hvp, v, iters, shift):
-    """`iters` steps of power iteration on `H - shift I` from `v`: `(Rayleigh quotient of H - shift I, v)`."""
-
-    def op(u):
-        return jax.tree_util.tree_map(lambda hu, uu: hu - shift.astype(uu.dtype) * uu, hvp(u), u)
-
-    def body(_, u):
-        w = op(u)
-        return _scale(w, 1.0 / jnp.maximum(jnp.sqrt(_tree_dot(w, w)), jnp.finfo(jnp.result_type(shift)).tiny))
-
-    v = jax.lax.fori_loop(0, iters, body, v)
-    return _tree_dot(v, op(v)), v
-
-
 def lambda_max_of(loss_fn, params, key, iters: int = 64):
     """The largest eigenvalue of the Hessian of `loss_fn` at `params` (a pytree), by power iteration.
 
-    A first iteration finds the eigenvalue of largest magnitude `mu`; when it is
-    negative, a second one on `H - mu I` (whose spectrum is non-negative) finds the
-    largest. Pure and traceable (vmap it over runs).
+    A first `iters` steps find the eigenvalue of largest magnitude `mu`; when it is
+    negative, `iters` more on `H - mu I` (whose spectrum is non-negative) find the
+    largest. Both phases are one loop, so the Hessian-vector product is traced once
+    (a quarter of the compile time of four copies). Pure and traceable (vmap it over runs).
     """
     params = jax.tree_util.tree_map(jnp.asarray, params)
     grad = jax.grad(loss_fn)
@@ -73,10 +60,21 @@ def lambda_max_of(loss_fn, params, key, iters: int = 64):
     v = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
     v = _scale(v, 1.0 / jnp.sqrt(_tree_dot(v, v)))
     zero = jnp.zeros((), leaves[0].dtype)
-    mu, v = _power(hvp, v, iters, zero)
-    shift = jnp.minimum(mu, zero)
-    nu, _ = _power(hvp, v, iters, shift)
-    return jnp.maximum(nu + shift, mu)
+    tiny = jnp.finfo(zero.dtype).tiny
+
+    def body(i, carry):
+        # u has norm 1: <u, H u> is the Rayleigh quotient of H at the i-th iterate.
+        u, mu, _ = carry
+        hu = hvp(u)
+        ray = _tree_dot(u, hu).astype(zero.dtype)
+        mu = jnp.where(i == iters, ray, mu)
+        shift = jnp.where(i >= iters, jnp.minimum(mu, zero), zero)
+        w = jax.tree_util.tree_map(lambda a, b: a - shift.astype(b.dtype) * b, hu, u)
+        return _scale(w, 1.0 / jnp.maximum(jnp.sqrt(_tree_dot(w, w)), tiny)), mu, ray
+
+    # Iterations 0 .. 2 iters: mu is the quotient after `iters` steps, `last` after 2 iters.
+    _, mu, last = jax.lax.fori_loop(0, 2 * iters + 1, body, (v, zero, zero))
+    return jnp.maximum(last, mu)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "loss", "iters"))

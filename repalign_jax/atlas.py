@@ -23,7 +23,7 @@ early transient (--fit-from). Writes to --out:
 
 Examples:
 
-  python -m repalign_jax.atlas --quick --out runs/atlas-quick        # 4 min on a 2-core CPU, under 2 with the compile cache warm
+  python -m repalign_jax.atlas --quick --out runs/atlas-quick        # 2.4 min on a 2-core CPU, 1 with the compile cache warm
   python -m repalign_jax.atlas --out runs/atlas                      # the default grid (see ATLAS.md)
   python -m repalign_jax.atlas --widths 64,256 --depths 2:8:2 --gains 0.8:1.4 --activations tanh,relu
   python -m repalign_jax.atlas --out runs/atlas --resume             # after Ctrl-C

@@ -222,14 +222,16 @@ def test_solver_step_limit_flags_instead_of_raising(synthetic):
     assert np.all(np.isnan(res.eta_enc))
 
 
-def test_fallback_grid_rescues_a_bad_start(synthetic, x64, monkeypatch):
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_fallback_grid_rescues_a_bad_start(synthetic, x64, monkeypatch, chunk_size):
     # A data-driven start of 10 per epoch: the solves cannot finish, the first fit fails,
-    # and the coarse grid search must find the basin again.
+    # and the coarse grid search must find the basin again. chunk_size None retries one
+    # trajectory at a time on a CPU; 4 retries both as one padded batch.
     traj = _traj(synthetic, slice(4, 6))
     monkeypatch.setattr(_fit, "_guess_batch", lambda ts, *a: jnp.full((ts.shape[0], 2), 10.0, ts.dtype))
-    no_grid = rj.fit_effective_rates(traj, rj.FitOptions(fallback_grid=0))
+    no_grid = rj.fit_effective_rates(traj, rj.FitOptions(fallback_grid=0, chunk_size=chunk_size))
     assert not np.any(no_grid.success)
-    res = rj.fit_effective_rates(traj)
+    res = rj.fit_effective_rates(traj, rj.FitOptions(chunk_size=chunk_size))
     assert np.all(res.success)
     np.testing.assert_allclose(res.eta_enc, synthetic["rates"][4:6, 0], rtol=1e-4)
     np.testing.assert_allclose(res.eta_dec, synthetic["rates"][4:6, 1], rtol=1e-4)

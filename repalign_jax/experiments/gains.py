@@ -41,17 +41,23 @@ def run(ctx: Context) -> dict:
     arrays = gainsweep.train_and_fit_chunk(cfg, g, s, lr, ctx.progress)
     table = gainsweep.write_outputs(ctx.out, arrays, cfg, plots=True)
     ctx.say(ctx.write_table("gains", table, gainsweep.TABLE_COLUMNS, gainsweep.TABLE_FORMATS))
-    plateau = np.array([t["plateau_epochs"] for t in table])
-    finite = np.isfinite(plateau)
-    falls = bool(finite.sum() >= 3 and np.all(np.diff(plateau[finite]) < 0))
+    # Each gain trains at its own learning rate (the authors' series spans 0.015 to 1.5e-6),
+    # so the plateau is compared in the theory's time, epochs x lr (gradient flow), not in epochs.
+    plateau = np.array([t["plateau_epochs"] for t in table], float)
+    flow = plateau * np.array([t["lr"] for t in table], float)
+    finite = np.isfinite(flow)
+    falls = bool(finite.sum() >= 3 and np.all(np.diff(flow[finite]) < 0))
+
+    def fmt(v, f):
+        return "-" if not np.isfinite(v) else f(v)
+
     claims = [
         claim(
-            "the plateau shrinks as the initial-weight gain grows",
-            "plateau (epochs) by gain: "
-            + ", ".join(
-                f"{t['gain']:g}: {'-' if not np.isfinite(t['plateau_epochs']) else int(t['plateau_epochs'])}"
-                for t in table
-            ),
+            "the plateau shrinks as the initial-weight gain grows (in the theory's time, epochs x lr)",
+            "plateau by gain, epochs x lr: "
+            + ", ".join(f"{t['gain']:g}: {fmt(v, lambda u: f'{u:.3g}')}" for t, v in zip(table, flow))
+            + "; in epochs: "
+            + ", ".join(f"{t['gain']:g}: {fmt(v, lambda u: str(int(u)))}" for t, v in zip(table, plateau)),
             falls,
         )
     ]

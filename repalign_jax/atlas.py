@@ -30,8 +30,11 @@ Examples:
 
 The default grid (widths 16, 64, 256 x depths 1, 2, 4, 8, 16 x gains 0.5, 1, 1.5 x
 6 activations x mlp and resnet (from depth 3), 1 seed: 432 runs of up to 3000
-epochs) took 24 minutes on a 2-core CPU from a cold compile cache (ATLAS.md); a GPU trains a grid of
-5 seeds, 7 gains and widths 16 to 1024 in minutes (one batch per shape).
+epochs) took 17 minutes on a 2-core CPU from a cold compile cache (ATLAS.md). On a GPU
+the runs of a shape train as one batch and are fitted as one batch, so more seeds and gains
+cost little per shape: the default shapes with 5 seeds and 7 gains (5040 runs) should take
+minutes there. That is an expectation, not a measurement: no GPU was lent to this project
+(`--seeds 5 --gains 0.5:2:0.25` is that grid; atlas.md records its wall time).
 
 Several processes or hosts: `jax.distributed` auto-detects SLURM and Open MPI
 (run one process per task); elsewhere pass --coordinator HOST:PORT

@@ -543,7 +543,8 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
             chunk = options.resolved_chunk_size(redo.size)
             idx = _pad_to_bucket(redo) if chunk >= redo.size else redo
             grid = _grid(options, dtype)
-            t, s, a, b, lo, m = _take(idx, *_on_host(ts, states, dx2, dy2, loss, m0))
+            t, s, a, b = (np.asarray(v)[idx] for v in (ts, states, dx2, dy2))
+            lo, m = _take(idx, *_on_host(loss, m0))
             objs = []
             for part, real in plan_chunks(len(idx), chunk):
                 objs.append(

@@ -66,7 +66,7 @@ def lambda_max_of(loss_fn, params, key, iters: int = 64):
         # u has norm 1: <u, H u> is the Rayleigh quotient of H at the i-th iterate.
         u, mu, _ = carry
         hu = hvp(u)
-        ray = _tree_dot(u, hu).astype(zero.dtype)
+        ray = jnp.asarray(_tree_dot(u, hu), zero.dtype)
         mu = jnp.where(i == iters, ray, mu)
         shift = jnp.where(i >= iters, jnp.minimum(mu, zero), zero)
         w = jax.tree_util.tree_map(lambda a, b: a - shift.astype(b.dtype) * b, hu, u)

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a small grid (72 runs: 4 minutes on a 2-core CPU, under 2 with a warm compile cache)",
+        help="a small grid (72 runs: 2.4 minutes on a 2-core CPU, 1 with a warm compile cache)",
     )
     p.add_argument("--out", default=None, help="output folder (default: a new time-stamped folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue the atlas in --out, skipping finished cells")

@@ -114,6 +114,22 @@ def test_settings_profiles_are_data_in_one_place():
         _paper.settings("xor", "printed")
 
 
+def test_gains_plateau_claim_is_in_epochs_times_lr():
+    """The authors' series: the plateau is not monotone in epochs (each gain has its own rate),
+    but falls in epochs x lr; a rise in epochs x lr fails the claim."""
+    from repalign_jax.experiments.gains import plateau_falls
+
+    rows = [(0.9, 0.015, 1355.0), (1.0, 0.005, 1362.0), (1.4, 0.00025, 410.0), (1.6, 1.5e-6, 1667.0)]
+    table = [{"gain": g, "lr": lr, "plateau_epochs": p} for g, lr, p in rows]
+    plateau, flow, falls = plateau_falls(table)
+    assert falls and not all(a > b for a, b in zip(plateau, plateau[1:]))
+    assert flow[0] == pytest.approx(20.325)
+    table[-1]["plateau_epochs"] = 1e6  # 1.5 in epochs x lr: above gain 1.4's 0.1025
+    assert not plateau_falls(table)[2]
+    table[-1]["plateau_epochs"] = math.nan  # no plateau: skipped, three gains remain
+    assert plateau_falls(table)[2]
+
+
 @pytest.mark.slow
 def test_gains_quick_plateau_shrinks(tmp_path_factory):
     numbers, out = _run("gains", tmp_path_factory)

@@ -15,6 +15,19 @@ from repalign_jax import gainsweep
 from ._common import Context, claim
 
 
+def plateau_falls(table) -> tuple[np.ndarray, np.ndarray, bool]:
+    """`(plateau in epochs, plateau in epochs x lr, whether the latter falls strictly with the gain)`.
+
+    Each gain trains at its own learning rate (the authors' series spans 0.015 to 1.5e-6),
+    so the plateau is compared in the theory's time, epochs x lr (gradient flow), not in
+    epochs. Gains without a plateau (NaN) are skipped; at least three must remain.
+    """
+    plateau = np.array([t["plateau_epochs"] for t in table], float)
+    flow = plateau * np.array([t["lr"] for t in table], float)
+    finite = np.isfinite(flow)
+    return plateau, flow, bool(finite.sum() >= 3 and np.all(np.diff(flow[finite]) < 0))
+
+
 def run(ctx: Context) -> dict:
     if ctx.quick:
         gains, lrs = [0.75, 1.0, 1.25, 1.5], [0.02] * 4
@@ -41,23 +54,18 @@ def run(ctx: Context) -> dict:
     arrays = gainsweep.train_and_fit_chunk(cfg, g, s, lr, ctx.progress)
     table = gainsweep.write_outputs(ctx.out, arrays, cfg, plots=True)
     ctx.say(ctx.write_table("gains", table, gainsweep.TABLE_COLUMNS, gainsweep.TABLE_FORMATS))
-    # Each gain trains at its own learning rate (the authors' series spans 0.015 to 1.5e-6),
-    # so the plateau is compared in the theory's time, epochs x lr (gradient flow), not in epochs.
-    plateau = np.array([t["plateau_epochs"] for t in table], float)
-    flow = plateau * np.array([t["lr"] for t in table], float)
-    finite = np.isfinite(flow)
-    falls = bool(finite.sum() >= 3 and np.all(np.diff(flow[finite]) < 0))
-
-    def fmt(v, f):
-        return "-" if not np.isfinite(v) else f(v)
-
+    plateau, flow, falls = plateau_falls(table)
     claims = [
         claim(
             "the plateau shrinks as the initial-weight gain grows (in the theory's time, epochs x lr)",
             "plateau by gain, epochs x lr: "
-            + ", ".join(f"{t['gain']:g}: {fmt(v, lambda u: f'{u:.3g}')}" for t, v in zip(table, flow))
+            + ", ".join(
+                f"{t['gain']:g}: {v:.3g}" if np.isfinite(v) else f"{t['gain']:g}: -" for t, v in zip(table, flow)
+            )
             + "; in epochs: "
-            + ", ".join(f"{t['gain']:g}: {fmt(v, lambda u: str(int(u)))}" for t, v in zip(table, plateau)),
+            + ", ".join(
+                f"{t['gain']:g}: {v:.0f}" if np.isfinite(v) else f"{t['gain']:g}: -" for t, v in zip(table, plateau)
+            ),
             falls,
         )
     ]

@@ -205,11 +205,13 @@ def _signature(d: dict) -> dict:
     return {k: d.get(k) for k in RESULT_KEYS}
 
 
-def prepare_out(args, cfg: AtlasConfig, write: bool) -> pathlib.Path:
-    """Check `--out` against `--resume` (nothing is overwritten without it); `write`: create it and
-    write config.json (process 0)."""
-    from .results import atomic_write_json
+def prepare_out(args, cfg: AtlasConfig) -> pathlib.Path:
+    """Check `--out` against `--resume` (nothing is overwritten without it); returns it.
 
+    With several processes every process checks before any writes (`start_out`
+    after a barrier): a process that checked after process 0 had written
+    config.json would take the new atlas for an old one.
+    """
     if args.out is None:
         if args.resume:
             raise UsageError("--resume needs the --out folder of the atlas to continue")
@@ -238,23 +240,27 @@ def prepare_out(args, cfg: AtlasConfig, write: bool) -> pathlib.Path:
             )
     elif out.exists() and any(out.iterdir()) and not args.resume:
         raise UsageError(f"--out {out} exists and is not empty; choose another --out")
-    if write:
-        out.mkdir(parents=True, exist_ok=True)
-        if not cfg_path.exists():
-            import jax
-
-            from . import __version__
-
-            meta = dataclasses.asdict(cfg) | {
-                "package_version": __version__,
-                "jax_version": jax.__version__,
-                "backend": jax.default_backend(),
-                "devices": [str(d) for d in jax.devices()],
-                "processes": jax.process_count(),
-                "started": datetime.datetime.now().isoformat(timespec="seconds"),
-            }
-            atomic_write_json(cfg_path, meta)
     return out
+
+
+def start_out(out: pathlib.Path, cfg: AtlasConfig) -> None:
+    """Create `out` and write its config.json unless it has one (`--resume`); process 0 only."""
+    import jax
+
+    from . import __version__
+    from .results import atomic_write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.json").exists():
+        meta = dataclasses.asdict(cfg) | {
+            "package_version": __version__,
+            "jax_version": jax.__version__,
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+            "processes": jax.process_count(),
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+        atomic_write_json(out / "config.json", meta)
 
 
 def init_distributed(args) -> tuple[int, int]:
@@ -301,20 +307,23 @@ def main(argv=None) -> int:
         if not args.no_compile_cache:
             enable_compile_cache()
         rank, size = init_distributed(args)
-        out = prepare_out(args, cfg, write=rank == 0)
+        out = prepare_out(args, cfg)
     except UsageError as e:
         print(f"atlas: error: {e}", file=sys.stderr)
         return 2
 
     import jax
+    from jax.experimental import multihost_utils
 
     from .atlasmap import COLUMNS, atlas_markdown, rows_of, run_cell, write_figures
     from .results import atomic_save_npz, atomic_write_json, atomic_write_text, load_npz, write_csv
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     if size > 1:
-        from jax.experimental import multihost_utils
-
+        multihost_utils.sync_global_devices("atlas: out checked")  # every process checked before any writes
+    if rank == 0:
+        start_out(out, cfg)
+    if size > 1:
         multihost_utils.sync_global_devices("atlas: out prepared")
         out.mkdir(parents=True, exist_ok=True)
     cells = cfg.cells()
@@ -354,8 +363,6 @@ def main(argv=None) -> int:
     finally:
         signal.signal(signal.SIGTERM, old_handler)
     if size > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices("atlas: cells done")
         if rank != 0:
             return 0

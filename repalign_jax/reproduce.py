@@ -1,7 +1,7 @@
 """Reproduce the paper's experiments, one command each.
 
     python -m repalign_jax.reproduce NAME [--settings code|paper] [--out DIR] [--quick] [--seeds N] [--mnist DIR]
-                                     [--networks all|NAME,...] [--set KEY=VALUE ...]
+                                     [--networks all|NAME,...] [--set KEY=VALUE ...] [--resume]
 
 NAME is one of the experiments below, or `all`. Each writes its figures (PNG),
 tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
@@ -15,7 +15,9 @@ in the paper's appendix (both profiles are data in `repalign_jax/_paper.py`).
 `default`, a CPU's budget; `all` is the authors' loop over every row). `--set`
 replaces one numeric setting of an experiment that has them (final_distance:
 n_trials, fit_epochs, grid, lr, epochs, seeds_per_point), for a smaller budget;
-the JSON and the report say so.
+the JSON and the report say so. final_distance saves each network as it
+finishes; `--resume` reuses what an interrupted run (or a run on another
+machine, into the same DIR) saved with the same settings.
 
 Experiments:
   universality      Figure 2, C.1/11: every network of Table 1 against the theory
@@ -83,6 +85,11 @@ def build_parser():
         default=None,
         help="Table-1 rows: 'all' or comma-separated names; universality (default all) and "
         "final_distance (default: the default network)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="final_distance: reuse the networks (and fitted rates) an earlier run saved in DIR with the same settings",
     )
     p.add_argument(
         "--set",
@@ -164,6 +171,8 @@ def main(argv=None) -> int:
             raise UsageError(f"--set applies to one of: {', '.join(OVERRIDABLE)}")
         if args.networks is not None and not set(names) & {"final_distance", "universality"}:
             raise UsageError("--networks applies to universality and final_distance")
+        if args.resume and "final_distance" not in names:
+            raise UsageError("--resume applies to final_distance")
     except UsageError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
@@ -174,6 +183,7 @@ def main(argv=None) -> int:
 
     root = pathlib.Path(args.out)
     cache: dict = {}
+    machine = _machine()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     failed = []
     for name in names:
@@ -190,6 +200,8 @@ def main(argv=None) -> int:
             overrides=overrides,
             profile=args.settings,
             networks=args.networks,
+            resume=args.resume,
+            machine=machine,
         )
         try:  # bad --set keys or values and bad --networks stop here, before anything is computed
             module = importlib.import_module(f"repalign_jax.experiments.{name}")
@@ -229,7 +241,7 @@ def main(argv=None) -> int:
         "devices": [str(d) for d in jax.devices()],
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (root / "REPRODUCTION.md").write_text(report(root, _machine()))
+    (root / "REPRODUCTION.md").write_text(report(root, machine))
     if failed:
         say(f"claims that did not hold in: {', '.join(failed)} (see each NAME.json)")
     return 0

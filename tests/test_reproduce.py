@@ -66,6 +66,7 @@ def test_unknown_experiment_exit_code_2(capsys):
         (["all", "--set", "lr=1"], "applies to one of"),
         (["final_distance", "--networks", "default,bogus"], "unknown bogus"),
         (["xor", "--networks", "all"], "applies to universality and final_distance"),
+        (["xor", "--resume"], "--resume applies to final_distance"),
         (["universality", "--networks", "nonet"], "unknown nonet"),
         (["xor", "--settings", "printed"], "invalid choice"),
     ],
@@ -130,6 +131,21 @@ def test_gains_plateau_claim_is_in_epochs_times_lr():
     assert plateau_falls(table)[2]
 
 
+def test_gains_stops_fitting_counts_explained_runs():
+    """The claim counts runs the fit explains: a converged fit that does not reproduce its run
+    (gain 1.3 / 1.4 after the fix) fails it, whatever the averaged R^2 says."""
+    from repalign_jax.experiments.gains import stops_fitting
+
+    table = [{"gain": g, "runs": 3, "explained": e} for g, e in [(0.9, 3), (1.2, 3), (1.4, 3), (1.6, 0)]]
+    text, holds = stops_fitting(table)
+    assert holds and text == "0.9: 3/3, 1.2: 3/3, 1.4: 3/3, 1.6: 0/3"
+    table[2]["explained"] = 0  # the measured series: 1.3 and 1.4 explain none
+    assert not stops_fitting(table)[1]
+    table[2]["explained"], table[3]["explained"] = 3, 1  # one run still explained at 1.6
+    assert not stops_fitting(table)[1]
+    assert not stops_fitting(table[:3])[1]  # no gain 1.6 in the table: not decided as held
+
+
 @pytest.mark.slow
 def test_gains_quick_plateau_shrinks(tmp_path_factory):
     numbers, out = _run("gains", tmp_path_factory)
@@ -159,3 +175,65 @@ def test_quick_experiment_runs(name, tmp_path_factory):
     numbers, _ = _run(name, tmp_path_factory)
     values = list(_finite_numbers({k: v for k, v in numbers.items() if k != "claims"}))
     assert values and sum(math.isfinite(v) for v in values) >= 0.8 * len(values)
+
+
+def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
+    """An interrupted `--networks` run keeps its finished networks; `--resume` reuses them (and the
+    fitted rates) when their settings match, and recomputes them when they do not."""
+    import repalign_jax as rj
+    from repalign_jax.experiments import final_distance
+
+    calls = []
+
+    def fake_rates(ctx, row, n_trials, epochs, loss_max):
+        calls.append(("rates", row.name))
+        return rj.EffectiveRates(1e-3, 2e-2, 50.0), n_trials
+
+    def fake_network(ctx, row, s, stem):
+        calls.append(("network", row.name))
+        if row.name == "shallow" and fail["shallow"]:
+            raise KeyboardInterrupt
+        rates, kept = final_distance.network_rates(ctx, row, s, stem)
+        return {"claim": {"claim": row.name, "measured": "", "holds": True}, "runs": 4, "converged": 3, "kept": kept}
+
+    monkeypatch.setattr(final_distance, "averaged_rates", fake_rates)
+    monkeypatch.setattr(final_distance, "run_network", fake_network)
+    fail = {"shallow": True}
+
+    def ctx(resume, **overrides):
+        return Context(
+            out=tmp_path,
+            quick=True,
+            seeds=2,
+            say=lambda *a: None,
+            networks="default,shallow",
+            resume=resume,
+            overrides=overrides,
+            machine="test machine",
+        )
+
+    with pytest.raises(KeyboardInterrupt):
+        final_distance.run(ctx(resume=False))
+    assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow")]
+    saved = json.loads((tmp_path / "final_distance_default.network.json").read_text())
+    assert saved["machine"] == "test machine" and saved["wall_seconds"] >= 0 and saved["key"]["quick"] is True
+    assert (tmp_path / "final_distance_default.rates.json").exists()
+
+    calls.clear()
+    fail["shallow"] = False
+    numbers = final_distance.run(ctx(resume=True))
+    assert calls == [("network", "shallow"), ("rates", "shallow")]  # default reused whole
+    assert [c["claim"] for c in numbers["claims"]] == ["default", "shallow"]
+    assert numbers["kept_fraction"] == pytest.approx(6 / 8) and numbers["machines"] == ["test machine"]
+
+    calls.clear()
+    final_distance.run(ctx(resume=True, grid="4"))  # other grid: networks recomputed, the rates reused
+    assert calls == [("network", "default"), ("network", "shallow")]
+
+    calls.clear()
+    final_distance.run(ctx(resume=True, n_trials="3"))  # other trials: both pieces recomputed
+    assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow"), ("rates", "shallow")]
+
+    calls.clear()
+    final_distance.run(ctx(resume=False))  # without --resume nothing is reused
+    assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow"), ("rates", "shallow")]

@@ -31,6 +31,11 @@ class Context:
     - `networks`: the Table-1 rows of `universality` and `final_distance`
       (`default`, `all`, or comma-separated row names; `None`: the experiment's
       default, see `table1_rows`).
+    - `resume`: reuse the pieces an earlier, interrupted invocation saved in `out`
+      when their settings match (`final_distance` saves each network as it
+      finishes); without it they are recomputed and overwritten.
+    - `machine`: one line naming the machine (host, cores, JAX backend), recorded
+      with pieces that may be reused on another machine.
     """
 
     out: pathlib.Path
@@ -43,6 +48,8 @@ class Context:
     overrides: dict = dataclasses.field(default_factory=dict)
     profile: str = "code"
     networks: str | None = None
+    resume: bool = False
+    machine: str = ""
 
     def settings(self, experiment: str) -> dict:
         """The experiment's full-size settings in this context's profile (`repalign_jax.paper_settings`)."""

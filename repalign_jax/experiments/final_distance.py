@@ -27,11 +27,20 @@ comma-separated list of row names; or `all`, the authors' loop over every row):
 The rates enter only through `eta_enc / eta_dec`, which does not depend on the
 learning rate, so rates fitted at the row's learning rate predict the slower
 grid runs.
+
+Each network is saved as it finishes (`STEM.network.json`, its averaged rates
+first as `STEM.rates.json`, with the settings, the machine and the wall time),
+so an interrupted `--networks all` loses at most the network in progress;
+`reproduce --resume` reuses the saved pieces whose settings match and computes
+the rest (e.g. the networks that finished on a GPU, the rest elsewhere).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
+import time
 
 import numpy as np
 
@@ -175,12 +184,14 @@ def run(ctx: Context) -> dict:
     networks = {}
     claims = []
     for row in rows:
-        numbers = run_network(
-            ctx,
-            row,
-            s,
-            stem="final_distance" if len(rows) == 1 else "final_distance_" + row.name.split(" (")[0].replace(" ", "_"),
-        )
+        stem = "final_distance" if len(rows) == 1 else "final_distance_" + row.name.split(" (")[0].replace(" ", "_")
+        key = piece_key(ctx, row, s=s)
+        numbers = saved_piece(ctx, ctx.out / f"{stem}.network.json", key, f"{row.name}: reusing the saved network")
+        if numbers is None:
+            t0 = time.perf_counter()
+            numbers = run_network(ctx, row, s, stem=stem)
+            numbers.update(wall_seconds=time.perf_counter() - t0, machine=ctx.machine)
+            ctx.write_json(f"{stem}.network.json", {"key": key, **numbers})
         networks[row.name] = numbers
         claims.append(numbers.pop("claim"))
     first = networks[rows[0].name]
@@ -193,12 +204,58 @@ def run(ctx: Context) -> dict:
         "kept_fraction": float(
             sum(n["converged"] for n in networks.values()) / max(1, sum(n["runs"] for n in networks.values()))
         ),
+        "network_wall_seconds": float(sum(n.get("wall_seconds", float("nan")) for n in networks.values())),
+        "machines": sorted({n.get("machine", "") for n in networks.values()} - {""}),
     }
+
+
+def piece_key(ctx: Context, row, **settings) -> dict:
+    """What a saved piece of `row` was computed with (compared on `--resume`), as plain JSON values."""
+    key = {"network": dataclasses.asdict(row), "profile": ctx.profile, "quick": ctx.quick, **settings}
+    return json.loads(json.dumps(key))
+
+
+def saved_piece(ctx: Context, path: pathlib.Path, key: dict, reusing: str) -> dict | None:
+    """The piece saved at `path` (without its key) when `ctx.resume` is on and its key is `key`, else `None`."""
+    if not (ctx.resume and path.exists()):
+        return None
+    try:
+        piece = json.loads(path.read_text())
+    except (OSError, ValueError):
+        ctx.say(f"  {path.name}: unreadable, recomputing")
+        return None
+    if piece.pop("key", None) != key:
+        ctx.say(f"  {path.name}: saved with other settings, recomputing")
+        return None
+    ctx.say(f"  {reusing} ({path.name}, {piece.get('wall_seconds', float('nan')):.0f} s on {piece.get('machine')})")
+    return piece
+
+
+def network_rates(ctx: Context, row, s: dict, stem: str) -> tuple[rj.EffectiveRates, int]:
+    """`averaged_rates` of `row` under the final-distance trial rules, saved as `STEM.rates.json`."""
+    rule = {k: s[k] for k in ("n_trials", "fit_epochs", "trial_loss_max")}
+    key = piece_key(ctx, row, **rule)
+    piece = saved_piece(ctx, ctx.out / f"{stem}.rates.json", key, f"{row.name}: reusing the fitted rates")
+    if piece is not None:
+        return rj.EffectiveRates(**piece["rates"]), int(piece["trials_kept"])
+    t0 = time.perf_counter()
+    rates, n_fitted = averaged_rates(ctx, row, s["n_trials"], s["fit_epochs"], s["trial_loss_max"])
+    ctx.write_json(
+        f"{stem}.rates.json",
+        {
+            "key": key,
+            "rates": rates_json(rates),
+            "trials_kept": n_fitted,
+            "wall_seconds": time.perf_counter() - t0,
+            "machine": ctx.machine,
+        },
+    )
+    return rates, n_fitted
 
 
 def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
     """Rates, grid, prediction and figures of one Table-1 network."""
-    rates, n_fitted = averaged_rates(ctx, row, s["n_trials"], s["fit_epochs"], s["trial_loss_max"])
+    rates, n_fitted = network_rates(ctx, row, s, stem)
     dxs = np.linspace(0.5, 1.5, s["grid"])
     dys = np.linspace(0.0, 1.0, s["grid"])
     seeds = np.arange(s["seeds_per_point"])

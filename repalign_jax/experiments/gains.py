@@ -28,6 +28,21 @@ def plateau_falls(table) -> tuple[np.ndarray, np.ndarray, bool]:
     return plateau, flow, bool(finite.sum() >= 3 and np.all(np.diff(flow[finite]) < 0))
 
 
+def stops_fitting(table, last: float = 1.6) -> tuple[str, bool]:
+    """`(explained runs by gain, whether the theory explains every run below gain `last` and none at it)`.
+
+    A run is explained when its fit succeeded with `R^2` of `h` and `y` >= 0.9
+    (`FitResult.explains`): a converged fit that does not reproduce its run (the
+    gain-1.4 fit that lands on `eta_dec` 1.6e-6 with `R^2` of `y` -10) does not count,
+    and neither does an averaged `R^2` that one such fit drags down.
+    """
+    text = ", ".join(f"{t['gain']:g}: {t['explained']}/{t['runs']}" for t in table)
+    below = [t for t in table if t["gain"] < last]
+    at = [t for t in table if t["gain"] == last]
+    holds = bool(below and at and all(t["explained"] == t["runs"] for t in below) and at[0]["explained"] == 0)
+    return text, holds
+
+
 def run(ctx: Context) -> dict:
     if ctx.quick:
         gains, lrs = [0.75, 1.0, 1.25, 1.5], [0.02] * 4
@@ -70,13 +85,14 @@ def run(ctx: Context) -> dict:
         )
     ]
     if not ctx.quick:
-        r2_16 = table[-1]["r2_y"]
-        r2_rest = min(t["r2_y"] for t in table[:-1])
+        explained, holds = stops_fitting(table)
         claims.append(
             claim(
-                "the theory stops fitting at gain 1.6",
-                f"R^2 y at 1.6: {r2_16:.3f}; lowest at 0.9-1.4: {r2_rest:.3f}",
-                bool(not np.isfinite(r2_16) or r2_16 < r2_rest),
+                "the theory explains the runs up to gain 1.4 (Table 1's very high initial weights) and stops "
+                "fitting at gain 1.6",
+                f"runs explained (fit succeeded, R^2 h and y >= 0.9) by gain: {explained}; R^2 y at 1.6: "
+                f"{table[-1]['r2_y']:.3f}",
+                holds,
             )
         )
     return {"table": table, "claims": claims, "settings": {"gains": gains, "lrs": lrs, "seeds": seeds, **shape}}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Figure 5 for every Table-1 network (`reproduce final_distance --networks all`, code settings) on one GPU,
+# inside a deadline, in one command of the device machine:
+#
+#   benchmarks/gpu_final_distance.sh OUT [DEADLINE_S] [--smoke] [more reproduce options]
+#
+# The networks run cheapest-first after the default network (the one the paper plots), the convolution last;
+# each is saved as it finishes (final_distance's STEM.network.json), so a deadline that cuts the run short
+# loses only the network in progress. At the deadline the run gets SIGINT (then SIGKILL 30 s later), and the
+# script still packs OUT into OUT.tar.gz (the device machine returns at most 8 files). Finish elsewhere with
+#   python -m repalign_jax.reproduce final_distance --networks all --out OUT_PARENT --resume
+# which reuses every saved network and computes the rest.
+#
+# --smoke: the same code paths at quick sizes on two networks (about 2 minutes on a 2-core CPU).
+set -u
+out=${1:?usage: gpu_final_distance.sh OUT [DEADLINE_S] [--smoke] [reproduce options]}
+deadline=${2:-480}
+shift $(( $# >= 2 ? 2 : 1 ))
+networks="default,shallow,narrow (50 units),dropout,skip connections,low initial weights,intermediate initial weights,high initial weights,very high initial weights,ReLU,linear,tanh,ELU,swish,convolution"
+extra=()
+for a in "$@"; do
+    if [ "$a" = "--smoke" ]; then
+        networks="default,shallow"
+        extra+=(--quick --seeds 2)
+    else
+        extra+=("$a")
+    fi
+done
+here=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+{
+    date -u +"%Y-%m-%dT%H:%M:%SZ"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+    python3 -c "import jax, jaxlib, flax, diffrax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'flax', flax.__version__, 'diffrax', diffrax.__version__, jax.devices())"
+} > "$out/env.txt" 2>&1
+cat "$out/env.txt"
+start=$(date +%s)
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1 REPALIGN_JAX_CACHE="$out/.jax_cache" \
+    timeout -s INT -k 30 "$deadline" python3 -m repalign_jax.reproduce final_distance --networks "$networks" \
+    --out "$out" --resume "${extra[@]}" 2>&1 | tee "$out/log.txt"
+rc=${PIPESTATUS[0]}
+echo "reproduce exit $rc after $(( $(date +%s) - start )) s" | tee -a "$out/log.txt"
+ls "$out"/final_distance/*.network.json 2>/dev/null | sed 's/^/saved: /'
+tar czf "$out.tar.gz" --exclude=.jax_cache -C "$(dirname "$out")" "$(basename "$out")"
+echo "packed $out.tar.gz ($(du -h "$out.tar.gz" | cut -f1))"
+exit "$rc"

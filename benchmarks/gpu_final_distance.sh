@@ -4,19 +4,21 @@
 #
 #   benchmarks/gpu_final_distance.sh OUT [DEADLINE_S] [--smoke] [more reproduce options]
 #
-# The networks run cheapest-first after the default network (the one the paper plots), the convolution last;
+# The networks run cheapest-first after the default network (the one the paper plots), then the convolution, and
+# last very high initial weights (gain 1.4), whose rate fit did not finish in 215 s on an H200 (benchmarks/README.md);
 # each is saved as it finishes (final_distance's STEM.network.json), so a deadline that cuts the run short
 # loses only the network in progress. At the deadline the run gets SIGINT (then SIGKILL 30 s later), and the
 # script still packs OUT into OUT.tar.gz (the device machine returns at most 8 files). Finish elsewhere with
-#   python -m repalign_jax.reproduce final_distance --networks all --out OUT_PARENT --resume
-# which reuses every saved network and computes the rest.
+#   python -m repalign_jax.reproduce final_distance --networks all --out OUT --resume
+# which reuses every saved network (OUT/final_distance/*.network.json) and computes the rest. To continue a saved
+# run on a device machine, carry runs/reproduce_code/final_distance and pass OUT = runs/reproduce_code.
 #
-# --smoke: the same code paths at quick sizes on two networks (about 2 minutes on a 2-core CPU).
+# --smoke: the same code paths at quick sizes on two networks (63 s on a 2-core CPU; tests/test_gpu_final_distance.py).
 set -u
 out=${1:?usage: gpu_final_distance.sh OUT [DEADLINE_S] [--smoke] [reproduce options]}
 deadline=${2:-480}
 shift $(( $# >= 2 ? 2 : 1 ))
-networks="default,shallow,narrow (50 units),dropout,skip connections,low initial weights,intermediate initial weights,high initial weights,very high initial weights,ReLU,linear,tanh,ELU,swish,convolution"
+networks="default,shallow,narrow (50 units),dropout,skip connections,low initial weights,intermediate initial weights,high initial weights,ReLU,linear,tanh,ELU,swish,convolution,very high initial weights"
 extra=()
 for a in "$@"; do
     if [ "$a" = "--smoke" ]; then
@@ -27,16 +29,17 @@ for a in "$@"; do
     fi
 done
 here=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}  # the device machine's python3 holds JAX; PYTHON picks another (tests: the venv's)
 mkdir -p "$out"
 {
     date -u +"%Y-%m-%dT%H:%M:%SZ"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-    python3 -c "import jax, jaxlib, flax, diffrax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'flax', flax.__version__, 'diffrax', diffrax.__version__, jax.devices())"
+    "$python" -c "import jax, jaxlib, flax, diffrax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'flax', flax.__version__, 'diffrax', diffrax.__version__, jax.devices())"
 } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
 start=$(date +%s)
 PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1 REPALIGN_JAX_CACHE="$out/.jax_cache" \
-    timeout -s INT -k 30 "$deadline" python3 -m repalign_jax.reproduce final_distance --networks "$networks" \
+    timeout -s INT -k 30 "$deadline" "$python" -m repalign_jax.reproduce final_distance --networks "$networks" \
     --out "$out" --resume "${extra[@]}" 2>&1 | tee "$out/log.txt"
 rc=${PIPESTATUS[0]}
 echo "reproduce exit $rc after $(( $(date +%s) - start )) s" | tee -a "$out/log.txt"

@@ -16,8 +16,12 @@
 # --smoke: the same code paths at quick sizes on two networks (63 s on a 2-core CPU; tests/test_gpu_final_distance.py).
 set -u
 out=${1:?usage: gpu_final_distance.sh OUT [DEADLINE_S] [--smoke] [reproduce options]}
-deadline=${2:-480}
-shift $(( $# >= 2 ? 2 : 1 ))
+shift
+deadline=480
+if [[ ${1:-} =~ ^[0-9]+$ ]]; then  # DEADLINE_S is optional: `OUT --smoke` keeps the default
+    deadline=$1
+    shift
+fi
 networks="default,shallow,narrow (50 units),dropout,skip connections,low initial weights,intermediate initial weights,high initial weights,ReLU,linear,tanh,ELU,swish,convolution,very high initial weights"
 extra=()
 for a in "$@"; do

@@ -131,10 +131,10 @@ def report(root: pathlib.Path, machine: str) -> str:
             settings += " with " + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items())
         for c in numbers.get("claims", []):
             verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
-            lines.append(
-                f"| {name} | {c['claim']} | {c['measured']} | {verdict} | {settings} | "
-                f"{numbers.get('wall_seconds', float('nan')):.0f} s |"
-            )
+            wall = f"{c.get('wall_seconds', numbers.get('wall_seconds', float('nan'))):.0f} s"
+            if c.get("machine") and c["machine"] != machine:
+                wall += f" on {c['machine']}"
+            lines.append(f"| {name} | {c['claim']} | {c['measured']} | {verdict} | {settings} | {wall} |")
     return f"Machine: {machine}\n\n" + "\n".join(lines) + "\n"
 
 

@@ -194,7 +194,10 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
         if row.name == "shallow" and fail["shallow"]:
             raise KeyboardInterrupt
         rates, kept = final_distance.network_rates(ctx, row, s, stem)
-        return {"claim": {"claim": row.name, "measured": "", "holds": True}, "runs": 4, "converged": 3, "kept": kept}
+        dx, dy = [0.5, 1.0, 0.5, 1.0], [0.5, 0.5, 1.0, 1.0]
+        per_run = {"dx": dx, "dy": dy, "measured": [a**0.5 for a in dx], "predicted": dx, "converged": [True] * 4}
+        claim = {"claim": row.name, "measured": "", "holds": True}
+        return {"claim": claim, "runs": 4, "converged": 3, "kept": kept, "per_run": per_run}
 
     monkeypatch.setattr(final_distance, "averaged_rates", fake_rates)
     monkeypatch.setattr(final_distance, "run_network", fake_network)
@@ -224,6 +227,11 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
     numbers = final_distance.run(ctx(resume=True))
     assert calls == [("network", "shallow"), ("rates", "shallow")]  # default reused whole
     assert [c["claim"] for c in numbers["claims"]] == ["default", "shallow"]
+    assert [c["network"] for c in numbers["claims"]] == ["default", "shallow"]
+    # each claim keeps its network's own wall time and machine (the reused default's is the first run's)
+    assert numbers["claims"][0]["wall_seconds"] == saved["wall_seconds"]
+    assert numbers["networks"]["default"]["h_dx_exponent"] == pytest.approx({"measured": 0.5, "predicted": 1.0})
+    assert {c["machine"] for c in numbers["claims"]} == {"test machine"}
     assert numbers["kept_fraction"] == pytest.approx(6 / 8) and numbers["machines"] == ["test machine"]
 
     calls.clear()
@@ -237,3 +245,41 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
     calls.clear()
     final_distance.run(ctx(resume=False))  # without --resume nothing is reused
     assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow"), ("rates", "shallow")]
+
+
+def test_report_takes_each_claims_own_wall_time_and_machine(tmp_path):
+    """A resumed final_distance's own wall time is the assembly's: each row shows its network's."""
+    (tmp_path / "final_distance").mkdir()
+    claims = [
+        {"claim": "default: c", "measured": "m", "holds": False, "network": "default", "wall_seconds": 121.4},
+        {"claim": "shallow: c", "measured": "m", "holds": True, "network": "shallow", "wall_seconds": 12.0},
+    ]
+    claims[0]["machine"], claims[1]["machine"] = "gpu box", "this box"
+    numbers = {"claims": claims, "wall_seconds": 0.01, "settings_profile": "code"}
+    (tmp_path / "final_distance" / "final_distance.json").write_text(json.dumps(numbers))
+    (tmp_path / "xor").mkdir()
+    xor = {"claims": [{"claim": "x", "measured": "m", "holds": True}], "wall_seconds": 33.0}
+    (tmp_path / "xor" / "xor.json").write_text(json.dumps(xor))
+    rows = [r for r in reproduce.report(tmp_path, "this box").splitlines() if r.startswith("| final") or "| xor" in r]
+    assert rows[0].endswith("| **no** | code settings | 121 s on gpu box |")
+    assert rows[1].endswith("| yes | code settings | 12 s |")  # the report's own machine is not repeated
+    assert rows[2].endswith("| 33 s |")  # claims without their own wall time: the experiment's
+
+
+def test_dx_exponent_recovers_a_power_law():
+    """`final_distance.dx_exponent` on values c(dy) ||dx||^p is p; discarded and non-positive runs
+    and ||dy|| = 0 (the merge points) are left out, a ||dy|| with one ||dx|| cannot give a slope."""
+    import numpy as np
+
+    from repalign_jax.experiments.final_distance import dx_exponent
+
+    dx, dy = (g.ravel() for g in np.meshgrid(np.linspace(0.5, 1.5, 5), np.linspace(0.0, 1.0, 5), indexing="ij"))
+    for p in (1.0, 0.3, -0.2):
+        values = (1 + dy) * dx**p
+        values[dy == 0] = 1e-9 * dx[dy == 0] ** 5  # a merge: would bias the slope if it were used
+        keep = np.ones(dx.size, bool)
+        keep[3] = False
+        bad = values.copy()
+        bad[~keep] = 1e3  # a discarded run's value must not count
+        assert dx_exponent(dx, dy, bad, keep) == pytest.approx(p, abs=1e-12)
+    assert np.isnan(dx_exponent([1.0, 1.0], [0.5, 1.0], [0.1, 0.2], [True, True]))

@@ -33,6 +33,9 @@ first as `STEM.rates.json`, with the settings, the machine and the wall time),
 so an interrupted `--networks all` loses at most the network in progress;
 `reproduce --resume` reuses the saved pieces whose settings match and computes
 the rest (e.g. the networks that finished on a GPU, the rest elsewhere).
+Each claim of the JSON carries its `network`, and that network's `wall_seconds`
+and `machine`. Each network also records `h_dx_exponent`: how its measured and predicted
+final `h` scale with `||dx||` (`dx_exponent`; the theory's is about 1).
 """
 
 from __future__ import annotations
@@ -154,6 +157,24 @@ def line_stats(pred, meas) -> dict:
     }
 
 
+def dx_exponent(dx, dy, values, keep) -> float:
+    """How `values` (final h, measured or predicted) scale with `||dx||`: the slope of
+    `log value` on `log ||dx||` by least squares at each `||dy|| > 0` (kept runs with a
+    positive value, at least two distinct `||dx||`), averaged over `||dy||`; NaN when no
+    `||dy||` has two. The theory's `h_inf` grows about in proportion to `||dx||` (exponent 1:
+    `A_low = sqrt(eta_enc / eta_dec) ||dx|| ||dy||`); a network whose exponent is far from 1
+    has effective rates that depend on the input distance, which the theory assumes they
+    do not."""
+    dx, dy, values = (np.asarray(v, np.float64) for v in (dx, dy, values))
+    keep = np.asarray(keep, bool)
+    slopes = []
+    for b in np.unique(dy[dy > 0]):
+        at = keep & (dy == b) & (values > 0)
+        if np.unique(dx[at]).size >= 2:
+            slopes.append(np.polyfit(np.log(dx[at]), np.log(values[at]), 1)[0])
+    return float(np.mean(slopes)) if slopes else float("nan")
+
+
 def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
     """Measured (points) and predicted (lines: mean over seeds) final h against ||dy||, one colour per ||dx||."""
     from repalign_jax.plots import colours, pyplot
@@ -192,8 +213,24 @@ def run(ctx: Context) -> dict:
             numbers = run_network(ctx, row, s, stem=stem)
             numbers.update(wall_seconds=time.perf_counter() - t0, machine=ctx.machine)
             ctx.write_json(f"{stem}.network.json", {"key": key, **numbers})
+        runs = numbers["per_run"]
+        numbers["h_dx_exponent"] = {  # computed here, so that resumed pieces have it too
+            k: dx_exponent(runs["dx"], runs["dy"], runs[k], runs["converged"]) for k in ("measured", "predicted")
+        }
         networks[row.name] = numbers
-        claims.append(numbers.pop("claim"))
+        # Each claim names its network and where and how long that network ran (a resumed
+        # run's own wall time is only the assembly).
+        the_claim = numbers.pop("claim")
+        e = numbers["h_dx_exponent"]
+        the_claim["measured"] += f"; final h grows as ||dx||^{e['measured']:.2f} (h_inf as ||dx||^{e['predicted']:.2f})"
+        claims.append(
+            {
+                **the_claim,
+                "network": row.name,
+                "wall_seconds": numbers.get("wall_seconds", float("nan")),
+                "machine": numbers.get("machine", ""),
+            }
+        )
     first = networks[rows[0].name]
     return {
         **(first if len(rows) == 1 else {}),

@@ -283,3 +283,16 @@ def test_dx_exponent_recovers_a_power_law():
         bad[~keep] = 1e3  # a discarded run's value must not count
         assert dx_exponent(dx, dy, bad, keep) == pytest.approx(p, abs=1e-12)
     assert np.isnan(dx_exponent([1.0, 1.0], [0.5, 1.0], [0.1, 0.2], [True, True]))
+
+
+def test_universality_claim_counts_explained_seeds():
+    """Every seed of every network must be explained; a mean R^2 cannot hide an unexplained seed."""
+    from repalign_jax.experiments.universality import universality_claim
+
+    def row(name, explained, r2=0.99):
+        return {"network": name, "seeds": 3, "explained": explained, "r2_h": r2, "r2_y": r2, "r2_w": r2}
+
+    assert universality_claim([row("a", 3), row("b", 3)])["holds"] is True
+    c = universality_claim([row("a", 3), row("conv", 1, r2=0.95)])  # mean R^2 above 0.9, one seed explained
+    assert c["holds"] is False and "1 of 2 networks" in c["measured"] and "conv 1/3" in c["measured"]
+    assert universality_claim([row("a", 3)], decidable=False)["holds"] is None

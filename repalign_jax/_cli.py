@@ -1,4 +1,5 @@
-"""What the command-line tools share: one-line usage errors, ranges, SIGTERM, the compile-cache flag."""
+"""What the command-line tools share: one-line usage errors, ranges, SIGTERM, the compile-cache flag,
+the machine description recorded with results."""
 
 from __future__ import annotations
 
@@ -67,3 +68,14 @@ def parse_range(text: str, name: str, *, integer: bool = False, default_step: fl
 def sigterm_to_interrupt(signum, frame):
     """A SIGTERM handler: stop as Ctrl-C does (finished work is kept)."""
     raise KeyboardInterrupt
+
+
+def describe_machine() -> str:
+    """The machine results are recorded with: host, CPU cores, jax version, backend and device kinds."""
+    import os
+    import platform
+
+    import jax
+
+    kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"

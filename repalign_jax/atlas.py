@@ -58,7 +58,7 @@ import time
 
 import numpy as np
 
-from ._cli import ArgParser, UsageError, add_compile_cache_flag, parse_range, sigterm_to_interrupt
+from ._cli import ArgParser, UsageError, add_compile_cache_flag, describe_machine, parse_range, sigterm_to_interrupt
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
 from .atlasmap import RESULT_KEYS, AtlasConfig, cell_name
@@ -288,15 +288,6 @@ def init_distributed(args) -> tuple[int, int]:
     return 0, 1
 
 
-def _machine() -> str:
-    import platform
-
-    import jax
-
-    kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -373,7 +364,7 @@ def main(argv=None) -> int:
     figures = [] if args.no_plots else write_figures(out, arrays, cfg)
     meta = {
         "command": "python -m repalign_jax.atlas " + " ".join(argv),
-        "machine": _machine() + (f", {size} processes" if size > 1 else ""),
+        "machine": describe_machine() + (f", {size} processes" if size > 1 else ""),
         "wall_seconds": wall,
     }
     md = atlas_markdown(arrays, cfg, meta)

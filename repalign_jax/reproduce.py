@@ -37,12 +37,11 @@ import argparse
 import datetime
 import importlib
 import json
-import os
 import pathlib
 import sys
 import time
 
-from ._cli import ArgParser, UsageError, add_compile_cache_flag
+from ._cli import ArgParser, UsageError, add_compile_cache_flag, describe_machine
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
 
@@ -138,15 +137,6 @@ def report(root: pathlib.Path, machine: str) -> str:
     return f"Machine: {machine}\n\n" + "\n".join(lines) + "\n"
 
 
-def _machine() -> str:
-    import platform
-
-    import jax
-
-    kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"
-
-
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -183,7 +173,7 @@ def main(argv=None) -> int:
 
     root = pathlib.Path(args.out)
     cache: dict = {}
-    machine = _machine()
+    machine = describe_machine()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     failed = []
     for name in names:

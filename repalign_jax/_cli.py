@@ -1,10 +1,13 @@
 """What the command-line tools share: one-line usage errors, ranges, SIGTERM, the compile-cache flag,
-the machine description recorded with results."""
+the machine description recorded with results, the checks of an `--out` folder."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import math
+import pathlib
 
 import numpy as np
 
@@ -79,3 +82,45 @@ def describe_machine() -> str:
 
     kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
     return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"
+
+
+def out_folder(out: str | None, resume: bool, what: str) -> tuple[pathlib.Path, dict | None]:
+    """The `--out` folder of a sweep or atlas (`what`) and the config.json it already holds (`None`).
+
+    Nothing is overwritten without `--resume`: a folder that holds a `what` needs it, and
+    so does a folder that is not empty; `--resume` needs a folder. Without `--out` the
+    folder is `runs/WHAT-STAMP`. The caller compares the saved config with its own.
+    Raises `UsageError` (one line).
+    """
+    if out is None:
+        if resume:
+            raise UsageError(f"--resume needs the --out folder of the {what} to continue")
+        path = pathlib.Path("runs") / f"{what}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    else:
+        path = pathlib.Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} is a file, not a folder")
+    cfg_path = path / "config.json"
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            raise UsageError(f"{cfg_path} is unreadable; choose another --out") from None
+        if not resume:
+            raise UsageError(
+                f"--out {path} already holds {'an' if what[0] in 'aeiou' else 'a'} {what}; "
+                "pass --resume to continue it or choose another --out"
+            )
+        return path, old
+    if path.exists() and any(path.iterdir()) and not resume:
+        raise UsageError(f"--out {path} exists and is not empty; choose another --out")
+    return path, None
+
+
+def check_same(out: pathlib.Path, what: str, old: dict, mine: dict) -> None:
+    """Raise `UsageError` naming the keys in which `old` (the saved config) differs from `mine`."""
+    diff = [k for k in mine if old.get(k) != mine[k]]
+    if diff:
+        raise UsageError(
+            f"--out {out} holds a different {what} (differs in {', '.join(diff)}); nothing was overwritten"
+        )

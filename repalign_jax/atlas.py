@@ -58,7 +58,16 @@ import time
 
 import numpy as np
 
-from ._cli import ArgParser, UsageError, add_compile_cache_flag, describe_machine, parse_range, sigterm_to_interrupt
+from ._cli import (
+    ArgParser,
+    UsageError,
+    add_compile_cache_flag,
+    check_same,
+    describe_machine,
+    out_folder,
+    parse_range,
+    sigterm_to_interrupt,
+)
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
 from .atlasmap import RESULT_KEYS, AtlasConfig, cell_name
@@ -212,34 +221,11 @@ def prepare_out(args, cfg: AtlasConfig) -> pathlib.Path:
     after a barrier): a process that checked after process 0 had written
     config.json would take the new atlas for an old one.
     """
-    if args.out is None:
-        if args.resume:
-            raise UsageError("--resume needs the --out folder of the atlas to continue")
-        if args.num_processes not in (None, 1):
-            raise UsageError("several processes need an --out folder they all reach")
-        out = pathlib.Path("runs") / f"atlas-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    else:
-        out = pathlib.Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    cfg_path = out / "config.json"
-    if cfg_path.exists():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except (OSError, ValueError):
-            raise UsageError(f"{cfg_path} is unreadable; choose another --out") from None
-        if not args.resume:
-            raise UsageError(
-                f"--out {out} already holds an atlas; pass --resume to continue it or choose another --out"
-            )
-        mine = _signature(json.loads(json.dumps(dataclasses.asdict(cfg))))
-        if _signature(old) != mine:
-            diff = [k for k in RESULT_KEYS if _signature(old)[k] != mine[k]]
-            raise UsageError(
-                f"--out {out} holds a different atlas (differs in {', '.join(diff)}); nothing was overwritten"
-            )
-    elif out.exists() and any(out.iterdir()) and not args.resume:
-        raise UsageError(f"--out {out} exists and is not empty; choose another --out")
+    if args.out is None and args.num_processes not in (None, 1):
+        raise UsageError("several processes need an --out folder they all reach")
+    out, old = out_folder(args.out, args.resume, "atlas")
+    if old is not None:
+        check_same(out, "atlas", _signature(old), _signature(json.loads(json.dumps(dataclasses.asdict(cfg)))))
     return out
 
 

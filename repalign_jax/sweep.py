@@ -35,7 +35,15 @@ import time
 
 import numpy as np
 
-from ._cli import ArgParser, UsageError, add_compile_cache_flag, parse_range, sigterm_to_interrupt
+from ._cli import (
+    ArgParser,
+    UsageError,
+    add_compile_cache_flag,
+    check_same,
+    out_folder,
+    parse_range,
+    sigterm_to_interrupt,
+)
 from ._compile_cache import enable_compile_cache
 from ._paper import paper_lr
 from ._sharding import use_host_cores
@@ -173,36 +181,12 @@ def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
     """Check `--out` against `--resume`; nothing is overwritten without it."""
     from .results import atomic_write_json
 
-    if args.out is None:
-        if args.resume:
-            raise UsageError("--resume needs the --out folder of the sweep to continue")
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = pathlib.Path("runs") / f"sweep-{stamp}"
-    else:
-        out = pathlib.Path(args.out)
+    out, old = out_folder(args.out, args.resume, "sweep")
     cfg_path = out / "config.json"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    if cfg_path.exists():
-        import json
-
-        try:
-            old = json.loads(cfg_path.read_text())
-        except (OSError, ValueError):
-            raise UsageError(f"{cfg_path} is unreadable; choose another --out") from None
-        if not args.resume:
-            raise UsageError(f"--out {out} already holds a sweep; pass --resume to continue it or choose another --out")
-        mine = _signature(dataclasses.asdict(cfg))
+    if old is not None:
         if args.chunk_size is None:  # a resumed sweep keeps its chunking
             cfg.chunk_size = old.get("chunk_size", cfg.chunk_size)
-            mine["chunk_size"] = cfg.chunk_size
-        if _signature(old) != mine:
-            diff = [k for k in RESULT_KEYS if _signature(old)[k] != mine[k]]
-            raise UsageError(
-                f"--out {out} holds a different sweep (differs in {', '.join(diff)}); nothing was overwritten"
-            )
-    elif out.exists() and any(out.iterdir()) and not args.resume:
-        raise UsageError(f"--out {out} exists and is not empty; choose another --out")
+        check_same(out, "sweep", _signature(old), _signature(dataclasses.asdict(cfg)))
     out.mkdir(parents=True, exist_ok=True)
     import jax
 

@@ -201,3 +201,31 @@ def test_forced_multi_device_run_equals_single_device(tmp_path):
     ra, rb = _rows(single), _rows(multi)
     for x, y in zip(ra, rb):
         np.testing.assert_allclose(float(x["eta_enc"]), float(y["eta_enc"]), rtol=1e-4)
+
+
+def test_out_folder_never_overwrites(tmp_path):
+    """`_cli.out_folder`, shared by sweep and atlas: every way an --out folder is refused, in one line."""
+    from repalign_jax._cli import UsageError, check_same, out_folder
+
+    def refused(*args):
+        with pytest.raises(UsageError) as e:
+            out_folder(*args)
+        return str(e.value)
+
+    assert "needs the --out folder of the atlas" in refused(None, True, "atlas")
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in refused(str(tmp_path / "file"), False, "sweep")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("x")
+    assert "not empty" in refused(str(tmp_path / "busy"), False, "sweep")
+    assert out_folder(str(tmp_path / "busy"), True, "sweep") == (tmp_path / "busy", None)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text('{"gains": [1.0]}')
+    assert "already holds an atlas; pass --resume" in refused(str(tmp_path / "old"), False, "atlas")
+    assert out_folder(str(tmp_path / "old"), True, "atlas") == (tmp_path / "old", {"gains": [1.0]})
+    (tmp_path / "old" / "config.json").write_text("{")
+    assert "unreadable" in refused(str(tmp_path / "old"), True, "atlas")
+    assert out_folder(str(tmp_path / "new"), False, "sweep") == (tmp_path / "new", None)
+    check_same(tmp_path, "sweep", {"gains": [1.0], "seeds": 2}, {"gains": [1.0], "seeds": 2})
+    with pytest.raises(UsageError, match=r"different sweep \(differs in seeds\); nothing was overwritten"):
+        check_same(tmp_path, "sweep", {"gains": [1.0], "seeds": 2}, {"gains": [1.0], "seeds": 3})

@@ -24,12 +24,10 @@ import numpy as np
 import repalign_jax as rj
 
 
-def fit_at(row: rj.Table1Row, dx: float, seeds: int, epochs: int, progress: bool = True) -> dict:
+def fit_at(row: rj.Table1Row, dx: float, seeds: int, epochs: int, progress: bool = False) -> dict:
     """Rates of Table-1 network `row` fitted on the two-point task at `||dx|| = dx` (`||dy||^2 = 0.5`)."""
     data = rj.two_point(dx2=dx**2, dy2=0.5)
-    spec = rj.NetworkSpec(
-        d_in=1, d_out=1, width=row.width, depth=row.depth, activation=row.activation, arch=row.arch, dropout=row.dropout
-    )
+    spec = row.spec()
     config = rj.TrainConfig(epochs=epochs, track_layer=row.track_layer)
     t0 = time.perf_counter()
     res, _, fit = rj.train_and_fit(
@@ -79,7 +77,7 @@ def main(argv=None) -> int:
     print(f"{'network':<12} {'||dx||':>6} {'explained':>9} {'eta_enc':>10} {'eta_dec':>10} {'enc/dec':>18}")
     for name in names:
         for dx in dxs:
-            r = fit_at(rows[name], dx, args.seeds, args.epochs, progress=False)
+            r = fit_at(rows[name], dx, args.seeds, args.epochs)
             out.setdefault(name, []).append(r)
             print(
                 f"{name:<12} {dx:>6.3g} {r['explained']:>5}/{r['seeds']:<3} {r['eta_enc']:>10.3g} {r['eta_dec']:>10.3g} "

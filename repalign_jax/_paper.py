@@ -37,6 +37,20 @@ class Row:
     dropout: float = 0.0
     track_layer: int | None = None
 
+    def spec(self, d_in: int = 1, d_out: int = 1):
+        """This network as a `NetworkSpec` (`d_in` inputs, `d_out` outputs; 1 and 1 on the two-point task)."""
+        from ._networks import NetworkSpec
+
+        return NetworkSpec(
+            d_in=d_in,
+            d_out=d_out,
+            width=self.width,
+            depth=self.depth,
+            activation=self.activation,
+            arch=self.arch,
+            dropout=self.dropout,
+        )
+
 
 # Table 1 is right for every row in both profiles (the authors' settings file holds
 # twice these learning rates and half the epochs, which the notebooks undo).

@@ -129,18 +129,6 @@ def quick_row(row: Row) -> Row:
     )
 
 
-def spec_of(row: Row, d_in: int = 1, d_out: int = 1) -> rj.NetworkSpec:
-    return rj.NetworkSpec(
-        d_in=d_in,
-        d_out=d_out,
-        width=row.width,
-        depth=row.depth,
-        activation=row.activation,
-        arch=row.arch,
-        dropout=row.dropout,
-    )
-
-
 @dataclasses.dataclass
 class TwoPointRun:
     """Trained and fitted two-point networks of one row: arrays over seeds."""
@@ -173,7 +161,7 @@ def train_two_point(
     data = rj.two_point(dx2=dx2, dy2=dy2)
     groups: dict = {}
     for i, row in enumerate(rows):
-        groups.setdefault((spec_of(row).shape(), row.track_layer), []).append(i)
+        groups.setdefault((row.spec().shape(), row.track_layer), []).append(i)
     out: list[TwoPointRun | None] = [None] * len(rows)
     seeds = np.asarray(seeds, np.int64)
     for (spec, layer), idx in groups.items():

@@ -49,7 +49,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, averaged_rates, claim, mean_or_nan, rates_json, spec_of, table1_rows
+from ._common import Context, averaged_rates, claim, mean_or_nan, rates_json, table1_rows
 
 COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured", "ratio")
 FORMATS = {
@@ -101,7 +101,7 @@ def train_grid(
     ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss: float, run_loss_max: float
 ) -> GridRuns:
     """Every grid point and seed of `row` as one batch (per-run two-point data)."""
-    spec = spec_of(row)
+    spec = row.spec()
     config = rj.TrainConfig(epochs=epochs, stop_loss=stop_loss, track_layer=row.track_layer)
     points = [(a, b) for a in dxs for b in dys]
     n = len(seeds)
@@ -162,9 +162,9 @@ def dx_exponent(dx, dy, values, keep) -> float:
     `log value` on `log ||dx||` by least squares at each `||dy|| > 0` (kept runs with a
     positive value, at least two distinct `||dx||`), averaged over `||dy||`; NaN when no
     `||dy||` has two. The theory's `h_inf` grows about in proportion to `||dx||` (exponent 1:
-    `A_low = sqrt(eta_enc / eta_dec) ||dx|| ||dy||`); a network whose exponent is far from 1
-    has effective rates that depend on the input distance, which the theory assumes they
-    do not."""
+    `A_low = sqrt(eta_enc / eta_dec) ||dx|| ||dy||`); a measured exponent far from the
+    predicted one suggests effective rates that depend on the input distance, which the
+    theory assumes they do not (`examples/rates_vs_dx.py` fits them at each `||dx||`)."""
     dx, dy, values = (np.asarray(v, np.float64) for v in (dx, dy, values))
     keep = np.asarray(keep, bool)
     slopes = []

@@ -24,7 +24,7 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import DEFAULT, Context, claim, default_rates, quick_row, rates_json, spec_of
+from ._common import DEFAULT, Context, claim, default_rates, quick_row, rates_json
 
 DX2, DY2 = 1.0, 0.5
 #: A coefficient of variation below this is zero to float32 rounding (h_inf is computed in float32 from
@@ -118,7 +118,7 @@ def run(ctx: Context) -> dict:
         row, gains, n = quick_row(DEFAULT), [0.3, 0.7, 1.1, 1.5], 64
     else:
         row, gains, n = DEFAULT, [0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5], 500
-    spec = spec_of(row)
+    spec = row.spec()
     rates = default_rates(ctx)
     seeds = np.arange(n)
     # Parameters of ~2^25 floats per vmapped chunk (128 MiB in float32).

@@ -310,6 +310,40 @@ def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_ele
     )
 
 
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs):
+    """`jax.lax.conv_general_dilated` for `nnx.Conv`, as one matmul for plain 1-d convolutions.
+
+    A 1-d, unpadded, unit-stride, undilated, ungrouped convolution of `(N, length, in)`
+    with a kernel `(k, in, out)` is written as the product of its `k` shifted
+    slices, concatenated to `(N, length - k + 1, k * in)`, with the kernel reshaped
+    to `(k * in, out)` ("im2col"): the same sum, in another order. Under `vmap`
+    over runs (each run its own kernel) XLA's CPU convolution becomes a grouped
+    convolution, 7-8x slower than this batched matmul for the paper's CNN
+    (`benchmarks/conv_throughput.py`). Anything else goes to `jax.lax`.
+    """
+    dn = kwargs.get("dimension_numbers")
+    plain = (
+        lhs.ndim == 3
+        and rhs.ndim == 3
+        and tuple(window_strides) == (1,)
+        and padding == "VALID"
+        and tuple(lhs_dilation or (1,)) == (1,)
+        and tuple(rhs_dilation or (1,)) == (1,)
+        and kwargs.get("feature_group_count", 1) == 1
+        and kwargs.get("preferred_element_type") is None
+        and kwargs.get("out_sharding") is None
+        and dn == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NWC", "WIO", "NWC"))
+    )
+    if not plain:
+        return jax.lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, **kwargs
+        )
+    k, c_in, c_out = rhs.shape
+    length = lhs.shape[1] - k + 1
+    patches = jnp.concatenate([lhs[:, j : j + length, :] for j in range(k)], axis=-1)
+    return jnp.dot(patches, rhs.reshape(k * c_in, c_out), precision=kwargs.get("precision"))
+
+
 def _param_dtype():
     return jnp.float64 if bool(getattr(jax.config, "jax_enable_x64")) else jnp.float32
 
@@ -341,7 +375,8 @@ class Network(nnx.Module):
         if spec.arch == "cnn":
             c = spec.channels
             chans = [(1, c)] + [(c, c)] * (spec.depth - 1) + [(c, 1)]
-            layers += [nnx.Conv(i, o, spec.kernel, padding="VALID", **kw) for i, o in chans]
+            conv = dict(kw, conv_general_dilated=conv_general_dilated)
+            layers += [nnx.Conv(i, o, spec.kernel, padding="VALID", **conv) for i, o in chans]
             layers.append(nnx.Linear(spec.hidden_sizes()[-1], spec.d_out, **dense))
         else:
             layers += [nnx.Linear(spec.width, spec.width, **dense) for _ in range(spec.depth - 1)]

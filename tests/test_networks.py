@@ -1,5 +1,7 @@
 """The Flax NNX network zoo: initialisation statistics, forward pass, variants."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,3 +145,31 @@ def reference_out(x, kernels, biases, depth):
         if i < depth:
             z = jnp.tanh(z)
     return z
+
+
+def test_conv_as_matmul_equals_lax_convolution_values_gradients_and_under_vmap():
+    from repalign_jax._networks import conv_general_dilated
+
+    dn = jax.lax.conv_dimension_numbers((2, 30, 4), (5, 4, 3), ("NWC", "WIO", "NWC"))
+    kw = dict(dimension_numbers=dn, precision=jax.lax.Precision.HIGHEST)
+    x = jax.random.normal(jax.random.key(0), (2, 30, 4))
+    w = jax.random.normal(jax.random.key(1), (6, 5, 4, 3))  # 6 runs' kernels
+
+    def loss(conv, w, x):
+        return jnp.sum(jnp.sin(conv(x, w, (1,), "VALID", **kw)))
+
+    ours = functools.partial(loss, conv_general_dilated)
+    ref = functools.partial(loss, jax.lax.conv_general_dilated)
+    y = conv_general_dilated(x, w[0], (1,), "VALID", **kw)
+    assert y.shape == (2, 26, 3)
+    np.testing.assert_allclose(y, jax.lax.conv_general_dilated(x, w[0], (1,), "VALID", **kw), rtol=1e-5, atol=1e-5)
+    grads = jax.vmap(jax.grad(ours, argnums=(0, 1)), in_axes=(0, None))(w, x)
+    want = jax.vmap(jax.grad(ref, argnums=(0, 1)), in_axes=(0, None))(w, x)
+    for g, r in zip(grads, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+    # Not a plain 1-d convolution (stride 2): left to jax.lax.
+    np.testing.assert_allclose(
+        conv_general_dilated(x, w[0], (2,), "VALID", **kw),
+        jax.lax.conv_general_dilated(x, w[0], (2,), "VALID", **kw),
+        rtol=1e-6,
+    )

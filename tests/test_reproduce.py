@@ -247,6 +247,34 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
     assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow"), ("rates", "shallow")]
 
 
+def test_final_distance_claim_needs_converged_runs_with_unequal_targets(tmp_path, monkeypatch):
+    """A network whose runs with ||dy|| > 0 all stay on their plateau passes on its merges alone
+    (h_inf is about h0 at ||dy|| = 0): its claim is then not decidable, also for a resumed piece."""
+    from repalign_jax.experiments import final_distance
+
+    dx, dy = [0.5, 0.5, 1.0, 1.0, 1.5, 1.5], [0.0, 0.5, 0.0, 0.5, 0.0, 0.5]
+    converged = {"plateau": [True, False, True, False, True, False], "trains": [True] * 6}
+
+    def fake_network(ctx, row, s, stem):
+        kept = converged[ctx.overrides["case"]]
+        per_run = {"dx": dx, "dy": dy, "measured": dx, "predicted": dx, "converged": kept}
+        claim = {"claim": row.name, "measured": "r = 1.000", "holds": True}
+        return {"claim": claim, "runs": 6, "converged": sum(kept), "per_run": per_run}
+
+    monkeypatch.setattr(final_distance, "run_network", fake_network)
+    monkeypatch.setattr(final_distance, "settings", lambda ctx: {})
+    assert final_distance.rich_runs_kept({"dy": dy, "converged": converged["plateau"]}) == 0
+    for case, holds in (("plateau", None), ("trains", True)):
+        for resume in (False, True):
+            ctx = Context(out=tmp_path / case, quick=True, seeds=1, say=lambda *a: None, resume=resume)
+            ctx.overrides = {"case": case}  # read by fake_network only (`settings` is stubbed)
+            numbers = final_distance.run(ctx)
+            (c,) = numbers["claims"]
+            assert c["holds"] is holds, (case, resume)
+            assert numbers["rich_runs_kept"] == (0 if case == "plateau" else 3)
+            assert ("not decidable: 0 kept run(s) with ||dy|| > 0" in c["measured"]) == (case == "plateau")
+
+
 def test_report_takes_each_claims_own_wall_time_and_machine(tmp_path):
     """A resumed final_distance's own wall time is the assembly's: each row shows its network's."""
     (tmp_path / "final_distance").mkdir()

@@ -35,7 +35,9 @@ so an interrupted `--networks all` loses at most the network in progress;
 the rest (e.g. the networks that finished on a GPU, the rest elsewhere).
 Each claim of the JSON carries its `network`, and that network's `wall_seconds`
 and `machine`. Each network also records `h_dx_exponent`: how its measured and predicted
-final `h` scale with `||dx||` (`dx_exponent`; the theory's is about 1).
+final `h` scale with `||dx||` (`dx_exponent`; the theory's is about 1), and
+`rich_runs_kept`, its kept runs with `||dy|| > 0`: with fewer than 3 its claim is
+not decidable (merges alone do not test the rates).
 """
 
 from __future__ import annotations
@@ -214,15 +216,23 @@ def run(ctx: Context) -> dict:
             numbers.update(wall_seconds=time.perf_counter() - t0, machine=ctx.machine)
             ctx.write_json(f"{stem}.network.json", {"key": key, **numbers})
         runs = numbers["per_run"]
-        numbers["h_dx_exponent"] = {  # computed here, so that resumed pieces have it too
+        # Computed here, so that resumed pieces have them too.
+        numbers["h_dx_exponent"] = {
             k: dx_exponent(runs["dx"], runs["dy"], runs[k], runs["converged"]) for k in ("measured", "predicted")
         }
+        numbers["rich_runs_kept"] = rich_runs_kept(runs)
         networks[row.name] = numbers
         # Each claim names its network and where and how long that network ran (a resumed
         # run's own wall time is only the assembly).
         the_claim = numbers.pop("claim")
         e = numbers["h_dx_exponent"]
         the_claim["measured"] += f"; final h grows as ||dx||^{e['measured']:.2f} (h_inf as ||dx||^{e['predicted']:.2f})"
+        if numbers["rich_runs_kept"] < MIN_RICH_RUNS:
+            the_claim["holds"] = None
+            the_claim["measured"] += (
+                f"; not decidable: {numbers['rich_runs_kept']} kept run(s) with ||dy|| > 0, fewer than "
+                f"{MIN_RICH_RUNS} (at ||dy|| = 0 h_inf is about h0 whatever the rates)"
+            )
         claims.append(
             {
                 **the_claim,
@@ -244,6 +254,22 @@ def run(ctx: Context) -> dict:
         "network_wall_seconds": float(sum(n.get("wall_seconds", float("nan")) for n in networks.values())),
         "machines": sorted({n.get("machine", "") for n in networks.values()} - {""}),
     }
+
+
+MIN_RICH_RUNS = 3
+
+
+def rich_runs_kept(per_run: dict) -> int:
+    """Kept runs with `||dy|| > 0`: the runs that test the theory's rates.
+
+    At `||dy|| = 0` the targets are equal and `h_inf = A_high`, about `h0` for the
+    small initial `y0` of these networks, whatever the rates: a network that does
+    not move at all agrees with it. A network none of whose runs with `||dy|| > 0`
+    converged (say, one that stays on its plateau) would pass on its merges alone;
+    with fewer than `MIN_RICH_RUNS` such runs its claim is not decidable (`None`).
+    """
+    dy = np.asarray(per_run["dy"], np.float64)
+    return int(np.sum(np.asarray(per_run["converged"], bool) & (dy > 0)))
 
 
 def piece_key(ctx: Context, row, **settings) -> dict:

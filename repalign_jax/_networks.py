@@ -316,9 +316,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     A 1-d, unpadded, unit-stride, undilated, ungrouped convolution of `(N, length, in)`
     with a kernel `(k, in, out)` is written as the product of its `k` shifted
     slices, concatenated to `(N, length - k + 1, k * in)`, with the kernel reshaped
-    to `(k * in, out)` ("im2col"): the same sum, in another order. Under `vmap`
-    over runs (each run its own kernel) XLA's CPU convolution becomes a grouped
-    convolution, 7-8x slower than this batched matmul for the paper's CNN
+    to `(k * in, out)` ("im2col"): the same sum, in another order. For the paper's
+    CNN, XLA's CPU convolution is 8.5-9.3x slower than this matmul, for one run and
+    under `vmap` over runs (each run its own kernel: a grouped convolution)
     (`benchmarks/conv_throughput.py`). Anything else goes to `jax.lax`.
     """
     dn = kwargs.get("dimension_numbers")

@@ -397,6 +397,10 @@ def _assemble(spec, config, data: _Data, runs: _Runs, carry: _Carry, losses, rec
     rec_end = jax.vmap(lambda o, hdn, t: _records(spec, config, data.pairs, t, o, hdn), in_axes=(0, 0, ax))(
         out_end, hidden_end, data.targets
     )
+    if config.stop_loss is not None:  # a stopped run's final records are its last ones (exactly)
+        assert carry.frozen is not None and carry.last is not None
+        loss_end = jnp.where(carry.frozen, carry.last[0], loss_end)
+        rec_end = tuple(_select(carry.frozen, a, b) for a, b in zip(carry.last[1], rec_end))
     alive = carry.alive
     div_epoch = jnp.where(alive & ~jnp.isfinite(loss_end), config.epochs, carry.diverged_epoch)
     loss_end = jnp.where(alive, loss_end, jnp.nan)
@@ -486,19 +490,25 @@ _segment_jit = jax.jit(_segment, static_argnames=("spec", "config"), donate_argn
 _finish_jit = jax.jit(_finish, static_argnames=("spec", "config"))
 
 
-def _train_chunk(x, targets, pairs, gains, seeds, lrs, acts, params=None, report=None, *, spec, config) -> TrainResult:
+def _train_chunk(
+    x, targets, pairs, gains, seeds, lrs, acts, params=None, report=None, *, spec, config, compact=False
+) -> TrainResult:
     """Train `R` runs (`gains`, `seeds`, `lrs`, `acts` of shape `(R,)`) of one chunk.
 
     The epoch loop runs as compiled segments of `segment_length(config)` epochs (one
     executable, called again and again; no host callback inside, so the executables
     can live in JAX's persistent compilation cache); `report(epoch)` is called on the
     host after each. With `stop_loss`, once every run has stopped the remaining
-    segments are not run: their records repeat the last one, as the compiled loop would.
+    segments are not run: their records repeat the last one, as the compiled loop would;
+    with `compact` too, see `_compacting_loop`.
     `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
     (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
     """
     kw = dict(spec=spec, config=config)
     carry, runs, initial = _start_jit(x, targets, pairs, gains, seeds, lrs, acts, params, **kw)
+    if compact and config.stop_loss is not None:
+        carry, loss_series, rec_series = _compacting_loop(carry, x, targets, pairs, runs, report, **kw)
+        return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
     E, S = config.epochs, segment_length(config)
     losses, recs = [], []
     for epoch0 in range(0, E, S):
@@ -518,6 +528,74 @@ def _train_chunk(x, targets, pairs, gains, seeds, lrs, acts, params=None, report
     loss_series = jnp.concatenate(losses)[:E]
     rec_series = tuple(jnp.concatenate(parts)[:E] for parts in zip(*recs))
     return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
+
+
+def _take(tree, idx):
+    """Runs `idx` of a pytree whose leaves all have the leading run axis."""
+    return jax.tree_util.tree_map(lambda v: v[idx], tree)
+
+
+def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, spec, config):
+    """The epoch loop with `stop_loss` that drops stopped runs from the batch.
+
+    A run that has stopped steps nothing more and repeats its last records, so
+    computing it is wasted work. After each segment, once at most half of the runs
+    still in the batch are training, the stopped ones leave it: their state is set
+    aside, their remaining records are their last records (what the compiled loop
+    would record), and the next segments run on the smaller batch (one compilation
+    per batch size, at most `log2(R)` of them). Runs are independent under `vmap`, so
+    the records are those of the full batch (to float tolerance). Returns the full
+    final carry and the `(E, R, ...)` loss and record series.
+    """
+    kw = dict(spec=spec, config=config)
+    E, S = config.epochs, segment_length(config)
+    R = runs.lrs.shape[0]
+    per_run = x.ndim == 3
+    active = np.arange(R)
+    parked: list[tuple[np.ndarray, Any]] = []  # (chunk positions, their carry without halt_epoch)
+    bufs = None  # host (E, R, ...) series: loss, then the records
+    xa, ta, ra = x, targets, runs
+
+    def fill(idx, last, start):  # remaining records of runs that stopped: their last ones
+        for b, v in zip(bufs, (last[0],) + tuple(last[1])):
+            b[start:, idx] = np.asarray(v)[None]
+
+    for epoch0 in range(0, E, S):
+        carry, (loss, rec) = _segment_jit(carry, xa, ta, pairs, ra, np.int32(epoch0), **kw)
+        reached = min(epoch0 + S, E)
+        series = [np.asarray(loss)] + [np.asarray(r) for r in rec]
+        if bufs is None:
+            bufs = [np.empty((E, R) + v.shape[2:], v.dtype) for v in series]
+        for b, v in zip(bufs, series):
+            b[epoch0:reached, active] = v[: reached - epoch0]
+        if report is not None:
+            report(reached)
+        if reached == E:
+            break
+        if int(carry.halt_epoch) < E:  # every run has stopped
+            fill(active, carry.last, reached)
+            if report is not None:
+                report(E)
+            break
+        frozen = np.asarray(carry.frozen)
+        if 0 < np.count_nonzero(~frozen) <= len(active) // 2:
+            gone, keep = np.flatnonzero(frozen), np.flatnonzero(~frozen)
+            fill(active[gone], _take(carry.last, gone), reached)
+            parked.append((active[gone], _take(carry._replace(halt_epoch=None), gone)))
+            halt = carry.halt_epoch
+            carry = _take(carry._replace(halt_epoch=None), keep)._replace(halt_epoch=halt)
+            ra = _take(ra, keep)
+            if per_run:
+                xa, ta = xa[keep], ta[keep]
+            active = active[keep]
+    assert bufs is not None
+    if parked:
+        parked.append((active, carry._replace(halt_epoch=None)))
+        order = np.argsort(np.concatenate([i for i, _ in parked]))
+        halt = carry.halt_epoch
+        carry = jax.tree_util.tree_map(lambda *v: jnp.concatenate(v)[order], *[t for _, t in parked])
+        carry = carry._replace(halt_epoch=halt)
+    return carry, jnp.asarray(bufs[0]), tuple(jnp.asarray(b) for b in bufs[1:])
 
 
 # --------------------------------------------------------------------------------------
@@ -587,6 +665,7 @@ def train_networks(
     chunk_size: int | None = None,
     progress: bool | Callable[[int], None] = False,
     devices: Sequence | None = None,
+    compact: bool = True,
 ) -> TrainResult:
     """Train a batch of networks of one architecture, one compiled call per chunk.
 
@@ -622,6 +701,11 @@ def train_networks(
     - `devices`: devices to spread the runs over (default: all that JAX sees, at
       most one per run; on a CPU see `use_host_cores`); with more than one, each
       chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).
+    - `compact`: with `TrainConfig.stop_loss`, drop the runs that have stopped from
+      the batch between compiled segments, once at most half of it is still training
+      (one device only). The records are the same; the time is that of the runs that
+      still train (the authors' final-distance grid spends most of its epochs waiting
+      for its slowest run). `False` keeps every run in the batch to the end.
 
     **Returns:** a `TrainResult` of NumPy arrays with leading axis `R`. The same
     seed gives the same run alone, in any batch and in any chunking (to float
@@ -699,7 +783,9 @@ def train_networks(
             params = None
             if leaves is not None:
                 params = jax.tree_util.tree_map(lambda v: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
-            out = _train_chunk(xj, tj, pj, g, sd, lr, ac, params, reporter, spec=core, config=config)
+            out = _train_chunk(
+                xj, tj, pj, g, sd, lr, ac, params, reporter, spec=core, config=config, compact=compact and mesh is None
+            )
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:
         if isinstance(reporter, Progress) and own:

@@ -177,6 +177,21 @@ def test_quick_experiment_runs(name, tmp_path_factory):
     assert values and sum(math.isfinite(v) for v in values) >= 0.8 * len(values)
 
 
+def _fake_network_numbers(per_run: dict, kept: int, pearson=1.0, slope=1.0, trials=50) -> dict:
+    """What `final_distance.run_network` returns, for stubs: the claim is decided from these."""
+    return {
+        "runs": len(per_run["dx"]),
+        "converged": int(sum(per_run["converged"])),
+        "kept": kept,
+        "per_run": per_run,
+        "fit": {"pearson": pearson, "slope": slope, "intercept": 0.0},
+        "settings": {"run_loss_max": 1e-3},
+        "rate_trials": trials,
+        "rate_trials_kept": kept,
+        "rate_ratio": 0.05,
+    }
+
+
 def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
     """An interrupted `--networks` run keeps its finished networks; `--resume` reuses them (and the
     fitted rates) when their settings match, and recomputes them when they do not."""
@@ -196,8 +211,7 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
         rates, kept = final_distance.network_rates(ctx, row, s, stem)
         dx, dy = [0.5, 1.0, 0.5, 1.0], [0.5, 0.5, 1.0, 1.0]
         per_run = {"dx": dx, "dy": dy, "measured": [a**0.5 for a in dx], "predicted": dx, "converged": [True] * 4}
-        claim = {"claim": row.name, "measured": "", "holds": True}
-        return {"claim": claim, "runs": 4, "converged": 3, "kept": kept, "per_run": per_run}
+        return {**_fake_network_numbers(per_run, kept), "converged": 3}
 
     monkeypatch.setattr(final_distance, "averaged_rates", fake_rates)
     monkeypatch.setattr(final_distance, "run_network", fake_network)
@@ -226,7 +240,7 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
     fail["shallow"] = False
     numbers = final_distance.run(ctx(resume=True))
     assert calls == [("network", "shallow"), ("rates", "shallow")]  # default reused whole
-    assert [c["claim"] for c in numbers["claims"]] == ["default", "shallow"]
+    assert [c["claim"].split(":")[0] for c in numbers["claims"]] == ["default", "shallow"]
     assert [c["network"] for c in numbers["claims"]] == ["default", "shallow"]
     # each claim keeps its network's own wall time and machine (the reused default's is the first run's)
     assert numbers["claims"][0]["wall_seconds"] == saved["wall_seconds"]
@@ -248,31 +262,40 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
 
 
 def test_final_distance_claim_needs_converged_runs_with_unequal_targets(tmp_path, monkeypatch):
-    """A network whose runs with ||dy|| > 0 all stay on their plateau passes on its merges alone
-    (h_inf is about h0 at ||dy|| = 0): its claim is then not decidable, also for a resumed piece."""
+    """The verdict is decided in `run`, from the numbers, fresh or resumed: a network whose runs with
+    ||dy|| > 0 all stay on their plateau passes on its merges alone (h_inf is about h0 at
+    ||dy|| = 0), so its claim is not decidable; otherwise r and the slope decide it."""
     from repalign_jax.experiments import final_distance
 
     dx, dy = [0.5, 0.5, 1.0, 1.0, 1.5, 1.5], [0.0, 0.5, 0.0, 0.5, 0.0, 0.5]
-    converged = {"plateau": [True, False, True, False, True, False], "trains": [True] * 6}
+    cases = {  # converged runs, slope of the fit, verdict
+        "plateau": ([True, False, True, False, True, False], 1.0, None),
+        "trains": ([True] * 6, 1.0, True),
+        "flat": ([True] * 6, 0.5, False),
+    }
 
     def fake_network(ctx, row, s, stem):
-        kept = converged[ctx.overrides["case"]]
+        kept, slope, _ = cases[ctx.overrides["case"]]
         per_run = {"dx": dx, "dy": dy, "measured": dx, "predicted": dx, "converged": kept}
-        claim = {"claim": row.name, "measured": "r = 1.000", "holds": True}
-        return {"claim": claim, "runs": 6, "converged": sum(kept), "per_run": per_run}
+        return _fake_network_numbers(per_run, 10, slope=slope)
 
     monkeypatch.setattr(final_distance, "run_network", fake_network)
     monkeypatch.setattr(final_distance, "settings", lambda ctx: {})
-    assert final_distance.rich_runs_kept({"dy": dy, "converged": converged["plateau"]}) == 0
-    for case, holds in (("plateau", None), ("trains", True)):
+    assert final_distance.rich_runs_kept({"dy": dy, "converged": cases["plateau"][0]}) == 0
+    for case, (_, slope, holds) in cases.items():
         for resume in (False, True):
             ctx = Context(out=tmp_path / case, quick=True, seeds=1, say=lambda *a: None, resume=resume)
             ctx.overrides = {"case": case}  # read by fake_network only (`settings` is stubbed)
+            if resume:  # a piece saved with a verdict of its own (as before): the numbers decide
+                piece = tmp_path / case / "final_distance.network.json"
+                saved = json.loads(piece.read_text())
+                piece.write_text(json.dumps({**saved, "claim": {"claim": "", "measured": "", "holds": True}}))
             numbers = final_distance.run(ctx)
             (c,) = numbers["claims"]
             assert c["holds"] is holds, (case, resume)
             assert numbers["rich_runs_kept"] == (0 if case == "plateau" else 3)
             assert ("not decidable: 0 kept run(s) with ||dy|| > 0" in c["measured"]) == (case == "plateau")
+            assert f"slope = {slope:.3f}" in c["measured"] and "rates from 10 of 50 trials" in c["measured"]
 
 
 def test_report_takes_each_claims_own_wall_time_and_machine(tmp_path):
@@ -289,9 +312,34 @@ def test_report_takes_each_claims_own_wall_time_and_machine(tmp_path):
     xor = {"claims": [{"claim": "x", "measured": "m", "holds": True}], "wall_seconds": 33.0}
     (tmp_path / "xor" / "xor.json").write_text(json.dumps(xor))
     rows = [r for r in reproduce.report(tmp_path, "this box").splitlines() if r.startswith("| final") or "| xor" in r]
-    assert rows[0].endswith("| **no** | code settings | 121 s on gpu box |")
-    assert rows[1].endswith("| yes | code settings | 12 s |")  # the report's own machine is not repeated
-    assert rows[2].endswith("| 33 s |")  # claims without their own wall time: the experiment's
+    assert rows[0].endswith("| **no** | `reproduce final_distance --networks 'default'` | 121 s on gpu box |")
+    assert rows[1].endswith("| yes | `reproduce final_distance --networks 'shallow'` | 12 s |")  # not this box again
+    assert rows[2].endswith("| `reproduce xor --settings paper` | 33 s |")  # the experiment's own wall time
+
+
+def test_report_tabulates_several_folders_and_escapes_cells(tmp_path, capsys):
+    """`reproduce report DIR DIR` puts every folder's rows of an experiment together, with the
+    settings and command of each; a `|` inside a cell (as in ||dx||) is escaped."""
+    for folder, numbers in {
+        "a": {"settings_profile": "code", "overrides": {"grid": "3"}, "networks_arg": "all"},
+        "b": {"settings_profile": "paper", "quick": True},
+    }.items():
+        (tmp_path / folder / "final_distance").mkdir(parents=True)
+        claim = {"claim": f"{folder}: h ~ ||dx||", "measured": "r = 1", "holds": folder == "a", "network": "tanh"}
+        numbers = {**numbers, "claims": [claim], "wall_seconds": 5.0}
+        (tmp_path / folder / "final_distance" / "final_distance.json").write_text(json.dumps(numbers))
+    assert reproduce.main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| final_distance")]
+    assert rows == [
+        "| final_distance | code (grid=3) (networks: all) | a: h ~ \\|\\|dx\\|\\| | r = 1 | yes "
+        "| `reproduce final_distance --set grid=3 --networks 'tanh'` | 5 s |",
+        "| final_distance | paper, --quick | b: h ~ \\|\\|dx\\|\\| | r = 1 | **no** "
+        "| `reproduce final_distance --settings paper --quick --networks 'tanh'` | 5 s |",
+    ]
+    assert all(len(r.replace("\\|", "").split("|")) == 9 for r in rows)  # 7 cells
+    assert reproduce.main(["report", str(tmp_path / "nowhere")]) == 2
+    assert reproduce.main(["xor", str(tmp_path / "a")]) == 2
+    assert "folders are for `report`" in capsys.readouterr().err
 
 
 def test_dx_exponent_recovers_a_power_law():

@@ -215,8 +215,9 @@ def run(ctx: Context) -> dict:
             numbers = run_network(ctx, row, s, stem=stem)
             numbers.update(wall_seconds=time.perf_counter() - t0, machine=ctx.machine)
             ctx.write_json(f"{stem}.network.json", {"key": key, **numbers})
+        numbers.pop("claim", None)  # pieces saved before the verdict moved here carried their own
         runs = numbers["per_run"]
-        # Computed here, so that resumed pieces have them too.
+        # Computed here, from the saved numbers, so that resumed pieces have them too.
         numbers["h_dx_exponent"] = {
             k: dx_exponent(runs["dx"], runs["dy"], runs[k], runs["converged"]) for k in ("measured", "predicted")
         }
@@ -224,15 +225,7 @@ def run(ctx: Context) -> dict:
         networks[row.name] = numbers
         # Each claim names its network and where and how long that network ran (a resumed
         # run's own wall time is only the assembly).
-        the_claim = numbers.pop("claim")
-        e = numbers["h_dx_exponent"]
-        the_claim["measured"] += f"; final h grows as ||dx||^{e['measured']:.2f} (h_inf as ||dx||^{e['predicted']:.2f})"
-        if numbers["rich_runs_kept"] < MIN_RICH_RUNS:
-            the_claim["holds"] = None
-            the_claim["measured"] += (
-                f"; not decidable: {numbers['rich_runs_kept']} kept run(s) with ||dy|| > 0, fewer than "
-                f"{MIN_RICH_RUNS} (at ||dy|| = 0 h_inf is about h0 whatever the rates)"
-            )
+        the_claim = network_claim(row.name, numbers)
         claims.append(
             {
                 **the_claim,
@@ -257,6 +250,39 @@ def run(ctx: Context) -> dict:
 
 
 MIN_RICH_RUNS = 3
+
+
+def network_claim(name: str, numbers: dict) -> dict:
+    """The Figure-5 claim of one network, decided from its saved numbers (the one place it is).
+
+    Holds when the kept runs' final h follows h_inf: Pearson r >= 0.9 and a slope of
+    measured on predicted in 0.8-1.25. Not decidable (`None`) with fewer than
+    `MIN_RICH_RUNS` kept runs with `||dy|| > 0` (`rich_runs_kept`).
+    """
+    stats, s = numbers["fit"], numbers["settings"]
+    n_runs, n_kept = numbers["runs"], numbers["converged"]
+    e = numbers["h_dx_exponent"]
+    holds: bool | None = bool(
+        np.isfinite(stats["pearson"]) and stats["pearson"] >= 0.9 and 0.8 <= stats["slope"] <= 1.25
+    )
+    measured = (
+        f"r = {stats['pearson']:.3f}, slope = {stats['slope']:.3f} (intercept {stats['intercept']:.3g}) over "
+        f"{n_kept} of {n_runs} runs kept ({n_kept / n_runs:.0%}; final loss <= {s['run_loss_max']:g}); rates from "
+        f"{numbers['rate_trials_kept']} of {numbers['rate_trials']} trials, eta_enc/eta_dec = "
+        f"{numbers['rate_ratio']:.4g}; final h grows as ||dx||^{e['measured']:.2f} (h_inf as ||dx||^{e['predicted']:.2f})"
+    )
+    if numbers["rich_runs_kept"] < MIN_RICH_RUNS:
+        holds = None
+        measured += (
+            f"; not decidable: {numbers['rich_runs_kept']} kept run(s) with ||dy|| > 0, fewer than "
+            f"{MIN_RICH_RUNS} (at ||dy|| = 0 h_inf is about h0 whatever the rates)"
+        )
+    return claim(
+        f"{name}: measured final h follows the predicted h_inf (Pearson r >= 0.9, slope of measured on "
+        "predicted in 0.8-1.25)",
+        measured,
+        holds,
+    )
 
 
 def rich_runs_kept(per_run: dict) -> int:
@@ -375,17 +401,7 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
     plot_against_dy(ctx.out / f"{stem}_vs_dy.png", runs, pred, keep, dxs)
 
     n_runs, n_kept = int(runs.dx.size), int(keep.sum())
-    holds = bool(np.isfinite(stats["pearson"]) and stats["pearson"] >= 0.9 and 0.8 <= stats["slope"] <= 1.25)
-    the_claim = claim(
-        f"{row.name}: measured final h follows the predicted h_inf (Pearson r >= 0.9, slope of measured on "
-        "predicted in 0.8-1.25)",
-        f"r = {stats['pearson']:.3f}, slope = {stats['slope']:.3f} (intercept {stats['intercept']:.3g}) over "
-        f"{n_kept} of {n_runs} runs kept ({n_kept / n_runs:.0%}; final loss <= {s['run_loss_max']:g}); rates from "
-        f"{n_fitted} of {s['n_trials']} trials, eta_enc/eta_dec = {rates.eta_enc / rates.eta_dec:.4g}",
-        holds,
-    )
     return {
-        "claim": the_claim,
         "rates": rates_json(rates),
         "rate_ratio": float(rates.eta_enc / rates.eta_dec),
         "rate_trials": s["n_trials"],

@@ -2,6 +2,7 @@
 
     python -m repalign_jax.reproduce NAME [--settings code|paper] [--out DIR] [--quick] [--seeds N] [--mnist DIR]
                                      [--networks all|NAME,...] [--set KEY=VALUE ...] [--resume]
+    python -m repalign_jax.reproduce report [DIR ...]
 
 NAME is one of the experiments below, or `all`. Each writes its figures (PNG),
 tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
@@ -18,6 +19,11 @@ n_trials, fit_epochs, grid, lr, epochs, seeds_per_point), for a smaller budget;
 the JSON and the report say so. final_distance saves each network as it
 finishes; `--resume` reuses what an interrupted run (or a run on another
 machine, into the same DIR) saved with the same settings.
+
+    python -m repalign_jax.reproduce report [DIR ...]
+
+prints one Markdown table of every experiment saved in the DIRs (default
+`--out`), with each row's settings, command, wall time and machine.
 
 Experiments:
   universality      Figure 2, C.1/11: every network of Table 1 against the theory
@@ -40,6 +46,7 @@ import json
 import pathlib
 import sys
 import time
+from collections.abc import Sequence
 
 from ._cli import ArgParser, UsageError, add_compile_cache_flag, describe_machine
 from ._compile_cache import enable_compile_cache
@@ -66,7 +73,10 @@ def build_parser():
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("name", help="an experiment name, or 'all'")
+    p.add_argument("name", help="an experiment name, 'all', or 'report'")
+    p.add_argument(
+        "dirs", nargs="*", metavar="DIR", help="report: output folders to tabulate together (default: --out)"
+    )
     p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     p.add_argument("--quick", action="store_true", help="small and fast: minutes on a 2-core CPU")
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
@@ -109,32 +119,60 @@ def run_experiment(name: str, ctx) -> dict:
     numbers["wall_seconds"] = time.perf_counter() - t0
     numbers["quick"] = ctx.quick
     numbers["settings_profile"] = ctx.profile
+    if ctx.networks is not None:
+        numbers["networks_arg"] = ctx.networks
     ctx.write_json(f"{name}.json", numbers)
     return numbers
 
 
-def report(root: pathlib.Path, machine: str) -> str:
-    """A Markdown table of every experiment found under `root`: claim, measurement, verdict."""
+def _cell(text) -> str:
+    """`text` for a Markdown table cell (`||dx||` would otherwise split the cell)."""
+    return str(text).replace("|", "\\|")
+
+
+def _command(name: str, numbers: dict, network: str | None) -> str:
+    """The `reproduce` command that made `numbers` (one Table-1 network's when `network` is given)."""
+    cmd = f"reproduce {name}"
+    if numbers.get("settings_profile", "paper") == "paper":
+        cmd += " --settings paper"
+    if numbers.get("quick"):
+        cmd += " --quick"
+    cmd += "".join(f" --set {k}={v}" for k, v in (numbers.get("overrides") or {}).items())
+    networks = network or numbers.get("networks_arg")
+    if networks:
+        cmd += f" --networks '{networks}'"
+    return f"`{cmd}`"
+
+
+def report(roots: pathlib.Path | Sequence[pathlib.Path], machine: str | None = None) -> str:
+    """A Markdown table of every experiment found under `roots` (output folders of `reproduce`):
+    claim, measurement, verdict, the command that made it and its wall time (with its machine
+    where a claim names one other than `machine`), experiment by experiment, folder by folder."""
+    roots = [pathlib.Path(roots)] if isinstance(roots, (str, pathlib.Path)) else [pathlib.Path(r) for r in roots]
     lines = [
-        "| experiment | paper's claim | our number | reproduced | settings | wall time |",
-        "|---|---|---|---|---|---|",
+        "| experiment | settings | paper's claim | our number | reproduced | command | wall time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in EXPERIMENTS:
-        path = root / name / f"{name}.json"
-        if not path.exists():
-            continue
-        numbers = json.loads(path.read_text())
-        profile = numbers.get("settings_profile", "paper")
-        settings = f"{profile} settings" + (", --quick" if numbers.get("quick") else "")
-        if numbers.get("overrides"):
-            settings += " with " + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items())
-        for c in numbers.get("claims", []):
-            verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
-            wall = f"{c.get('wall_seconds', numbers.get('wall_seconds', float('nan'))):.0f} s"
-            if c.get("machine") and c["machine"] != machine:
-                wall += f" on {c['machine']}"
-            lines.append(f"| {name} | {c['claim']} | {c['measured']} | {verdict} | {settings} | {wall} |")
-    return f"Machine: {machine}\n\n" + "\n".join(lines) + "\n"
+        for root in roots:
+            path = root / name / f"{name}.json"
+            if not path.exists():
+                continue
+            numbers = json.loads(path.read_text())
+            settings = numbers.get("settings_profile", "paper") + (", --quick" if numbers.get("quick") else "")
+            if numbers.get("overrides"):
+                settings += " (" + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items()) + ")"
+            if numbers.get("networks_arg"):
+                settings += f" (networks: {numbers['networks_arg']})"
+            for c in numbers.get("claims", []):
+                verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
+                wall = f"{c.get('wall_seconds', numbers.get('wall_seconds', float('nan'))):.0f} s"
+                if c.get("machine") and c["machine"] != machine:
+                    wall += f" on {c['machine']}"
+                cells = (name, settings, c["claim"], c["measured"], verdict, _command(name, numbers, c.get("network")))
+                lines.append("| " + " | ".join(_cell(v) for v in cells[:5]) + f" | {cells[5]} | {_cell(wall)} |")
+    head = f"Machine: {machine}\n\n" if machine else ""
+    return head + "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -143,6 +181,15 @@ def main(argv=None) -> int:
         use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
         if not args.no_compile_cache:
             enable_compile_cache()
+        if args.name == "report":
+            dirs = [pathlib.Path(d) for d in (args.dirs or [args.out])]
+            missing = [str(d) for d in dirs if not d.is_dir()]
+            if missing:
+                raise UsageError(f"report: no such folder: {', '.join(missing)}")
+            print(report(dirs), end="")
+            return 0
+        if args.dirs:
+            raise UsageError(f"unexpected arguments {' '.join(args.dirs)} (folders are for `report`)")
         names = EXPERIMENTS if args.name == "all" else (args.name,)
         if args.name != "all" and args.name not in EXPERIMENTS:
             raise UsageError(f"unknown experiment {args.name!r}; choose from all, {', '.join(EXPERIMENTS)}")

@@ -543,9 +543,11 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, s
     still in the batch are training, the stopped ones leave it: their state is set
     aside, their remaining records are their last records (what the compiled loop
     would record), and the next segments run on the smaller batch (one compilation
-    per batch size, at most `log2(R)` of them). Runs are independent under `vmap`, so
-    the records are those of the full batch (to float tolerance). Returns the full
-    final carry and the `(E, R, ...)` loss and record series.
+    per batch size, at most `log2(R)` of them). Runs that diverged leave it too, with
+    NaN records (as the compiled loop masks them); only their `keep_hidden` final
+    activations, from non-finite weights either way, may differ. Runs are independent
+    under `vmap`, so the records are those of the full batch (to float tolerance).
+    Returns the full final carry and the `(E, R, ...)` loss and record series.
     """
     kw = dict(spec=spec, config=config)
     E, S = config.epochs, segment_length(config)
@@ -577,10 +579,15 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, s
             if report is not None:
                 report(E)
             break
-        frozen = np.asarray(carry.frozen)
-        if 0 < np.count_nonzero(~frozen) <= len(active) // 2:
-            gone, keep = np.flatnonzero(frozen), np.flatnonzero(~frozen)
-            fill(active[gone], _take(carry.last, gone), reached)
+        alive = np.asarray(carry.alive)
+        done = np.asarray(carry.frozen) | ~alive  # stopped, or diverged (records NaN from then on)
+        if 0 < np.count_nonzero(~done) <= len(active) // 2:
+            gone, keep = np.flatnonzero(done), np.flatnonzero(~done)
+            last = jax.tree_util.tree_map(
+                lambda v: np.where(alive[gone].reshape((-1,) + (1,) * (v.ndim - 1)), np.asarray(v)[gone], np.nan),
+                carry.last,
+            )
+            fill(active[gone], last, reached)
             parked.append((active[gone], _take(carry._replace(halt_epoch=None), gone)))
             halt = carry.halt_epoch
             carry = _take(carry._replace(halt_epoch=None), keep)._replace(halt_epoch=halt)
@@ -665,7 +672,7 @@ def train_networks(
     chunk_size: int | None = None,
     progress: bool | Callable[[int], None] = False,
     devices: Sequence | None = None,
-    compact: bool = True,
+    compact: bool | None = None,
 ) -> TrainResult:
     """Train a batch of networks of one architecture, one compiled call per chunk.
 
@@ -701,11 +708,14 @@ def train_networks(
     - `devices`: devices to spread the runs over (default: all that JAX sees, at
       most one per run; on a CPU see `use_host_cores`); with more than one, each
       chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).
-    - `compact`: with `TrainConfig.stop_loss`, drop the runs that have stopped from
-      the batch between compiled segments, once at most half of it is still training
-      (one device only). The records are the same; the time is that of the runs that
-      still train (the authors' final-distance grid spends most of its epochs waiting
-      for its slowest run). `False` keeps every run in the batch to the end.
+    - `compact`: with `TrainConfig.stop_loss`, drop the runs that have stopped (or
+      diverged) from the batch between compiled segments, once at most half of it is
+      still training (one device only). The records are the same; the time is that
+      of the runs that still train (the authors' final-distance grid spends most of
+      its epochs waiting for its slowest run), plus one compilation per new batch
+      size. `None` (default): on a CPU, whose time per epoch grows with the batch;
+      not on an accelerator, where a smaller batch saves little and a compilation
+      takes seconds. `False` keeps every run in the batch to the end.
 
     **Returns:** a `TrainResult` of NumPy arrays with leading axis `R`. The same
     seed gives the same run alone, in any batch and in any chunking (to float
@@ -754,7 +764,10 @@ def train_networks(
         raise ValueError("learning rates must be positive")
 
     # At most one device per run: a device without a run of its own would train padding.
-    mesh = run_mesh(list(jax.devices() if devices is None else devices)[:R])
+    used = list(jax.devices() if devices is None else devices)[:R]
+    mesh = run_mesh(used)
+    if compact is None:
+        compact = used[0].platform == "cpu"
     if chunk_size is None:
         chunk_size = fitting_runs(spec, config, n_points, len(pairs), mesh)
     chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device

@@ -32,7 +32,7 @@ from _machine import describe  # noqa: E402
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--network", default="default", help="a Table-1 row (code profile)")
     ap.add_argument("--grid", type=int, default=3, help="points per axis (||dx|| 0.5-1.5, ||dy|| 0-1)")
     ap.add_argument("--lr-factor", type=float, default=1.0, help="the grid's lr over Table 1's")

@@ -559,6 +559,7 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, s
     xa, ta, ra = x, targets, runs
 
     def fill(idx, last, start):  # remaining records of runs that stopped: their last ones
+        assert bufs is not None
         for b, v in zip(bufs, (last[0],) + tuple(last[1])):
             b[start:, idx] = np.asarray(v)[None]
 
@@ -574,6 +575,7 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, s
             report(reached)
         if reached == E:
             break
+        assert carry.halt_epoch is not None
         if int(carry.halt_epoch) < E:  # every run has stopped
             fill(active, carry.last, reached)
             if report is not None:
@@ -797,7 +799,18 @@ def train_networks(
             if leaves is not None:
                 params = jax.tree_util.tree_map(lambda v: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
             out = _train_chunk(
-                xj, tj, pj, g, sd, lr, ac, params, reporter, spec=core, config=config, compact=compact and mesh is None
+                xj,
+                tj,
+                pj,
+                g,
+                sd,
+                lr,
+                ac,
+                params,
+                reporter,
+                spec=core,
+                config=config,
+                compact=bool(compact) and mesh is None,
             )
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:

@@ -13,7 +13,9 @@ device: the same grid (one seed per point, the Table-1 row `--network`, its lear
 rate times `--lr-factor`) with `compact=False` and with `compact=True`; wall time
 (compilation included, the persistent compilation cache off), the fraction of the
 batch's run-epochs that were training steps (sum of the stop epochs over runs x
-the slowest), and the largest difference between the two records.
+the slowest), and per run the stop epoch and final h of both. In float32 a run's
+rounding depends on the size of the batch it is computed in (as with any
+chunking), and a long run near its plateau can amplify that into a shifted stop.
 """
 
 from __future__ import annotations
@@ -64,17 +66,18 @@ def main(argv=None) -> None:
         results[compact] = rj.train_networks(x, t, spec, config, gains=row.gain, seeds=0, lrs=lr, compact=compact)
         seconds[compact] = time.perf_counter() - t0
         print(f"compact={compact!s:5}  {seconds[compact]:8.1f} s")
-    stops = results[True].stop_epoch
-    useful = stops.sum() / (len(stops) * max(int(stops.max()), 1))
-    diff = max(
-        float(np.nanmax(np.abs(getattr(results[True], f) - getattr(results[False], f))))
-        for f in ("loss", "h", "y", "w")
-    )
-    same_stops = bool(np.array_equal(stops, results[False].stop_epoch))
-    print(f"stop epochs: {sorted(stops.tolist())} (the same in both: {same_stops})")
-    print(f"training steps / run-epochs of the full batch: {useful:.2f}")
+    kept, dropped = results[False], results[True]
+    useful = kept.stop_epoch.sum() / (len(points) * max(int(kept.stop_epoch.max()), 1))
+    print("per run: ||dx||, ||dy||, stop epoch (kept / dropped), final h (kept / dropped), largest |h difference|")
+    for k, (dx, dy) in enumerate(points):
+        print(
+            f"  {dx:4.2f} {dy:4.2f}  {kept.stop_epoch[k]:6d} / {dropped.stop_epoch[k]:6d}  "
+            f"{kept.h[k, -1, 0]:.6f} / {dropped.h[k, -1, 0]:.6f}  {np.nanmax(np.abs(kept.h[k] - dropped.h[k])):.2g}"
+        )
+    rel = np.abs(dropped.h[:, -1, 0] - kept.h[:, -1, 0]) / np.abs(kept.h[:, -1, 0])
+    print(f"training steps / run-epochs of the full batch (compact=False): {useful:.2f}")
     print(f"speed-up (compact=False / compact=True): {seconds[False] / seconds[True]:.2f}x")
-    print(f"largest difference of loss, h, y, w between the two: {diff:.2g}")
+    print(f"final h, largest relative difference between the two: {np.nanmax(rel):.2g}")
 
 
 if __name__ == "__main__":

@@ -491,7 +491,7 @@ _finish_jit = jax.jit(_finish, static_argnames=("spec", "config"))
 
 
 def _train_chunk(
-    x, targets, pairs, gains, seeds, lrs, acts, params=None, report=None, *, spec, config, compact=False
+    x, targets, pairs, gains, seeds, lrs, acts, params=None, report=None, *, spec, config, compact=False, mesh=None
 ) -> TrainResult:
     """Train `R` runs (`gains`, `seeds`, `lrs`, `acts` of shape `(R,)`) of one chunk.
 
@@ -507,7 +507,7 @@ def _train_chunk(
     kw = dict(spec=spec, config=config)
     carry, runs, initial = _start_jit(x, targets, pairs, gains, seeds, lrs, acts, params, **kw)
     if compact and config.stop_loss is not None:
-        carry, loss_series, rec_series = _compacting_loop(carry, x, targets, pairs, runs, report, **kw)
+        carry, loss_series, rec_series = _compacting_loop(carry, x, targets, pairs, runs, report, mesh, **kw)
         return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
     E, S = config.epochs, segment_length(config)
     losses, recs = [], []
@@ -530,12 +530,12 @@ def _train_chunk(
     return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
 
 
-def _take(tree, idx):
-    """Runs `idx` of a pytree whose leaves all have the leading run axis."""
-    return jax.tree_util.tree_map(lambda v: v[idx], tree)
+def _take(tree, idx, mesh=None):
+    """Runs `idx` of a pytree whose leaves all have the leading run axis (split over `mesh`)."""
+    return jax.tree_util.tree_map(lambda v: shard_runs(mesh, v[idx]), tree)
 
 
-def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, spec, config):
+def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, mesh=None, *, spec, config):
     """The epoch loop with `stop_loss` that drops stopped runs from the batch.
 
     A run that has stopped steps nothing more and repeats its last records, so
@@ -543,7 +543,8 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, s
     still in the batch are training, the stopped ones leave it: their state is set
     aside, their remaining records are their last records (what the compiled loop
     would record), and the next segments run on the smaller batch (one compilation
-    per batch size, at most `log2(R)` of them). Runs that diverged leave it too, with
+    per batch size, at most `log2(R)` of them; over a mesh, stopped runs pad the batch
+    to a multiple of its devices and stay in it). Runs that diverged leave it too, with
     NaN records (as the compiled loop masks them); only their `keep_hidden` final
     activations, from non-finite weights either way, may differ. Runs are independent
     under `vmap`, so the records are those of the full batch (to float tolerance).
@@ -583,8 +584,10 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, s
             break
         alive = np.asarray(carry.alive)
         done = np.asarray(carry.frozen) | ~alive  # stopped, or diverged (records NaN from then on)
-        if 0 < np.count_nonzero(~done) <= len(active) // 2:
-            gone, keep = np.flatnonzero(done), np.flatnonzero(~done)
+        n_keep = round_up(int(np.count_nonzero(~done)), mesh)
+        if 0 < n_keep <= len(active) // 2:
+            order = np.argsort(done, kind="stable")  # the runs still training first, then padding
+            keep, gone = np.sort(order[:n_keep]), np.sort(order[n_keep:])
             last = jax.tree_util.tree_map(
                 lambda v: np.where(alive[gone].reshape((-1,) + (1,) * (v.ndim - 1)), np.asarray(v)[gone], np.nan),
                 carry.last,
@@ -592,17 +595,17 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, *, s
             fill(active[gone], last, reached)
             parked.append((active[gone], _take(carry._replace(halt_epoch=None), gone)))
             halt = carry.halt_epoch
-            carry = _take(carry._replace(halt_epoch=None), keep)._replace(halt_epoch=halt)
-            ra = _take(ra, keep)
+            carry = _take(carry._replace(halt_epoch=None), keep, mesh)._replace(halt_epoch=halt)
+            ra = _take(ra, keep, mesh)
             if per_run:
-                xa, ta = xa[keep], ta[keep]
+                xa, ta = shard_runs(mesh, xa[keep]), shard_runs(mesh, ta[keep])
             active = active[keep]
     assert bufs is not None
     if parked:
         parked.append((active, carry._replace(halt_epoch=None)))
         order = np.argsort(np.concatenate([i for i, _ in parked]))
         halt = carry.halt_epoch
-        carry = jax.tree_util.tree_map(lambda *v: jnp.concatenate(v)[order], *[t for _, t in parked])
+        carry = jax.tree_util.tree_map(lambda *v: shard_runs(mesh, jnp.concatenate(v)[order]), *[t for _, t in parked])
         carry = carry._replace(halt_epoch=halt)
     return carry, jnp.asarray(bufs[0]), tuple(jnp.asarray(b) for b in bufs[1:])
 
@@ -712,7 +715,8 @@ def train_networks(
       chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).
     - `compact`: with `TrainConfig.stop_loss`, drop the runs that have stopped (or
       diverged) from the batch between compiled segments, once at most half of it is
-      still training (one device only). The records are the same; the time is that
+      still training (over several devices: rounded up to a multiple of them). The records are those of the full batch to
+      float rounding (which a long run can amplify; in float64, to 1e-10); the time is that
       of the runs that still train (the authors' final-distance grid spends most of
       its epochs waiting for its slowest run), plus one compilation per new batch
       size. `None` (default): on a CPU, whose time per epoch grows with the batch;
@@ -810,7 +814,8 @@ def train_networks(
                 reporter,
                 spec=core,
                 config=config,
-                compact=bool(compact) and mesh is None,
+                compact=bool(compact),
+                mesh=mesh,
             )
             parts.append(jax.tree_util.tree_map(np.asarray, out))
     finally:

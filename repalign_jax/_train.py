@@ -498,16 +498,15 @@ def _train_chunk(
     The epoch loop runs as compiled segments of `segment_length(config)` epochs (one
     executable, called again and again; no host callback inside, so the executables
     can live in JAX's persistent compilation cache); `report(epoch)` is called on the
-    host after each. With `stop_loss`, once every run has stopped the remaining
-    segments are not run: their records repeat the last one, as the compiled loop would;
-    with `compact` too, see `_compacting_loop`.
+    host after each. With `stop_loss` the loop is `_stopping_loop` (runs that stopped
+    may leave the batch with `compact`; once every run has stopped no segment is run).
     `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
     (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
     """
     kw = dict(spec=spec, config=config)
     carry, runs, initial = _start_jit(x, targets, pairs, gains, seeds, lrs, acts, params, **kw)
-    if compact and config.stop_loss is not None:
-        carry, loss_series, rec_series = _compacting_loop(carry, x, targets, pairs, runs, report, mesh, **kw)
+    if config.stop_loss is not None:
+        carry, loss_series, rec_series = _stopping_loop(carry, x, targets, pairs, runs, report, compact, mesh, **kw)
         return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
     E, S = config.epochs, segment_length(config)
     losses, recs = [], []
@@ -515,16 +514,8 @@ def _train_chunk(
         carry, (loss, rec) = _segment_jit(carry, x, targets, pairs, runs, np.int32(epoch0), **kw)
         losses.append(loss)
         recs.append(rec)
-        reached = min(epoch0 + S, E)
         if report is not None:
-            report(reached)
-        if config.stop_loss is not None and reached < E and int(carry.halt_epoch) < E:
-            rest = E - reached  # every run has stopped: the compiled loop would repeat the last records
-            losses.append(jnp.broadcast_to(carry.last[0], (rest,) + carry.last[0].shape))
-            recs.append(tuple(jnp.broadcast_to(r, (rest,) + r.shape) for r in carry.last[1]))
-            if report is not None:
-                report(E)
-            break
+            report(min(epoch0 + S, E))
     loss_series = jnp.concatenate(losses)[:E]
     rec_series = tuple(jnp.concatenate(parts)[:E] for parts in zip(*recs))
     return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
@@ -535,10 +526,12 @@ def _take(tree, idx, mesh=None):
     return jax.tree_util.tree_map(lambda v: shard_runs(mesh, v[idx]), tree)
 
 
-def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, mesh=None, *, spec, config):
-    """The epoch loop with `stop_loss` that drops stopped runs from the batch.
+def _stopping_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, compact=False, mesh=None, *, spec, config):
+    """The epoch loop with `stop_loss`, its records gathered on the host segment by segment.
 
-    A run that has stopped steps nothing more and repeats its last records, so
+    Once every run has stopped, the remaining segments are not run: their records
+    repeat the last ones, as the compiled loop would record them. With `compact`:
+    a run that has stopped steps nothing more and repeats its last records, so
     computing it is wasted work. After each segment, once at most half of the runs
     still in the batch are training, the stopped ones leave it: their state is set
     aside, their remaining records are their last records (what the compiled loop
@@ -582,6 +575,8 @@ def _compacting_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, mesh
             if report is not None:
                 report(E)
             break
+        if not compact:
+            continue
         alive = np.asarray(carry.alive)
         done = np.asarray(carry.frozen) | ~alive  # stopped, or diverged (records NaN from then on)
         n_keep = round_up(int(np.count_nonzero(~done)), mesh)

@@ -178,16 +178,16 @@ def report(roots: pathlib.Path | Sequence[pathlib.Path], machine: str | None = N
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
-        if not args.no_compile_cache:
-            enable_compile_cache()
-        if args.name == "report":
+        if args.name == "report":  # reads JSON only: no JAX set-up
             dirs = [pathlib.Path(d) for d in (args.dirs or [args.out])]
             missing = [str(d) for d in dirs if not d.is_dir()]
             if missing:
                 raise UsageError(f"report: no such folder: {', '.join(missing)}")
             print(report(dirs), end="")
             return 0
+        use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
+        if not args.no_compile_cache:
+            enable_compile_cache()
         if args.dirs:
             raise UsageError(f"unexpected arguments {' '.join(args.dirs)} (folders are for `report`)")
         names = EXPERIMENTS if args.name == "all" else (args.name,)

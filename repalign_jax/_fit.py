@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -30,6 +31,7 @@ from jax.core import Tracer
 from jaxtyping import Array
 
 from ._chunks import plan_chunks
+from ._progress import Progress
 from ._rates import EffectiveRates
 from ._theory import SolverOptions, _max_step, _state_scale, representation_loss, solve_single
 from ._trajectory import PairTrajectory
@@ -388,20 +390,35 @@ def _take(idx, *arrays):
     return tuple(None if a is None else a[idx] for a in arrays)
 
 
-def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOptions) -> FitResult:
-    """`_fit_batch` over chunks of trajectories of similar stiffness, in the input order."""
+def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOptions, report=None) -> FitResult:
+    """`_fit_batch` over chunks of trajectories of similar stiffness, in the input order.
+
+    `report(n)` (host side, optional) is called with the number of trajectories fitted
+    so far as each chunk has been computed."""
     B = ts.shape[0]
     chunk = options.resolved_chunk_size(B)
     if chunk >= B or isinstance(ts, Tracer):
-        return _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
+        out = _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
+        if report is not None and not isinstance(ts, Tracer):
+            jax.block_until_ready(out)
+            report(B)
+        return out
     # One at a time the order does not matter (and sorting would compile per batch size).
     order = None if chunk == 1 else np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
     # Chunks are cut on the host: indexing device arrays would compile a gather per shape.
     host = _on_host(ts, states, dx2, dy2, loss, m0, start)
-    parts = []
-    for idx, _ in plan_chunks(B, chunk, order):
+    parts, done = [], 0
+    for idx, real in plan_chunks(B, chunk, order):
         t, s, a, b, lo, m, r = _take(idx, *host)
         parts.append(_fit_batch(t, s, a, b, lo, m, r, options))
+        if report is not None:  # the chunk before this one, now queued behind it
+            if len(parts) > 1:
+                jax.block_until_ready(parts[-2])
+                report(done)
+            done += real
+    if report is not None:
+        jax.block_until_ready(parts[-1])
+        report(done)
     inverse = np.arange(B)
     if order is not None:
         inverse[order] = np.arange(B)
@@ -490,13 +507,19 @@ def _check(traj: PairTrajectory):
     return batch, T, tsb
 
 
-def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()) -> FitResult:
+def fit_effective_rates(
+    traj: PairTrajectory, options: FitOptions = FitOptions(), *, progress: bool | Callable[[int], None] = False
+) -> FitResult:
     """Fit `eta_enc`, `eta_dec` (and `tau`) to measured trajectories (paper Eq. 49).
 
     **Arguments:**
 
     - `traj`: a `PairTrajectory`, with any leading batch shape.
     - `options`: `FitOptions` (solver tolerances, optimiser limits, fallback grid).
+    - `progress`: `True` for a progress bar on stderr, or a callable of the number of
+      fits done (trajectories, then the failed ones retried from the fallback grid,
+      which extend the total), called as each chunk has been computed. Fits run one
+      trajectory at a time on a CPU, so this is where a large batch spends its time.
 
     **Returns:** a `FitResult` whose fields have the batch shape of `traj`.
 
@@ -530,32 +553,44 @@ def fit_effective_rates(traj: PairTrajectory, options: FitOptions = FitOptions()
     m0 = None if traj.m0 is None else flat(traj.m0)
 
     start = _guess_batch(ts, states, dx2, dy2)
-    result = _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options)
-
-    if options.fallback_grid > 0 and not isinstance(ts, Tracer):
-        # Second chance, outside the jitted fit: valid trajectories whose fit failed are
-        # restarted from the best point of a coarse log-grid.
-        valid = np.asarray(_valid(ts, states, loss))
-        redo = np.flatnonzero(valid & ~np.asarray(result.success))
-        if redo.size:
-            # In chunks of the first fit's size (one trajectory at a time on a CPU, the
-            # compiled shapes of the first fit); one padded batch on an accelerator.
-            chunk = options.resolved_chunk_size(redo.size)
-            idx = _pad_to_bucket(redo) if chunk >= redo.size else redo
-            grid = _grid(options, dtype)
-            t, s, a, b = (np.asarray(v)[idx] for v in (ts, states, dx2, dy2))
-            lo, m = _take(idx, *_on_host(loss, m0))
-            objs = []
-            for part, real in plan_chunks(len(idx), chunk):
-                objs.append(
-                    np.asarray(_grid_objective(t[part], s[part], a[part], b[part], grid, options.solver))[:real]
-                )
-            obj = np.concatenate(objs)
-            best = np.asarray(grid)[np.argmin(np.where(np.isfinite(obj), obj, np.inf), axis=1)]
-            retry = _fit_sorted_chunks(t, s, a, b, lo, m, best, options)
-            improved = np.asarray(retry.success)[: redo.size]
-            take = redo[improved]
-            src = np.flatnonzero(improved)
-            result = jax.tree_util.tree_map(lambda r, n: r.at[take].set(n[src]), result, retry)
-
+    traced = isinstance(ts, Tracer)
+    bar = Progress(B, label="fit", unit="fit") if progress is True and not traced else None
+    report = bar if bar is not None else (progress if callable(progress) and not traced else None)
+    try:
+        result = _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options, report)
+        if options.fallback_grid > 0 and not traced:
+            result = _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, B, report, bar)
+    finally:
+        if bar is not None:
+            bar.close()
     return jax.tree_util.tree_map(lambda v: v.reshape(batch), result)
+
+
+def _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, B, report, bar):
+    """The second chance, outside the jitted fit: valid trajectories whose fit failed,
+    restarted from the best point of a coarse log-grid. `report` counts on from `B`
+    (`bar`, when the bar is the package's own, grows by the retries)."""
+    valid = np.asarray(_valid(ts, states, loss))
+    redo = np.flatnonzero(valid & ~np.asarray(result.success))
+    if not redo.size:
+        return result
+    # In chunks of the first fit's size (one trajectory at a time on a CPU, the
+    # compiled shapes of the first fit); one padded batch on an accelerator.
+    chunk = options.resolved_chunk_size(redo.size)
+    idx = _pad_to_bucket(redo) if chunk >= redo.size else redo
+    grid = _grid(options, dtype)
+    t, s, a, b = (np.asarray(v)[idx] for v in (ts, states, dx2, dy2))
+    lo, m = _take(idx, *_on_host(loss, m0))
+    objs = []
+    for part, real in plan_chunks(len(idx), chunk):
+        objs.append(np.asarray(_grid_objective(t[part], s[part], a[part], b[part], grid, options.solver))[:real])
+    obj = np.concatenate(objs)
+    best = np.asarray(grid)[np.argmin(np.where(np.isfinite(obj), obj, np.inf), axis=1)]
+    if bar is not None:
+        bar.extend(redo.size)
+    on = None if report is None else (lambda n: report(B + min(n, redo.size)))  # padding is not a fit
+    retry = _fit_sorted_chunks(t, s, a, b, lo, m, best, options, on)
+    improved = np.asarray(retry.success)[: redo.size]
+    take = redo[improved]
+    src = np.flatnonzero(improved)
+    return jax.tree_util.tree_map(lambda r, n: r.at[take].set(n[src]), result, retry)

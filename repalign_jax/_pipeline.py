@@ -70,7 +70,8 @@ def train_and_fit(
 ) -> TrainedAndFitted:
     """Train a batch of networks (`train_networks`, same arguments) and fit the theory to every run.
 
-    `quiet_fit`: silence the fit's `FitWarning`s (diverged runs, `h <= 0`), which
+    `progress=True` shows a bar over the fits too (a callable gets the training's
+    epochs only). `quiet_fit`: silence the fit's `FitWarning`s (diverged runs, `h <= 0`), which
     the result reports anyway (`fit.success`, `result.diverged`); other warnings
     pass. **Returns:** a `TrainedAndFitted`.
     """
@@ -93,5 +94,5 @@ def train_and_fit(
     with warnings.catch_warnings():
         if quiet_fit:
             warnings.simplefilter("ignore", FitWarning)
-        fit = fit_effective_rates(trajectory, fit_options)
+        fit = fit_effective_rates(trajectory, fit_options, progress=progress is True)
     return TrainedAndFitted(result, trajectory, fit)

@@ -34,6 +34,7 @@ from jaxtyping import Array, ArrayLike
 
 from ._chunks import Chunk, plan_chunks
 from ._networks import NetworkSpec, activation_indices, apply, init_state
+from ._progress import Progress
 from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
 from ._theory import LOSS_SCALES as LOSSES
 from ._trajectory import measure_hyw
@@ -136,46 +137,6 @@ class TrainResult(eqx.Module):
     output_initial: Array | None = None
     output_final: Array | None = None
     loss_kind: str = eqx.field(static=True, default="half_mse")
-
-
-# --------------------------------------------------------------------------------------
-# Progress
-# --------------------------------------------------------------------------------------
-
-
-class Progress:
-    """A progress bar (`tqdm.auto`: a widget in a notebook, a bar on stderr in a terminal).
-
-    Call it with the epoch reached in the current chunk (`chunk` is settable);
-    the total is `epochs * chunks`. The rate, hence the ETA, is a moving average
-    of recent reports, so the compilation before the first one does not count.
-    """
-
-    def __init__(self, epochs: int, chunks: int, stream=None, label: str = "train"):
-        from tqdm.auto import tqdm
-
-        self.epochs, self.chunks, self.label = epochs, chunks, label
-        self.chunk = 0
-        self._done = 0
-        self._bar = tqdm(
-            total=epochs * chunks,
-            desc=label,
-            unit="epoch",
-            file=stream,
-            dynamic_ncols=True,
-            mininterval=0.5,
-            smoothing=0.3,
-        )
-
-    def __call__(self, epoch: int):
-        done = self.chunk * self.epochs + epoch
-        if done > self._done:
-            self._bar.update(done - self._done)
-            self._done = done
-        self._bar.set_postfix_str(f"chunk {self.chunk + 1}/{self.chunks}", refresh=False)
-
-    def close(self):
-        self._bar.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -498,7 +459,7 @@ def _train_chunk(
     The epoch loop runs as compiled segments of `segment_length(config)` epochs (one
     executable, called again and again; no host callback inside, so the executables
     can live in JAX's persistent compilation cache); `report(epoch)` is called on the
-    host after each. With `stop_loss` the loop is `_stopping_loop` (runs that stopped
+    host once each has been computed (not merely queued). With `stop_loss` the loop is `_stopping_loop` (runs that stopped
     may leave the batch with `compact`; once every run has stopped no segment is run).
     `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
     (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
@@ -514,11 +475,24 @@ def _train_chunk(
         carry, (loss, rec) = _segment_jit(carry, x, targets, pairs, runs, np.int32(epoch0), **kw)
         losses.append(loss)
         recs.append(rec)
-        if report is not None:
-            report(min(epoch0 + S, E))
+        if report is not None and len(losses) > 1:
+            _report_computed(report, losses[-2], epoch0)
+    if report is not None:
+        _report_computed(report, losses[-1], E)
     loss_series = jnp.concatenate(losses)[:E]
     rec_series = tuple(jnp.concatenate(parts)[:E] for parts in zip(*recs))
     return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
+
+
+def _report_computed(report, loss, epoch: int):
+    """`report(epoch)` once the segment that ends at `epoch` (its `loss`) has been computed.
+
+    JAX dispatches asynchronously: a report after the call would count epochs queued,
+    not computed, and a bar would reach its end long before the training does. The loop
+    waits on a segment only after it has queued the next one, so the device never idles.
+    """
+    jax.block_until_ready(loss)
+    report(epoch)
 
 
 def _take(tree, idx, mesh=None):
@@ -702,9 +676,10 @@ def train_networks(
     - `chunk_size`: runs per compiled call; default, as many as fit in 70% of the
       device's free memory (see `bytes_per_run`).
     - `progress`: `True` for a progress bar on stderr, or a callable of the epoch
-      reached in the current chunk, called between compiled segments of
-      `segment_length(config)` epochs (a `Progress` passed in is left open for
-      the caller).
+      reached in the current chunk, called as each compiled segment of
+      `segment_length(config)` epochs has been computed (not when it is queued:
+      JAX dispatches asynchronously); a `Progress` passed in is left open for
+      the caller.
     - `devices`: devices to spread the runs over (default: all that JAX sees, at
       most one per run; on a CPU see `use_host_cores`); with more than one, each
       chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).

@@ -223,7 +223,7 @@ def main(argv=None) -> int:
         return 2
 
     from ._chunks import plan_chunks
-    from ._train import Progress
+    from ._progress import Progress
     from .results import ChunkStore
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))

@@ -286,3 +286,26 @@ def test_solve_effective_from_an_invalid_state_is_nan():
     # valid; h0 <= 0; |y0 - w0| > sqrt(dy2 y0); on the Cauchy-Schwarz bound (1-d outputs): valid
     assert ok.tolist() == [True, False, False, True]
     assert not bool(rj.valid_state(1.0, -0.1, 0.0, dx2=1.0, dy2=0.5))
+
+
+@pytest.mark.parametrize("chunk_size,want", [(None, [1, 2, 3]), (2, [2, 3]), (3, [3])])
+def test_progress_counts_fits_as_they_are_computed(synthetic, chunk_size, want):
+    """`progress` gets the number of trajectories fitted, once their chunk has been computed."""
+    traj = _traj(synthetic, slice(0, 3))
+    seen = []
+    res = rj.fit_effective_rates(traj, rj.FitOptions(chunk_size=chunk_size), progress=seen.append)
+    assert seen == want
+    quiet = rj.fit_effective_rates(traj, rj.FitOptions(chunk_size=chunk_size))
+    np.testing.assert_array_equal(res.eta_enc, quiet.eta_enc)  # reporting changes nothing
+
+
+def test_progress_counts_fits_retried_from_the_grid(synthetic, x64, monkeypatch, capsys):
+    traj = _traj(synthetic, slice(4, 6))
+    monkeypatch.setattr(_fit, "_guess_batch", lambda ts, *a: jnp.full((ts.shape[0], 2), 10.0, ts.dtype))
+    seen = []
+    res = rj.fit_effective_rates(traj, progress=seen.append)
+    assert np.all(res.success)
+    assert seen == [1, 2, 3, 4]  # two first fits (both fail), then their two retries
+    rj.fit_effective_rates(traj, progress=True)
+    err = capsys.readouterr().err
+    assert "fit: 100%" in err and "4/4" in err, err[-300:]

@@ -177,6 +177,28 @@ def test_progress_reports_epochs():
     assert seen == [10, 20, 30, 40]
 
 
+def test_progress_reports_computed_epochs_not_queued_ones(monkeypatch):
+    """JAX dispatches asynchronously: a report must wait until its segment has been computed."""
+    queued = []  # (epoch the segment ends at, its losses)
+    segment = _train._segment_jit
+
+    def spy(carry, x, targets, pairs, runs, epoch0, **kw):
+        carry, (loss, rec) = segment(carry, x, targets, pairs, runs, epoch0, **kw)
+        queued.append((int(epoch0) + _train.segment_length(kw["config"]), loss))
+        return carry, (loss, rec)
+
+    def report(epoch):
+        done = [end for end, loss in queued if loss.is_ready()]
+        assert epoch in done, (epoch, done)  # the segment ending at `epoch` has been computed
+
+    monkeypatch.setattr(_train, "_segment_jit", spy)
+    seen = []
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=256, depth=6)  # segments slow enough to be queued
+    config = rj.TrainConfig(epochs=600, progress_every=200)
+    _train_small(spec=spec, config=config, seeds=[0, 1, 2, 3], progress=lambda e: (report(e), seen.append(e)))
+    assert seen == [200, 400, 600] and len(queued) == 3
+
+
 def _lowered(spec, config=rj.TrainConfig(epochs=4, progress_every=2)):
     """The compiled epoch-loop segment of a chunk of two runs (what the training spends its time in)."""
     core = spec.shape()

@@ -31,7 +31,7 @@ from jax.core import Tracer
 from jaxtyping import Array
 
 from ._chunks import plan_chunks
-from ._progress import Progress
+from ._progress import Progress, report_computed
 from ._rates import EffectiveRates
 from ._theory import SolverOptions, _max_step, _state_scale, representation_loss, solve_single
 from ._trajectory import PairTrajectory
@@ -393,15 +393,14 @@ def _take(idx, *arrays):
 def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOptions, report=None) -> FitResult:
     """`_fit_batch` over chunks of trajectories of similar stiffness, in the input order.
 
-    `report(n)` (host side, optional) is called with the number of trajectories fitted
-    so far as each chunk has been computed."""
+    `report(n)` (host side, optional, never under tracing) is called with the number of
+    trajectories fitted so far as each chunk has been computed."""
     B = ts.shape[0]
     chunk = options.resolved_chunk_size(B)
     if chunk >= B or isinstance(ts, Tracer):
         out = _fit_batch(ts, states, dx2, dy2, loss, m0, start, options)
-        if report is not None and not isinstance(ts, Tracer):
-            jax.block_until_ready(out)
-            report(B)
+        if report is not None:
+            report_computed(report, out, B)
         return out
     # One at a time the order does not matter (and sorting would compile per batch size).
     order = None if chunk == 1 else np.argsort(np.asarray(_cost_estimate(ts, states, dx2, dy2, start)), kind="stable")
@@ -411,14 +410,11 @@ def _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options: FitOption
     for idx, real in plan_chunks(B, chunk, order):
         t, s, a, b, lo, m, r = _take(idx, *host)
         parts.append(_fit_batch(t, s, a, b, lo, m, r, options))
-        if report is not None:  # the chunk before this one, now queued behind it
-            if len(parts) > 1:
-                jax.block_until_ready(parts[-2])
-                report(done)
-            done += real
+        if report is not None and len(parts) > 1:  # the chunk before this one, now queued behind it
+            report_computed(report, parts[-2], done)
+        done += real
     if report is not None:
-        jax.block_until_ready(parts[-1])
-        report(done)
+        report_computed(report, parts[-1], done)
     inverse = np.arange(B)
     if order is not None:
         inverse[order] = np.arange(B)
@@ -559,17 +555,17 @@ def fit_effective_rates(
     try:
         result = _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options, report)
         if options.fallback_grid > 0 and not traced:
-            result = _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, B, report, bar)
+            result = _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, report)
     finally:
         if bar is not None:
             bar.close()
     return jax.tree_util.tree_map(lambda v: v.reshape(batch), result)
 
 
-def _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, B, report, bar):
+def _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, report):
     """The second chance, outside the jitted fit: valid trajectories whose fit failed,
-    restarted from the best point of a coarse log-grid. `report` counts on from `B`
-    (`bar`, when the bar is the package's own, grows by the retries)."""
+    restarted from the best point of a coarse log-grid. `report` counts on from the
+    batch size (a `Progress` grows by the retries)."""
     valid = np.asarray(_valid(ts, states, loss))
     redo = np.flatnonzero(valid & ~np.asarray(result.success))
     if not redo.size:
@@ -586,8 +582,9 @@ def _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, B, 
         objs.append(np.asarray(_grid_objective(t[part], s[part], a[part], b[part], grid, options.solver))[:real])
     obj = np.concatenate(objs)
     best = np.asarray(grid)[np.argmin(np.where(np.isfinite(obj), obj, np.inf), axis=1)]
-    if bar is not None:
-        bar.extend(redo.size)
+    if isinstance(report, Progress):
+        report.extend(redo.size)
+    B = ts.shape[0]
     on = None if report is None else (lambda n: report(B + min(n, redo.size)))  # padding is not a fit
     retry = _fit_sorted_chunks(t, s, a, b, lo, m, best, options, on)
     improved = np.asarray(retry.success)[: redo.size]

@@ -8,6 +8,8 @@ callers wait on a result before they report it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class Progress:
     """A progress bar over `epochs * chunks` steps of `unit`.
@@ -49,3 +51,16 @@ class Progress:
 
     def close(self):
         self._bar.close()
+
+
+def report_computed(report: Callable[[int], None], value, done: int):
+    """`report(done)` once `value` (a JAX pytree, the last piece of that work) has been computed.
+
+    JAX dispatches asynchronously: a report right after the call would count work queued,
+    not done, and a bar would reach its end long before the work does. Loops call this for
+    a piece only after queueing the next one, so the device never idles.
+    """
+    import jax
+
+    jax.block_until_ready(value)
+    report(done)

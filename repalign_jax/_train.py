@@ -34,7 +34,7 @@ from jaxtyping import Array, ArrayLike
 
 from ._chunks import Chunk, plan_chunks
 from ._networks import NetworkSpec, activation_indices, apply, init_state
-from ._progress import Progress
+from ._progress import Progress, report_computed
 from ._sharding import replicate, round_up, run_mesh, shard_runs, shares_host_memory
 from ._theory import LOSS_SCALES as LOSSES
 from ._trajectory import measure_hyw
@@ -459,8 +459,9 @@ def _train_chunk(
     The epoch loop runs as compiled segments of `segment_length(config)` epochs (one
     executable, called again and again; no host callback inside, so the executables
     can live in JAX's persistent compilation cache); `report(epoch)` is called on the
-    host once each has been computed (not merely queued). With `stop_loss` the loop is `_stopping_loop` (runs that stopped
-    may leave the batch with `compact`; once every run has stopped no segment is run).
+    host once each has been computed (not merely queued). With `stop_loss` the loop is
+    `_stopping_loop` (runs that stopped may leave the batch with `compact`; once every
+    run has stopped no segment is run).
     `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
     (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
     """
@@ -476,23 +477,12 @@ def _train_chunk(
         losses.append(loss)
         recs.append(rec)
         if report is not None and len(losses) > 1:
-            _report_computed(report, losses[-2], epoch0)
+            report_computed(report, losses[-2], epoch0)
     if report is not None:
-        _report_computed(report, losses[-1], E)
+        report_computed(report, losses[-1], E)
     loss_series = jnp.concatenate(losses)[:E]
     rec_series = tuple(jnp.concatenate(parts)[:E] for parts in zip(*recs))
     return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
-
-
-def _report_computed(report, loss, epoch: int):
-    """`report(epoch)` once the segment that ends at `epoch` (its `loss`) has been computed.
-
-    JAX dispatches asynchronously: a report after the call would count epochs queued,
-    not computed, and a bar would reach its end long before the training does. The loop
-    waits on a segment only after it has queued the next one, so the device never idles.
-    """
-    jax.block_until_ready(loss)
-    report(epoch)
 
 
 def _take(tree, idx, mesh=None):
@@ -685,8 +675,9 @@ def train_networks(
       chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).
     - `compact`: with `TrainConfig.stop_loss`, drop the runs that have stopped (or
       diverged) from the batch between compiled segments, once at most half of it is
-      still training (over several devices: rounded up to a multiple of them). The records are those of the full batch to
-      float rounding (which a long run can amplify; in float64, to 1e-10); the time is that
+      still training (over several devices: rounded up to a multiple of them). The
+      records are those of the full batch to float rounding (which a long run can
+      amplify; in float64, to 1e-10); the time is that
       of the runs that still train (the authors' final-distance grid spends most of
       its epochs waiting for its slowest run), plus one compilation per new batch
       size. `None` (default): on a CPU, whose time per epoch grows with the batch;

@@ -1287,9 +1287,9 @@ def section_universality(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path,
         part.save()
         return res
 
-    def fit_wrapper(traj, options=rj.FitOptions()):
+    def fit_wrapper(traj, options=rj.FitOptions(), **kw):
         t0 = time.time()
-        fit = jax.block_until_ready(orig_fit(traj, options))
+        fit = jax.block_until_ready(orig_fit(traj, options, **kw))
         t1 = time.time()
         B = int(np.prod(traj.batch_shape))
         sec["fit_calls"].append(

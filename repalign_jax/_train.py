@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -32,6 +32,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike
 
+from . import _snapshot
 from ._chunks import Chunk, plan_chunks
 from ._networks import NetworkSpec, activation_indices, apply, init_state
 from ._progress import Progress, report_computed
@@ -452,7 +453,22 @@ _finish_jit = jax.jit(_finish, static_argnames=("spec", "config"))
 
 
 def _train_chunk(
-    x, targets, pairs, gains, seeds, lrs, acts, params=None, report=None, *, spec, config, compact=False, mesh=None
+    x,
+    targets,
+    pairs,
+    gains,
+    seeds,
+    lrs,
+    acts,
+    params=None,
+    report=None,
+    save=None,
+    snap=None,
+    *,
+    spec,
+    config,
+    compact=False,
+    mesh=None,
 ) -> TrainResult:
     """Train `R` runs (`gains`, `seeds`, `lrs`, `acts` of shape `(R,)`) of one chunk.
 
@@ -464,20 +480,33 @@ def _train_chunk(
     run has stopped no segment is run).
     `x`, `targets` are shared `(N, d)` or per run `(R, N, d)`; `params` is `None`
     (fresh Xavier weights from `gains`, `seeds`) or a batch of parameter states.
+    `save(state)` is offered the chunk's state (a function building its snapshot
+    arrays, `_snapshot`) after each segment but the last; `snap` is a snapshot to
+    continue from (its `"epoch"` epochs are not run again).
     """
     kw = dict(spec=spec, config=config)
     carry, runs, initial = _start_jit(x, targets, pairs, gains, seeds, lrs, acts, params, **kw)
     if config.stop_loss is not None:
-        carry, loss_series, rec_series = _stopping_loop(carry, x, targets, pairs, runs, report, compact, mesh, **kw)
+        carry, loss_series, rec_series = _stopping_loop(
+            carry, x, targets, pairs, runs, report, compact, mesh, save, snap, **kw
+        )
         return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
     E, S = config.epochs, segment_length(config)
-    losses, recs = [], []
-    for epoch0 in range(0, E, S):
+    losses, recs, start = [], [], 0
+    if snap is not None:
+        start = int(snap["epoch"])
+        carry = _snapshot.restore_tree(carry, snap, "carry", functools.partial(shard_runs, mesh))
+        saved = [jnp.asarray(v) for v in _snapshot.series(snap)]
+        losses.append(saved[0])
+        recs.append(tuple(saved[1:]))
+    for epoch0 in range(start, E, S):
         carry, (loss, rec) = _segment_jit(carry, x, targets, pairs, runs, np.int32(epoch0), **kw)
         losses.append(loss)
         recs.append(rec)
         if report is not None and len(losses) > 1:
             report_computed(report, losses[-2], epoch0)
+        if save is not None and epoch0 + S < E:
+            save(functools.partial(_plain_state, epoch0 + S, carry, losses, recs))
     if report is not None:
         report_computed(report, losses[-1], E)
     loss_series = jnp.concatenate(losses)[:E]
@@ -485,12 +514,37 @@ def _train_chunk(
     return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)
 
 
+def _plain_state(reached: int, carry: _Carry, losses, recs) -> dict:
+    """The snapshot arrays of a chunk without `stop_loss` after `reached` epochs."""
+    series = [np.concatenate([np.asarray(v) for v in losses])]
+    series += [np.concatenate([np.asarray(r[k]) for r in recs]) for k in range(len(recs[0]))]
+    return {
+        "epoch": np.asarray(reached),
+        **_snapshot.tree_arrays("carry", carry),
+        **{f"series.{k}": v[:reached] for k, v in enumerate(series)},
+    }
+
+
 def _take(tree, idx, mesh=None):
     """Runs `idx` of a pytree whose leaves all have the leading run axis (split over `mesh`)."""
     return jax.tree_util.tree_map(lambda v: shard_runs(mesh, v[idx]), tree)
 
 
-def _stopping_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, compact=False, mesh=None, *, spec, config):
+def _stopping_loop(
+    carry: _Carry,
+    x,
+    targets,
+    pairs,
+    runs: _Runs,
+    report,
+    compact=False,
+    mesh=None,
+    save=None,
+    snap=None,
+    *,
+    spec,
+    config,
+):
     """The epoch loop with `stop_loss`, its records gathered on the host segment by segment.
 
     Once every run has stopped, the remaining segments are not run: their records
@@ -505,6 +559,7 @@ def _stopping_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, compac
     NaN records (as the compiled loop masks them); only their `keep_hidden` final
     activations, from non-finite weights either way, may differ. Runs are independent
     under `vmap`, so the records are those of the full batch (to float tolerance).
+    `save` and `snap` as in `_train_chunk`.
     Returns the full final carry and the `(E, R, ...)` loss and record series.
     """
     kw = dict(spec=spec, config=config)
@@ -515,50 +570,79 @@ def _stopping_loop(carry: _Carry, x, targets, pairs, runs: _Runs, report, compac
     parked: list[tuple[np.ndarray, Any]] = []  # (chunk positions, their carry without halt_epoch)
     bufs = None  # host (E, R, ...) series: loss, then the records
     xa, ta, ra = x, targets, runs
+    start = 0
 
-    def fill(idx, last, start):  # remaining records of runs that stopped: their last ones
+    def fill(idx, part):  # remaining records of runs that left the batch: their last ones (NaN if diverged)
         assert bufs is not None
+        alive = np.asarray(part.alive)
+        last = jax.tree_util.tree_map(
+            lambda v: np.where(alive.reshape((-1,) + (1,) * (v.ndim - 1)), np.asarray(v), np.nan), part.last
+        )
         for b, v in zip(bufs, (last[0],) + tuple(last[1])):
-            b[start:, idx] = np.asarray(v)[None]
+            b[start:, idx] = v[None]
 
-    for epoch0 in range(0, E, S):
+    def state():  # the snapshot arrays after `start` epochs
+        assert bufs is not None
+        out = {"epoch": np.asarray(start), "active": active, **_snapshot.tree_arrays("carry", carry)}
+        out.update({f"series.{k}": b[:start] for k, b in enumerate(bufs)})
+        for j, (idx, part) in enumerate(parked):
+            out.update({f"parked.{j}.idx": idx, **_snapshot.tree_arrays(f"parked.{j}.carry", part)})
+        return out
+
+    if snap is not None:  # continue after the snapshot's epochs, on the runs it left in the batch
+        start, active = int(snap["epoch"]), np.asarray(snap["active"])
+        saved = _snapshot.series(snap)
+        bufs = [np.empty((E, R) + v.shape[2:], v.dtype) for v in saved]
+        for b, v in zip(bufs, saved):
+            b[:start] = v
+        free = carry._replace(halt_epoch=None)
+        while f"parked.{len(parked)}.idx" in snap:
+            j = len(parked)
+            parked.append(
+                (np.asarray(snap[f"parked.{j}.idx"]), _snapshot.restore_tree(free, snap, f"parked.{j}.carry"))
+            )
+            fill(parked[-1][0], parked[-1][1])
+        carry = _snapshot.restore_tree(
+            carry, snap, "carry", lambda v: shard_runs(mesh, v) if v.ndim else jnp.asarray(v)
+        )
+        if len(active) < R:
+            ra = _take(runs, active, mesh)
+            if per_run:
+                xa, ta = shard_runs(mesh, x[active]), shard_runs(mesh, targets[active])
+
+    for epoch0 in range(start, E, S):
         carry, (loss, rec) = _segment_jit(carry, xa, ta, pairs, ra, np.int32(epoch0), **kw)
-        reached = min(epoch0 + S, E)
+        start = min(epoch0 + S, E)
         series = [np.asarray(loss)] + [np.asarray(r) for r in rec]
         if bufs is None:
             bufs = [np.empty((E, R) + v.shape[2:], v.dtype) for v in series]
         for b, v in zip(bufs, series):
-            b[epoch0:reached, active] = v[: reached - epoch0]
+            b[epoch0:start, active] = v[: start - epoch0]
         if report is not None:
-            report(reached)
-        if reached == E:
+            report(start)
+        if start == E:
             break
         assert carry.halt_epoch is not None
         if int(carry.halt_epoch) < E:  # every run has stopped
-            fill(active, carry.last, reached)
+            fill(active, carry)
             if report is not None:
                 report(E)
             break
-        if not compact:
-            continue
-        alive = np.asarray(carry.alive)
-        done = np.asarray(carry.frozen) | ~alive  # stopped, or diverged (records NaN from then on)
+        done = np.asarray(carry.frozen) | ~np.asarray(carry.alive)  # stopped, or diverged (NaN records from then on)
         n_keep = round_up(int(np.count_nonzero(~done)), mesh)
-        if 0 < n_keep <= len(active) // 2:
+        if compact and 0 < n_keep <= len(active) // 2:
             order = np.argsort(done, kind="stable")  # the runs still training first, then padding
             keep, gone = np.sort(order[:n_keep]), np.sort(order[n_keep:])
-            last = jax.tree_util.tree_map(
-                lambda v: np.where(alive[gone].reshape((-1,) + (1,) * (v.ndim - 1)), np.asarray(v)[gone], np.nan),
-                carry.last,
-            )
-            fill(active[gone], last, reached)
             parked.append((active[gone], _take(carry._replace(halt_epoch=None), gone)))
+            fill(*parked[-1])
             halt = carry.halt_epoch
             carry = _take(carry._replace(halt_epoch=None), keep, mesh)._replace(halt_epoch=halt)
             ra = _take(ra, keep, mesh)
             if per_run:
                 xa, ta = shard_runs(mesh, xa[keep]), shard_runs(mesh, ta[keep])
             active = active[keep]
+        if save is not None:
+            save(state)
     assert bufs is not None
     if parked:
         parked.append((active, carry._replace(halt_epoch=None)))
@@ -637,6 +721,9 @@ def train_networks(
     progress: bool | Callable[[int], None] = False,
     devices: Sequence | None = None,
     compact: bool | None = None,
+    checkpoint: Callable[[dict[str, np.ndarray]], None] | None = None,
+    checkpoint_every: float = 300.0,
+    resume: Mapping[str, np.ndarray] | None = None,
 ) -> TrainResult:
     """Train a batch of networks of one architecture, one compiled call per chunk.
 
@@ -683,6 +770,16 @@ def train_networks(
       size. `None` (default): on a CPU, whose time per epoch grows with the batch;
       not on an accelerator, where a smaller batch saves little and a compilation
       takes seconds. `False` keeps every run in the batch to the end.
+    - `checkpoint`: called on the host with a snapshot of the training so far (a
+      flat `dict` of NumPy arrays, for `np.savez`) after a compiled segment or a
+      chunk has been computed, at most every `checkpoint_every` seconds (a
+      snapshot waits for the device and copies the state to the host), never
+      after the last; the caller saves it (e.g. `results.atomic_save_npz`).
+    - `resume`: such a snapshot (e.g. `results.load_npz` of the file): the
+      training continues after its epochs and chunks, and the result equals that
+      of the uninterrupted training bit for bit. It must come from a call with
+      the same data, runs, network, configuration, chunking and devices, else
+      `ValueError`.
 
     **Returns:** a `TrainResult` of NumPy arrays with leading axis `R`. The same
     seed gives the same run alone, in any batch and in any chunking (to float
@@ -740,6 +837,29 @@ def train_networks(
     chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device
     chunks = plan_chunks(R, chunk) if chunk <= R else [Chunk(np.arange(chunk).clip(max=R - 1), R)]
     n_chunks = len(chunks)
+    saver, parts, first, snap = None, [], 0, None
+    if checkpoint is not None or resume is not None:
+        fp = _snapshot.fingerprint(
+            repr(spec),
+            repr(config),
+            np.asarray(x, dtype),
+            np.asarray(targets, dtype),
+            pairs,
+            gains,
+            seeds,
+            lrs,
+            acts,
+            *([] if leaves is None else [np.asarray(v) for v in jax.tree_util.tree_leaves(leaves[1])]),
+            chunk,
+            [str(d) for d in used],
+            bool(compact),
+        )
+        if checkpoint is not None:
+            saver = _snapshot.Saver(checkpoint, checkpoint_every, fp)
+        if resume is not None:
+            first, parts, snap = _snapshot.unpack(resume, fp, TrainResult, config.loss)
+            if "epoch" not in snap:
+                snap = None
     reporter, own = None, False
     if progress is True:
         reporter, own = Progress(config.epochs, n_chunks), True
@@ -751,10 +871,11 @@ def train_networks(
     pj = replicate(mesh, pairs)
     if not per_run:
         xj, tj = replicate(mesh, xs), replicate(mesh, ts)
-    parts = []
     core = spec.shape()  # one executable per shape: the nonlinearity is traced (`acts`)
     try:
         for c, (idx, _) in enumerate(chunks):
+            if c < first:  # finished before the snapshot
+                continue
             if isinstance(reporter, Progress) and own:
                 reporter.chunk = c
             g, sd, lr, ac = (shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs, acts))
@@ -773,12 +894,16 @@ def train_networks(
                 ac,
                 params,
                 reporter,
+                None if saver is None else functools.partial(saver.maybe, c, list(parts)),
+                snap if c == first else None,
                 spec=core,
                 config=config,
                 compact=bool(compact),
                 mesh=mesh,
             )
             parts.append(jax.tree_util.tree_map(np.asarray, out))
+            if saver is not None and c + 1 < n_chunks:
+                saver.maybe(c + 1, parts)
     finally:
         if isinstance(reporter, Progress) and own:
             reporter.close()

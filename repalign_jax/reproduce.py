@@ -260,7 +260,8 @@ def main(argv=None) -> int:
         try:
             numbers = run_experiment(name, ctx)
         except KeyboardInterrupt:
-            print(f"reproduce: interrupted during {name}; finished experiments are in {root}", file=sys.stderr)
+            more = "; continue it with the same command and --resume" if name == "final_distance" else ""
+            print(f"reproduce: interrupted during {name}; finished experiments are in {root}{more}", file=sys.stderr)
             return 130
         for c in numbers.get("claims", []):
             mark = {True: "yes", False: "NO", None: "n/a"}[c["holds"]]

@@ -10,8 +10,10 @@ a couple of minutes each on 2 cores, so they are marked slow (CI runs them).
 import json
 import math
 
+import numpy as np
 import pytest
 
+import repalign_jax as rj
 from repalign_jax import reproduce
 from repalign_jax.experiments._common import Context
 
@@ -204,7 +206,7 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
         calls.append(("rates", row.name))
         return rj.EffectiveRates(1e-3, 2e-2, 50.0), n_trials
 
-    def fake_network(ctx, row, s, stem):
+    def fake_network(ctx, row, s, stem, key=None):
         calls.append(("network", row.name))
         if row.name == "shallow" and fail["shallow"]:
             raise KeyboardInterrupt
@@ -274,7 +276,7 @@ def test_final_distance_claim_needs_converged_runs_with_unequal_targets(tmp_path
         "flat": ([True] * 6, 0.5, False),
     }
 
-    def fake_network(ctx, row, s, stem):
+    def fake_network(ctx, row, s, stem, key=None):
         kept, slope, _ = cases[ctx.overrides["case"]]
         per_run = {"dx": dx, "dy": dy, "measured": dx, "predicted": dx, "converged": kept}
         return _fake_network_numbers(per_run, 10, slope=slope)
@@ -372,3 +374,45 @@ def test_universality_claim_counts_explained_seeds():
     c = universality_claim([row("a", 3), row("conv", 1, r2=0.95)])  # mean R^2 above 0.9, one seed explained
     assert c["holds"] is False and "1 of 2 networks" in c["measured"] and "conv 1/3" in c["measured"]
     assert universality_claim([row("a", 3)], decidable=False)["holds"] is None
+
+
+def test_final_distance_grid_continues_from_its_snapshot(tmp_path, monkeypatch):
+    """An interrupted grid keeps its snapshot file; with `--resume` the grid continues from it and
+    gives the uninterrupted runs exactly; a snapshot saved with other settings is not used."""
+    from repalign_jax.experiments import final_distance
+
+    row = rj.Table1Row("small", "leaky_relu", gain=1.0, lr=0.05, depth=3, width=16)
+    dxs, dys, seeds = np.array([0.5, 1.0]), np.array([0.0, 0.5, 1.0]), np.arange(1)
+    args = (row, dxs, dys, seeds, 0.02, 2000, 1e-4, 1e-3)
+    say = []
+
+    def ctx(resume):
+        return Context(out=tmp_path, quick=True, say=say.append, progress=False, resume=resume)
+
+    whole = final_distance.train_grid(ctx(False), *args)
+    path, key = tmp_path / "g.grid.npz", {"settings": 1}
+    monkeypatch.setattr(final_distance, "GRID_SNAPSHOT_EVERY", 0.0)
+    saves = []
+    real_save = final_distance.atomic_save_npz
+
+    def save_then_stop(p, arrays):
+        real_save(p, arrays)
+        saves.append(int(arrays["epoch"]))
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(final_distance, "atomic_save_npz", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        final_distance.train_grid(ctx(False), *args, checkpoint=(path, key))
+    assert path.exists()
+    monkeypatch.setattr(final_distance, "atomic_save_npz", real_save)
+
+    say.clear()
+    again = final_distance.train_grid(ctx(True), *args, checkpoint=(path, key))
+    assert any(f"continuing the grid after epoch {saves[-1]}" in s for s in say)
+    for f in ("h0", "y0", "h_final", "h_at_tol", "epoch_at_tol", "final_loss", "converged"):
+        assert np.array_equal(getattr(whole, f), getattr(again, f), equal_nan=True), f
+
+    say.clear()
+    final_distance.train_grid(ctx(True), *args, checkpoint=(path, {"settings": 2}))
+    assert any("saved with other settings" in s for s in say)

@@ -30,9 +30,12 @@ grid runs.
 
 Each network is saved as it finishes (`STEM.network.json`, its averaged rates
 first as `STEM.rates.json`, with the settings, the machine and the wall time),
-so an interrupted `--networks all` loses at most the network in progress;
-`reproduce --resume` reuses the saved pieces whose settings match and computes
-the rest (e.g. the networks that finished on a GPU, the rest elsewhere).
+and its grid's training saves a snapshot every `GRID_SNAPSHOT_EVERY` seconds
+(`STEM.grid.npz`, removed once the network is saved), so an interrupted run
+loses at most those seconds of training; `reproduce --resume` reuses the saved
+pieces whose settings match, continues the grid from its snapshot (on the same
+number of devices; on another, the grid starts again) and computes the rest
+(e.g. the networks that finished on a GPU, the rest elsewhere).
 Each claim of the JSON carries its `network`, and that network's `wall_seconds`
 and `machine`. Each network also records `h_dx_exponent`: how its measured and predicted
 final `h` scale with `||dx||` (`dx_exponent`; the theory's is about 1), and
@@ -46,10 +49,12 @@ import dataclasses
 import json
 import pathlib
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.results import atomic_save_npz, load_npz
 
 from ._common import Context, averaged_rates, claim, mean_or_nan, rates_json, table1_rows
 
@@ -100,9 +105,23 @@ class GridRuns:
 
 
 def train_grid(
-    ctx: Context, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss: float, run_loss_max: float
+    ctx: Context,
+    row,
+    dxs,
+    dys,
+    seeds,
+    lr: float,
+    epochs: int,
+    stop_loss: float,
+    run_loss_max: float,
+    checkpoint: tuple[pathlib.Path, dict] | None = None,
 ) -> GridRuns:
-    """Every grid point and seed of `row` as one batch (per-run two-point data)."""
+    """Every grid point and seed of `row` as one batch (per-run two-point data).
+
+    With `checkpoint = (path, key)` the training's snapshots are saved to `path`
+    (`GRID_SNAPSHOT_EVERY`), with `key`; with `ctx.resume` a snapshot saved there
+    with the same key is continued.
+    """
     spec = row.spec()
     config = rj.TrainConfig(epochs=epochs, stop_loss=stop_loss, track_layer=row.track_layer)
     points = [(a, b) for a in dxs for b in dys]
@@ -115,9 +134,14 @@ def train_grid(
         f"  {row.name}: {len(points)} grid points x {n} seed(s) as one batch, lr {lr:g}, "
         f"up to {epochs} epochs (each run stops at loss < {stop_loss:g})"
     )
-    res = rj.train_networks(
-        x, t, spec, config, gains=row.gain, seeds=np.tile(seeds, len(points)), lrs=lr, progress=ctx.progress
-    )
+
+    def train(**snapshots) -> rj.TrainResult:
+        seeds_ = np.tile(seeds, len(points))
+        return rj.train_networks(
+            x, t, spec, config, gains=row.gain, seeds=seeds_, lrs=lr, progress=ctx.progress, **snapshots
+        )
+
+    res = train() if checkpoint is None else train_resumably(ctx, train, *checkpoint)
     loss = np.asarray(res.loss, np.float64)
     h = np.asarray(res.h, np.float64)[:, :, 0]
     below = np.isfinite(loss) & (loss < stop_loss)
@@ -136,6 +160,41 @@ def train_grid(
         final_loss=final,
         converged=conv,
     )
+
+
+#: Seconds between two saved snapshots of a grid's training (one compiled segment of the
+#: full grid takes minutes on a CPU; a snapshot of it is a few to 100 MB).
+GRID_SNAPSHOT_EVERY = 300.0
+
+
+def train_resumably(ctx: Context, train: Callable[..., rj.TrainResult], path: pathlib.Path, key: dict):
+    """`train(checkpoint=..., checkpoint_every=..., resume=...)` (keywords of `train_networks`) saving
+    its snapshots to `path`, continuing the one there (`ctx.resume`) when it was saved with `key` and
+    of the same training (`run` removes the file once the network is saved)."""
+    tag = json.dumps(key, sort_keys=True)
+    snap = None
+    if ctx.resume and path.exists():
+        try:
+            saved = load_npz(path)
+        except (OSError, ValueError):
+            saved = {}
+            ctx.say(f"  {path.name}: unreadable, training the grid from the start")
+        if saved and str(saved.pop("key", "")) == tag:
+            snap = saved
+            ctx.say(f"  {path.name}: continuing the grid after epoch {int(saved.get('epoch', 0))}")
+        elif saved:
+            ctx.say(f"  {path.name}: saved with other settings, training the grid from the start")
+
+    def save(s):
+        atomic_save_npz(path, {**s, "key": np.asarray(tag)})
+
+    try:
+        return train(checkpoint=save, checkpoint_every=GRID_SNAPSHOT_EVERY, resume=snap)
+    except ValueError as e:
+        if snap is None or "another training" not in str(e):
+            raise
+        ctx.say(f"  {path.name}: {e}; training the grid from the start")
+        return train(checkpoint=save, checkpoint_every=GRID_SNAPSHOT_EVERY)
 
 
 def line_stats(pred, meas) -> dict:
@@ -212,9 +271,10 @@ def run(ctx: Context) -> dict:
         numbers = saved_piece(ctx, ctx.out / f"{stem}.network.json", key, f"{row.name}: reusing the saved network")
         if numbers is None:
             t0 = time.perf_counter()
-            numbers = run_network(ctx, row, s, stem=stem)
+            numbers = run_network(ctx, row, s, stem=stem, key=key)
             numbers.update(wall_seconds=time.perf_counter() - t0, machine=ctx.machine)
             ctx.write_json(f"{stem}.network.json", {"key": key, **numbers})
+            (ctx.out / f"{stem}.grid.npz").unlink(missing_ok=True)  # the grid's snapshot, now superseded
         numbers.pop("claim", None)  # pieces saved before the verdict moved here carried their own
         runs = numbers["per_run"]
         # Computed here, from the saved numbers, so that resumed pieces have them too.
@@ -342,14 +402,16 @@ def network_rates(ctx: Context, row, s: dict, stem: str) -> tuple[rj.EffectiveRa
     return rates, n_fitted
 
 
-def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
-    """Rates, grid, prediction and figures of one Table-1 network."""
+def run_network(ctx: Context, row, s: dict, stem: str, key: dict | None = None) -> dict:
+    """Rates, grid, prediction and figures of one Table-1 network (with `key`, the grid's training
+    saves snapshots to `STEM.grid.npz`, see `train_resumably`)."""
     rates, n_fitted = network_rates(ctx, row, s, stem)
     dxs = np.linspace(0.5, 1.5, s["grid"])
     dys = np.linspace(0.0, 1.0, s["grid"])
     seeds = np.arange(s["seeds_per_point"])
     lr = row.lr * s["lr_factor"]
-    runs = train_grid(ctx, row, dxs, dys, seeds, lr, s["epochs"], s["stop_loss"], s["run_loss_max"])
+    checkpoint = None if key is None else (ctx.out / f"{stem}.grid.npz", key)
+    runs = train_grid(ctx, row, dxs, dys, seeds, lr, s["epochs"], s["stop_loss"], s["run_loss_max"], checkpoint)
 
     pred = np.asarray(rj.final_distance(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates), np.float64)
     a_low, a_high = (

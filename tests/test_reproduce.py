@@ -395,8 +395,8 @@ def test_final_distance_grid_continues_from_its_snapshot(tmp_path, monkeypatch):
     saves = []
     real_save = final_distance.atomic_save_npz
 
-    def save_then_stop(p, arrays):
-        real_save(p, arrays)
+    def save_then_stop(p, arrays, **kw):
+        real_save(p, arrays, **kw)
         saves.append(int(arrays["epoch"]))
         if len(saves) == 3:
             raise KeyboardInterrupt

@@ -163,7 +163,8 @@ def train_grid(
 
 
 #: Seconds between two saved snapshots of a grid's training (one compiled segment of the
-#: full grid takes minutes on a CPU; a snapshot of it is a few to 100 MB).
+#: full grid takes minutes on a CPU; a snapshot of the default network's 25 runs holds their
+#: ~120 million weights, ~500 MB, saved in about 2 s uncompressed, 17 s compressed).
 GRID_SNAPSHOT_EVERY = 300.0
 
 
@@ -186,7 +187,7 @@ def train_resumably(ctx: Context, train: Callable[..., rj.TrainResult], path: pa
             ctx.say(f"  {path.name}: saved with other settings, training the grid from the start")
 
     def save(s):
-        atomic_save_npz(path, {**s, "key": np.asarray(tag)})
+        atomic_save_npz(path, {**s, "key": np.asarray(tag)}, compressed=False)
 
     try:
         return train(checkpoint=save, checkpoint_every=GRID_SNAPSHOT_EVERY, resume=snap)

@@ -20,6 +20,7 @@ the result equals that of the uninterrupted training bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -63,10 +64,9 @@ class Saver:
 
 
 def _fields(prefix: str, result) -> dict[str, np.ndarray]:
-    """The array fields of a `TrainResult` (those not `None`) under `prefix`."""
-    names = ("loss", "h", "y", "w", "diverged", "diverged_epoch", "stop_epoch")
-    names += ("hidden_initial", "hidden_final", "output_initial", "output_final")
-    return {f"{prefix}.{n}": np.asarray(getattr(result, n)) for n in names if getattr(result, n) is not None}
+    """The array fields of a `TrainResult` (those not `None`; not the static `loss_kind`) under `prefix`."""
+    values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return {f"{prefix}.{k}": np.asarray(v) for k, v in values.items() if v is not None and not isinstance(v, str)}
 
 
 def tree_arrays(prefix: str, tree) -> dict[str, np.ndarray]:

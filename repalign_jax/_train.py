@@ -837,13 +837,14 @@ def train_networks(
     chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device
     chunks = plan_chunks(R, chunk) if chunk <= R else [Chunk(np.arange(chunk).clip(max=R - 1), R)]
     n_chunks = len(chunks)
+    xs, ts = np.asarray(x, dtype), np.asarray(targets, dtype)
     saver, parts, first, snap = None, [], 0, None
     if checkpoint is not None or resume is not None:
         fp = _snapshot.fingerprint(
             repr(spec),
             repr(config),
-            np.asarray(x, dtype),
-            np.asarray(targets, dtype),
+            xs,
+            ts,
             pairs,
             gains,
             seeds,
@@ -867,7 +868,6 @@ def train_networks(
         reporter = progress
 
     place_data = shard_runs if per_run else replicate
-    xs, ts = np.asarray(x, dtype), np.asarray(targets, dtype)
     pj = replicate(mesh, pairs)
     if not per_run:
         xj, tj = replicate(mesh, xs), replicate(mesh, ts)

@@ -1247,6 +1247,7 @@ def section_universality(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path,
 
     import repalign_jax as rj
     from repalign_jax import _pipeline, _train, reproduce
+    from repalign_jax.verdicts import evaluate
 
     sec = part.section("universality")
     root = out / "reproduce"
@@ -1359,13 +1360,16 @@ def section_universality(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path,
             "seeds_fitted": sum(r.get("fitted", 0) for r in table),
             "seeds": sum(r.get("seeds", 0) for r in table),
             "diverged": sum(r.get("diverged", 0) for r in table),
-            "claims": numbers.get("claims"),
+            "verdicts": [
+                {"network": e.network, "verdict": e.verdict.label, "number": e.number}
+                for e in evaluate("universality", numbers)
+            ],
             "wall_seconds": numbers.get("wall_seconds"),
             "table": table,
         }
         say(
-            f"    {sec['result']['seeds_fitted']}/{sec['result']['seeds']} runs fitted; claims: "
-            + "; ".join(f"{c['measured']} -> {c['holds']}" for c in numbers.get("claims", []))
+            f"    {sec['result']['seeds_fitted']}/{sec['result']['seeds']} runs fitted; verdicts: "
+            + "; ".join(f"{v['network']}: {v['verdict']}" for v in sec["result"]["verdicts"])
         )
     if failure is not None:
         raise failure
@@ -1529,8 +1533,8 @@ def summarise(out: pathlib.Path) -> str:
         )
         if chunks:
             lines += [f"Training calls: {chunks}.", ""]
-        for c in res.get("claims") or []:
-            lines += [f"Claim: {c['claim']}: {c['measured']} ({c['holds']}).", ""]
+        for v in res.get("verdicts") or []:
+            lines += [f"Verdict: {v['network']}: {v['verdict']} ({v['number']}).", ""]
         headline["universality"] = {
             "total_s": s["total_s"],
             "compile_s": s["compile_s"],

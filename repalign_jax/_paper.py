@@ -138,20 +138,24 @@ _SETTINGS: dict[str, dict[str, dict]] = {
             epochs=40_000,
             stop_loss=1e-4,
             run_loss_max=1e-3,
-            seeds_per_point=1,
+            # The authors draw one fresh initialisation per grid point; three per point give
+            # the verdict's bootstrap interval over seeds (the package's choice).
+            seeds_per_point=3,
         ),
-        # Printed: a fifth of Table 1's rate, "until the loss is below 1e-4", trials
-        # that do not converge discarded (the budget is ours).
+        # As printed (appendix B.1): "the same hyperparameter settings were used" (Table 1's
+        # learning rate and 6000 epochs) and "Trials which did not converge were discarded".
+        # The paper gives no convergence rule: ours is the code's, a final loss above 1e-3
+        # discards the run. No trial is discarded from the rates (the paper names no rule).
         "paper": dict(
             n_trials=50,
             fit_epochs=6000,
             trial_loss_max=float("inf"),
             grid=5,
-            lr_factor=0.2,
-            epochs=120_000,
-            stop_loss=1e-4,
-            run_loss_max=1e-4,
-            seeds_per_point=1,
+            lr_factor=1.0,
+            epochs=6000,
+            stop_loss=None,
+            run_loss_max=1e-3,
+            seeds_per_point=3,
         ),
     },
     "xor": {

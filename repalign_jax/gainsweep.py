@@ -37,6 +37,9 @@ SUMMARY_COLUMNS = (
     "w_final",
     "h_inf_theory",
     "plateau_epochs",
+    "rep_loss0",
+    "rep_t_half",
+    "rep_slope0",
     "final_loss",
     "diverged",
     "diverged_epoch",
@@ -164,6 +167,36 @@ def plateau_epochs(y, w, dy2) -> np.ndarray:
     return first
 
 
+def loss_shape(y, w, dy2) -> dict[str, np.ndarray]:
+    """What the plateau-shape measure needs of each run's representation loss `L = (dy2 - y + 2 w) / 8`
+    (docs/theory.md section 4: the loss less its output-mean term, which decays exponentially at
+    every gain): `L0 = L(0)`, `t_half`, the first epoch (linearly interpolated) at which `L` is
+    at most `L0 / 2` (NaN: never), and `slope0 = (L(k) - L(0)) / k`, the initial slope over the
+    first `k = max(1, floor(t_half / 100))` epochs. Arrays `(R,)` from `y, w` of shape `(R, T)`.
+
+    The shape `1 - |slope0| t_half / (L0 ln 2)` (`repalign_jax.verdicts.plateau_shape`) is 0 for an
+    exponential decay and near 1 for a plateau, whatever the learning rate."""
+    with np.errstate(invalid="ignore", over="ignore"):  # diverged runs hold inf and NaN
+        rep = (dy2 - np.asarray(y, np.float64) + 2 * np.asarray(w, np.float64)) / 8
+    n, t = rep.shape
+    l0 = rep[:, 0]
+    t_half = np.full(n, np.nan)
+    slope0 = np.full(n, np.nan)
+    for i in range(n):
+        below = np.flatnonzero(rep[i] <= 0.5 * l0[i])
+        if not (np.isfinite(l0[i]) and l0[i] > 0 and below.size):
+            continue
+        j = int(below[0])
+        if j == 0:
+            t_half[i] = 0.0
+        else:  # between epochs j - 1 and j
+            a, b = rep[i, j - 1], rep[i, j]
+            t_half[i] = j - 1 + (a - 0.5 * l0[i]) / (a - b) if a != b else float(j)
+        k = int(min(max(1, np.floor(t_half[i] / 100)), t - 1))
+        slope0[i] = (rep[i, k] - l0[i]) / k
+    return {"rep_loss0": l0, "rep_t_half": t_half, "rep_slope0": slope0}
+
+
 def theory_curves(arrays, cfg: SweepConfig):
     """The fitted theory's `h, y, w` and loss for every run (NaN where the fit failed).
 
@@ -203,6 +236,7 @@ def summary_rows(arrays, cfg: SweepConfig) -> list[dict]:
     import repalign_jax as rj
 
     plateau = plateau_epochs(arrays["y"], arrays["w"], cfg.dy2)
+    shape = loss_shape(arrays["y"], arrays["w"], cfg.dy2)
     h_inf = np.asarray(
         rj.final_distance(
             arrays["h"][:, 0],
@@ -225,6 +259,8 @@ def summary_rows(arrays, cfg: SweepConfig) -> list[dict]:
             row[k + "_final"] = float(arrays[k][i, -1])
         row["h_inf_theory"] = float(h_inf[i])
         row["plateau_epochs"] = None if np.isnan(plateau[i]) else int(plateau[i])
+        for k, v in shape.items():
+            row[k] = float(v[i])
         row["final_loss"] = float(arrays["loss"][i, -1])
         row["diverged"] = bool(arrays["diverged"][i])
         row["diverged_epoch"] = int(arrays["diverged_epoch"][i]) if arrays["diverged"][i] else None

@@ -2,9 +2,10 @@
 
     python -m repalign_jax.reproduce NAME [--settings code|paper] [--out DIR] [--quick] [--seeds N] [--mnist DIR]
                                      [--networks all|NAME,...] [--set KEY=VALUE ...] [--resume]
-    python -m repalign_jax.reproduce report [DIR ...]
+    python -m repalign_jax.reproduce report [DIR ...] [--write FILE]
+    python -m repalign_jax.reproduce claims
 
-NAME is one of the experiments below, or `all`. Each writes its figures (PNG),
+NAME is one of the experiments below, a comma-separated list of them, or `all`. Each writes its figures (PNG),
 tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
 whether they held) to DIR/NAME/. `--quick` shrinks epochs, widths and trial
 counts so that every experiment finishes in minutes on a 2-core CPU (tests,
@@ -20,10 +21,13 @@ the JSON and the report say so. final_distance saves each network as it
 finishes; `--resume` reuses what an interrupted run (or a run on another
 machine, into the same DIR) saved with the same settings.
 
-    python -m repalign_jax.reproduce report [DIR ...]
+    python -m repalign_jax.reproduce report [DIR ...] [--write FILE]
 
-prints one Markdown table of every experiment saved in the DIRs (default
-`--out`), with each row's settings, command, wall time and machine.
+re-evaluates every claim's verdict from the results saved in the DIRs (default
+`--out`; the first is the main profile, e.g. `reproduction/code
+reproduction/paper`) and prints the report (or writes it to FILE): a summary table
+per folder, one row per claim, then a section per experiment. `claims` prints the
+registry of the paper's claims: quote, measure, test, why it is fair, date fixed.
 
 Experiments:
   universality      Figure 2, C.1/11: every network of Table 1 against the theory
@@ -73,11 +77,12 @@ def build_parser():
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("name", help="an experiment name, 'all', or 'report'")
+    p.add_argument("name", help="an experiment name (or a comma-separated list), 'all', 'report' or 'claims'")
     p.add_argument(
         "dirs", nargs="*", metavar="DIR", help="report: output folders to tabulate together (default: --out)"
     )
     p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
+    p.add_argument("--write", default=None, metavar="FILE", help="report: write the report to FILE")
     p.add_argument("--quick", action="store_true", help="small and fast: minutes on a 2-core CPU")
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
@@ -119,80 +124,78 @@ def run_experiment(name: str, ctx) -> dict:
     numbers["wall_seconds"] = time.perf_counter() - t0
     numbers["quick"] = ctx.quick
     numbers["settings_profile"] = ctx.profile
+    numbers.setdefault("machine", ctx.machine)
+    numbers["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     if ctx.networks is not None:
         numbers["networks_arg"] = ctx.networks
     ctx.write_json(f"{name}.json", numbers)
     return numbers
 
 
-def _cell(text) -> str:
-    """`text` for a Markdown table cell (`||dx||` would otherwise split the cell)."""
-    return str(text).replace("|", "\\|")
+def report(
+    roots: pathlib.Path | Sequence[pathlib.Path], machine: str | None = None, relative_to: pathlib.Path | None = None
+) -> str:
+    """REPRODUCTION.md over the output folders `roots` (`repalign_jax.reproduction_report`): every
+    verdict re-evaluated from the saved results; `machine` goes into the header; figure links are
+    relative to the folder `relative_to` (default: the current one)."""
+    from .reproduction_report import write_report
 
-
-def _command(name: str, numbers: dict, network: str | None) -> str:
-    """The `reproduce` command that made `numbers` (one Table-1 network's when `network` is given)."""
-    cmd = f"reproduce {name}"
-    if numbers.get("settings_profile", "paper") == "paper":
-        cmd += " --settings paper"
-    if numbers.get("quick"):
-        cmd += " --quick"
-    cmd += "".join(f" --set {k}={v}" for k, v in (numbers.get("overrides") or {}).items())
-    networks = network or numbers.get("networks_arg")
-    if networks:
-        cmd += f" --networks '{networks}'"
-    return f"`{cmd}`"
-
-
-def report(roots: pathlib.Path | Sequence[pathlib.Path], machine: str | None = None) -> str:
-    """A Markdown table of every experiment found under `roots` (output folders of `reproduce`):
-    claim, measurement, verdict, the command that made it and its wall time (with its machine
-    where a claim names one other than `machine`), experiment by experiment, folder by folder."""
     roots = [pathlib.Path(roots)] if isinstance(roots, (str, pathlib.Path)) else [pathlib.Path(r) for r in roots]
-    lines = [
-        "| experiment | settings | paper's claim | our number | reproduced | command | wall time |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in EXPERIMENTS:
-        for root in roots:
-            path = root / name / f"{name}.json"
-            if not path.exists():
-                continue
-            numbers = json.loads(path.read_text())
-            settings = numbers.get("settings_profile", "paper") + (", --quick" if numbers.get("quick") else "")
-            if numbers.get("overrides"):
-                settings += " (" + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items()) + ")"
-            if numbers.get("networks_arg"):
-                settings += f" (networks: {numbers['networks_arg']})"
-            for c in numbers.get("claims", []):
-                verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
-                wall = f"{c.get('wall_seconds', numbers.get('wall_seconds', float('nan'))):.0f} s"
-                if c.get("machine") and c["machine"] != machine:
-                    wall += f" on {c['machine']}"
-                cells = (name, settings, c["claim"], c["measured"], verdict, _command(name, numbers, c.get("network")))
-                lines.append("| " + " | ".join(_cell(v) for v in cells[:5]) + f" | {cells[5]} | {_cell(wall)} |")
-    head = f"Machine: {machine}\n\n" if machine else ""
-    return head + "\n".join(lines) + "\n"
+    labelled = [(_label(r), r) for r in roots]
+    return write_report(labelled, header=f"Machine: {machine}." if machine else "", relative_to=relative_to)
+
+
+def _label(root: pathlib.Path) -> str:
+    """A folder's label: the profile its saved results name (`code settings` unless they all say `paper`)."""
+    profiles = set()
+    for path in root.glob("*/*.json"):
+        try:
+            profiles.add(json.loads(path.read_text()).get("settings_profile", "code"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    kind = "printed settings" if profiles and "code" not in profiles else "code settings"
+    return f"{kind} ({root})"
+
+
+def _print_verdicts(name: str, numbers: dict, say) -> None:
+    from .verdicts import Verdict, evaluate
+
+    for e in evaluate(name, numbers):
+        mark = "yes" if e.verdict is Verdict.REPRODUCED else e.verdict.label
+        who = f" [{e.network}]" if e.network else ""
+        say(f"  [{mark}] {e.key}{who}: {e.number}; {e.cause}")
 
 
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.name == "claims":
+            from .claims import format_registry
+
+            print(format_registry(), end="")
+            return 0
         if args.name == "report":  # reads JSON only: no JAX set-up
             dirs = [pathlib.Path(d) for d in (args.dirs or [args.out])]
             missing = [str(d) for d in dirs if not d.is_dir()]
             if missing:
                 raise UsageError(f"report: no such folder: {', '.join(missing)}")
-            print(report(dirs), end="")
+            text = report(dirs, relative_to=pathlib.Path(args.write).parent if args.write else None)
+            if args.write:
+                pathlib.Path(args.write).write_text(text)
+            else:
+                print(text, end="")
             return 0
+        if args.write:
+            raise UsageError("--write applies to report")
         use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
         if not args.no_compile_cache:
             enable_compile_cache()
         if args.dirs:
             raise UsageError(f"unexpected arguments {' '.join(args.dirs)} (folders are for `report`)")
-        names = EXPERIMENTS if args.name == "all" else (args.name,)
-        if args.name != "all" and args.name not in EXPERIMENTS:
-            raise UsageError(f"unknown experiment {args.name!r}; choose from all, {', '.join(EXPERIMENTS)}")
+        names = EXPERIMENTS if args.name == "all" else tuple(n.strip() for n in args.name.split(","))
+        unknown = [n for n in names if n not in EXPERIMENTS]
+        if unknown:
+            raise UsageError(f"unknown experiment {unknown[0]!r}; choose from all, {', '.join(EXPERIMENTS)}")
         seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
         if seeds < 1:
             raise UsageError("--seeds must be at least 1")
@@ -263,11 +266,11 @@ def main(argv=None) -> int:
             more = "; continue it with the same command and --resume" if name == "final_distance" else ""
             print(f"reproduce: interrupted during {name}; finished experiments are in {root}{more}", file=sys.stderr)
             return 130
-        for c in numbers.get("claims", []):
-            mark = {True: "yes", False: "NO", None: "n/a"}[c["holds"]]
-            say(f"  [{mark:>3}] {c['claim']}: {c['measured']}")
+        _print_verdicts(name, numbers, say)
         say(f"  wrote {out} ({numbers['wall_seconds']:.0f} s)")
-        if any(c["holds"] is False for c in numbers.get("claims", [])):
+        from .verdicts import Verdict, evaluate
+
+        if any(e.verdict in (Verdict.NETWORK_DIFFERS, Verdict.RUN_FAILED) for e in evaluate(name, numbers)):
             failed.append(name)
     summary = {
         "experiments": list(names),
@@ -279,7 +282,7 @@ def main(argv=None) -> int:
         "devices": [str(d) for d in jax.devices()],
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (root / "REPRODUCTION.md").write_text(report(root, machine))
+    (root / "REPRODUCTION.md").write_text(report(root, machine, relative_to=root))
     if failed:
         say(f"claims that did not hold in: {', '.join(failed)} (see each NAME.json)")
     return 0

@@ -30,7 +30,7 @@ def test_gpu_final_distance_smoke_saves_packs_and_resumes(tmp_path):
     pieces = sorted(p.name for p in folder.glob("*.network.json"))
     assert pieces == ["final_distance_default.network.json", "final_distance_shallow.network.json"]
     numbers = json.loads((folder / "final_distance.json").read_text())
-    assert [c["claim"].split(":")[0] for c in numbers["claims"]] == ["default", "shallow"]
+    assert list(numbers["networks"]) == ["default", "shallow"]
     assert numbers["quick"] is True and numbers["network_wall_seconds"] > 0
     with tarfile.open(f"{out}.tar.gz") as tar:
         names = tar.getnames()

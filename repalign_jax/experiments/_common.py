@@ -90,11 +90,6 @@ class Context:
         return md
 
 
-def claim(text: str, measured: str, holds: bool | None) -> dict:
-    """One of the paper's claims with our measurement (`holds` None: not decidable here)."""
-    return {"claim": text, "measured": measured, "holds": None if holds is None else bool(holds)}
-
-
 Row = rj.Table1Row
 TABLE1 = rj.table1("code")
 DEFAULT = TABLE1[0]

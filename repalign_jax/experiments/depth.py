@@ -16,18 +16,12 @@ import dataclasses
 
 import numpy as np
 
-from ._common import DEFAULT, Context, claim, mean_or_nan, quick_row, train_two_point
+from repalign_jax.verdicts import spearman
+
+from ._common import DEFAULT, Context, mean_or_nan, quick_row, train_two_point
 
 COLUMNS = ("layer", "fitted", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w")
 FORMATS = {"eta_enc": ".3e", "eta_dec": ".3e", "tau": ".1f", "r2_h": ".4f", "r2_y": ".4f", "r2_w": ".4f"}
-
-
-def _spearman(a, b) -> float:
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
-        return float("nan")
-    ra, rb = np.argsort(np.argsort(a[ok])), np.argsort(np.argsort(b[ok]))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def run(ctx: Context) -> dict:
@@ -57,12 +51,11 @@ def run(ctx: Context) -> dict:
     ee = np.log([t["eta_enc"] for t in table])
     ed = np.log([t["eta_dec"] for t in table])
     r2h = np.array([t["r2_h"] for t in table])
-    rho_enc, rho_dec = _spearman(layers, ee), _spearman(layers, ed)
+    rho_enc, rho_dec = spearman(layers, ee), spearman(layers, ed)
     finite = np.isfinite(ed)
     peak = int(np.nanargmax(np.where(finite, ed, -np.inf))) if finite.any() else 0
-    rho_after = _spearman(layers[peak:], ed[peak:]) if row.depth - peak >= 3 else float("nan")
-    rho_before = _spearman(layers[: peak + 1], ed[: peak + 1]) if peak >= 2 else float("nan")
-    drop = float(np.exp(ed[-1] - ed[peak])) if finite[-1] else float("nan")
+    rho_after = spearman(layers[peak:], ed[peak:]) if row.depth - peak >= 3 else float("nan")
+    rho_before = spearman(layers[: peak + 1], ed[: peak + 1]) if peak >= 2 else float("nan")
 
     from repalign_jax.plots import pyplot
 
@@ -80,33 +73,20 @@ def run(ctx: Context) -> dict:
     fig.savefig(ctx.out / "depth.png", dpi=120)
     plt.close(fig)
 
-    half = row.depth // 2
-    early, late = np.nanmean(r2h[:half]), np.nanmean(r2h[half:])
     return {
         "table": table,
         "epochs": epochs,
         "network": {"width": row.width, "depth": row.depth, "lr": row.lr},
+        "per_seed": {  # (seeds, layers): what the verdicts read
+            "fit_ok": ok.tolist(),
+            **{
+                k: np.asarray(getattr(fit, k), np.float64)[:, 0, :].tolist()
+                for k in ("eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w")
+            },
+        },
         "eta_dec_peak_layer": peak,
         "spearman_after_peak": rho_after,
         "spearman_before_peak": rho_before,
         "spearman_layer_log_eta_enc": rho_enc,
         "spearman_layer_log_eta_dec": rho_dec,
-        "claims": [
-            claim(
-                "eta_enc grows with depth",
-                f"Spearman(layer, eta_enc) = {rho_enc:.2f}",
-                None if ctx.quick else rho_enc > 0.5,
-            ),
-            claim(
-                "eta_dec falls over the layers after its peak (and rises before it)",
-                f"peak at layer {peak}; Spearman(layer, eta_dec) from the peak on = {rho_after:.2f}; "
-                f"eta_dec last / peak = {drop:.2f}; Spearman before the peak = {rho_before:.2f}",
-                None if ctx.quick else bool(rho_after < -0.5 and drop < 0.8),
-            ),
-            claim(
-                "the fit is better in later layers",
-                f"mean R^2 of h: first half {early:.3f}, second half {late:.3f}",
-                None if ctx.quick else bool(late >= early),
-            ),
-        ],
     }

@@ -41,13 +41,12 @@ import numpy as np
 
 import repalign_jax as rj
 
-from ._common import Context, claim, mean_or_nan
+from ._common import Context, mean_or_nan
 
 MNIST_TRAIN = 60000
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the authors' standardisation (pixels in [0, 1])
 PAIR_SEED = 0  # the random 0 and 1 of the `code` profile
 SKLEARN_RAW_MAX = 16.0  # scikit-learn's digits are 0..16 (MNIST 0..255)
-WITH_BLOCKS, WITHOUT_BLOCKS = 0.5, 0.3  # "substantial"; "moderate" (the usual reading of r = 0.3)
 
 
 def scaled_epochs(epochs: int, n_available: int, batch: int, source: str) -> int:
@@ -272,27 +271,6 @@ def run(ctx: Context) -> dict:
         )
     )
 
-    claims = [
-        claim(
-            f"the 3-variable theory fits the pair ({pair_name}) through training (R^2 of h and y >= 0.9)",
-            f"{source}: fitted {int(fitted.sum())}/{len(seeds)} seeds; mean R^2 h {r2m['h']:.3f}, "
-            f"y {r2m['y']:.3f}, w {r2m['w']:.3f}",
-            # quick: a learning rate 150 times the paper's on 600 digits; not a test of the dynamics
-            None if ctx.quick else bool(fitted.any()) and min(r2m["h"], r2m["y"]) >= 0.9,
-        ),
-        claim(
-            f"exponential weighting predicts the final hidden distances of the first 100 digits "
-            f"(Pearson r > {WITH_BLOCKS} with the within-digit blocks)",
-            f"{source}: r = {corr:.3f} (at initialisation {corr0:.3f}), mean over {int(sok.sum())} "
-            f"{st['structure_optimizer']} trial(s)",
-            corr > WITH_BLOCKS,
-        ),
-        claim(
-            f"... and without the within-digit blocks (r > {WITHOUT_BLOCKS})",
-            f"{source}: r = {corr_off:.3f} (at initialisation {corr0_off:.3f})",
-            corr_off > WITHOUT_BLOCKS,
-        ),
-    ]
     return {
         "source": source,
         "n_train": int(n),
@@ -316,5 +294,4 @@ def run(ctx: Context) -> dict:
         "correlation_without_blocks": corr_off,
         "correlation_initial": corr0,
         "correlation_initial_without_blocks": corr0_off,
-        "claims": claims,
     }

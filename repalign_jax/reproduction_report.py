@@ -1,0 +1,203 @@
+"""REPRODUCTION.md from saved results: every verdict re-evaluated, nothing retrained.
+
+`write_report(roots)` reads the `NAME/NAME.json` files that `python -m
+repalign_jax.reproduce` saved under each root (a profile's output folder),
+evaluates every claim of `repalign_jax.claims` with `repalign_jax.verdicts`, and
+returns Markdown: one summary table per profile (one row per claim, no cell over
+40 words), then one section per experiment with its settings, command, machine,
+wall time, every claim's quote, test and numbers, and its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import Sequence
+
+from . import claims as C
+from . import verdicts as V
+
+EXPERIMENTS = V.EXPERIMENTS_OF_CLAIMS
+
+#: At most this many words in a summary-table cell.
+MAX_CELL_WORDS = 40
+
+
+def load(root: pathlib.Path) -> dict[str, dict]:
+    """`{experiment: numbers}` for every `root/NAME/NAME.json` (unreadable files are skipped)."""
+    out = {}
+    for name in EXPERIMENTS:
+        path = root / name / f"{name}.json"
+        if path.is_file():
+            try:
+                out[name] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def _cell(text: str) -> str:
+    words = str(text).replace("|", "\\|").replace("\n", " ").split()
+    if len(words) > MAX_CELL_WORDS:
+        words = words[: MAX_CELL_WORDS - 1] + ["..."]
+    return " ".join(words)
+
+
+def aggregate(key: str, evals: list[V.Evaluation]) -> V.Evaluation:
+    """One evaluation of a claim evaluated per network: reproduced when every network is; else the
+    first of network-differs, run-failed, undecided, not-run that occurs; the number counts networks."""
+    if len(evals) == 1:
+        return evals[0]
+    order = (V.Verdict.NETWORK_DIFFERS, V.Verdict.RUN_FAILED, V.Verdict.UNDECIDED, V.Verdict.NOT_RUN)
+    verdict = next((v for v in order if any(e.verdict is v for e in evals)), V.Verdict.REPRODUCED)
+    good = sum(e.verdict is V.Verdict.REPRODUCED for e in evals)
+    bad = [e for e in evals if e.verdict is not V.Verdict.REPRODUCED]
+
+    def short(v: V.Verdict) -> str:
+        label = v.label.replace("not reproduced ", "")
+        return label if label.startswith("(") else f"({label})"
+
+    names = ", ".join(f"{e.network} {short(e.verdict)}" for e in bad[:4])
+    more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+    return V.Evaluation(
+        key, verdict, f"{good} of {len(evals)} networks reproduced", (names + more) or "every network", {}
+    )
+
+
+def _describe(numbers: dict) -> str:
+    """The settings line of a saved experiment: profile, quick, overrides, networks."""
+    parts = [f"`{numbers.get('settings_profile', 'code')}` profile"]
+    if numbers.get("quick"):
+        parts.append("--quick")
+    if numbers.get("overrides"):
+        parts.append("reduced: " + ", ".join(f"{k}={v}" for k, v in numbers["overrides"].items()))
+    if numbers.get("networks_arg"):
+        parts.append(f"networks: {numbers['networks_arg']}")
+    return "; ".join(parts)
+
+
+def command(name: str, numbers: dict) -> str:
+    """The `reproduce` command that made `numbers`."""
+    cmd = f"python -m repalign_jax.reproduce {name}"
+    if numbers.get("settings_profile", "code") == "paper":
+        cmd += " --settings paper"
+    if numbers.get("quick"):
+        cmd += " --quick"
+    cmd += "".join(f" --set {k}={v}" for k, v in (numbers.get("overrides") or {}).items())
+    if numbers.get("networks_arg"):
+        cmd += f" --networks '{numbers['networks_arg']}'"
+    return cmd
+
+
+def summary_table(loaded: Sequence[tuple[str, dict]]) -> list[str]:
+    """The summary table: one row per claim from the first folder's results, followed by a row
+    for each other folder (another profile) that saved the claim's experiment. `loaded` is
+    `[(label, {experiment: numbers})]`. Claims that cannot fail are left to the sections."""
+    lines = [
+        "| figure | claim | verdict | key number [95% interval] | cause |",
+        "|---|---|---|---|---|",
+    ]
+    for c in C.CLAIMS:
+        if not c.can_fail:
+            continue
+        source = V.source_of(c.key)
+        for i, (label, saved) in enumerate(loaded):
+            if i and source not in saved:
+                continue
+            e = aggregate(c.key, V.evaluate_claim(c.key, saved.get(source)))
+            figure = c.figure if not i else f"{c.figure}, {label}"
+            cells = (figure, c.short, f"**{e.verdict.label}**", e.number, e.cause or "-")
+            lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+    return lines
+
+
+def _by_gain_table(details: dict) -> list[str]:
+    """The `*_by_gain` numbers of an evaluation as one table, a row per gain."""
+    cols = {k[: -len("_by_gain")]: v for k, v in details.items() if k.endswith("_by_gain") and isinstance(v, dict)}
+    if not cols:
+        return []
+    gains = sorted({g for v in cols.values() for g in v})
+    lines = ["| gain | " + " | ".join(k.replace("_", " ") for k in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for g in gains:
+        lines.append(f"| {g:g} | " + " | ".join(f"{cols[k].get(g, float('nan')):.4g}" for k in cols) + " |")
+    return lines + [""]
+
+
+def _figures(root: pathlib.Path, name: str, relative_to: pathlib.Path) -> list[str]:
+    folder = root / name
+    pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    return [f"![{p.stem}]({os.path.relpath(p, relative_to)})" for p in pngs]
+
+
+def _section(name: str, roots: list[tuple[str, pathlib.Path, dict]], relative_to: pathlib.Path) -> list[str]:
+    out = [f"## {name}", ""]
+    for label, root, saved in roots:
+        numbers = saved.get(name)
+        if numbers is None:
+            continue
+        wall = numbers.get("wall_seconds", float("nan"))
+        out += [
+            f"### {label}",
+            "",
+            f"- Settings: {_describe(numbers)}.",
+            f"- Command: `{command(name, numbers)} --out {root}`.",
+            f"- Wall time: {wall:.0f} s; machine: {numbers.get('machine') or ', '.join(numbers.get('machines') or []) or 'see the header'}.",
+            "",
+        ]
+        for c in C.claims_of(name) + tuple(x for x in C.CLAIMS if V.source_of(x.key) == name and x.experiment != name):
+            evals = V.evaluate_claim(c.key, numbers)
+            out += [f"**{c.short}** ({c.figure}; `{c.key}`): {aggregate(c.key, evals).verdict.label}.", ""]
+            out += [f"> {c.quote}", "", f"Test (fixed {c.fixed}): {c.test}.", ""]
+            if len(evals) > 1 or evals[0].network:
+                out += ["| network | verdict | number [95% interval] | cause |", "|---|---|---|---|"]
+                out += [
+                    f"| {_cell(e.network or '-')} | {e.verdict.label} | {_cell(e.number)} | {_cell(e.cause)} |"
+                    for e in evals
+                ]
+                out.append("")
+            else:
+                out += [f"Measured: {evals[0].number}; {evals[0].cause}.", ""]
+                out += _by_gain_table(evals[0].details)
+        figs = _figures(root, name, relative_to)
+        if figs:
+            out += figs + [""]
+    return out
+
+
+def write_report(
+    roots: Sequence[tuple[str, pathlib.Path]],
+    header: str = "",
+    relative_to: pathlib.Path | None = None,
+) -> str:
+    """REPRODUCTION.md over `roots`, `[(label, folder)]` (the first is the main profile): a summary
+    table per root, then a section per experiment. Figure links are relative to `relative_to`
+    (default: the current folder)."""
+    relative_to = pathlib.Path(relative_to or ".")
+    loaded = [(label, pathlib.Path(root), load(pathlib.Path(root))) for label, root in roots]
+    out = ["# Reproduction report", ""]
+    if header:
+        out += [header.strip(), ""]
+    out += [
+        "Every verdict below is computed by `repalign_jax.verdicts` from the saved results "
+        "(`python -m repalign_jax.reproduce report` re-evaluates them without training). The claims, "
+        "their quotes and tests are `python -m repalign_jax.reproduce claims`; tests changed after results "
+        "existed, and the verdicts before this report's tests, are in `docs/claims-changelog.md`. Verdicts: "
+        "*reproduced*; *not reproduced (network differs)*; *not reproduced (run failed)*; *not testable "
+        "here*; *undecided* (a 95% interval crosses the threshold); *not run* (no saved result that the test "
+        "can read); *cannot fail* (listed, never counted).",
+        "",
+    ]
+    out += ["## Summary", ""]
+    if len(loaded) > 1:
+        out += [
+            f"Rows name {loaded[0][0]}; a row naming another folder follows where that folder holds the same "
+            "experiment.",
+            "",
+        ]
+    out += summary_table([(label, saved) for label, _, saved in loaded])
+    out.append("")
+    for name in EXPERIMENTS:
+        if any(name in saved for _, _, saved in loaded):
+            out += _section(name, loaded, relative_to)
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,65 @@
+"""The claims registry: every quote is the paper's, every claim has a test, `reproduce claims` prints it."""
+
+import pathlib
+import re
+
+import pytest
+
+from repalign_jax import claims as C
+from repalign_jax import verdicts as V
+from repalign_jax.reproduce import main
+
+PAPER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "seeds" / "002_86af288b2609196e.txt"
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@pytest.mark.skipif(not PAPER.is_file(), reason="the paper's text (shared/seeds) is not beside this checkout")
+def test_every_quote_occurs_in_the_paper():
+    paper = _norm(PAPER.read_text())
+    missing = [c.key for c in C.CLAIMS if _norm(c.quote) not in paper]
+    assert not missing, missing
+
+
+def test_a_changed_quote_is_caught():
+    """The check above can fail: a quote with one word changed is not in the paper."""
+    if not PAPER.is_file():
+        pytest.skip("the paper's text is not here")
+    paper = _norm(PAPER.read_text())
+    quote = C.claim("universality.all_curves").quote.replace("quite well", "perfectly")
+    assert _norm(quote) not in paper
+
+
+def test_registry_is_complete_and_consistent():
+    keys = [c.key for c in C.CLAIMS]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == set(V.TESTS)  # every claim has exactly one test
+    for c in C.CLAIMS:
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", c.fixed), c.key
+        assert c.experiment in V.EXPERIMENTS_OF_CLAIMS, c.key
+        for field in ("figure", "short", "quote", "measures", "test", "fair"):
+            assert getattr(c, field).strip(), (c.key, field)
+        assert len(c.short.split()) <= 15, c.key
+    assert {c.key for c in C.CLAIMS if not c.can_fail} == {"adam.own_rates", "random_features.a_low_fixed"}
+    with pytest.raises(KeyError, match="known"):
+        C.claim("no.such")
+
+
+def test_the_claims_the_issue_names_are_registered():
+    for key in (
+        "universality.loss_fit",  # the loss fit with tau
+        "feature_collapse.single_line",  # the contexts collapsing (Figure 12)
+        "xor.intermediate",  # the XOR intermediate gain
+        "adam.blobs_collapse",  # Adam on blobs
+    ):
+        assert C.claim(key).can_fail
+
+
+def test_reproduce_claims_prints_the_registry(capsys):
+    assert main(["claims"]) == 0
+    out = capsys.readouterr().out
+    for c in C.CLAIMS:
+        assert c.key in out and c.quote in out
+    assert out.count("[cannot fail") == 2

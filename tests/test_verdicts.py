@@ -1,0 +1,380 @@
+"""Verdicts from saved numbers: the statistics against closed forms, and every test on synthetic
+results built to pass, to fail and to cross its threshold."""
+
+import math
+
+import numpy as np
+import pytest
+
+from repalign_jax import gainsweep
+from repalign_jax import verdicts as V
+
+R = V.Verdict
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_seeds():
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(1.0, 0.2, 5), rng.normal(1.0, 0.2, 200)
+    est_s, lo_s, hi_s = V.bootstrap(lambda i: float(np.mean(small[i])), np.arange(small.size))
+    est_l, lo_l, hi_l = V.bootstrap(lambda i: float(np.mean(large[i])), np.arange(large.size))
+    assert lo_s <= est_s <= hi_s and lo_l <= est_l <= hi_l
+    assert hi_l - lo_l < hi_s - lo_s
+    # the normal approximation of the mean's interval: 1.96 * sd / sqrt(n), within 25%
+    assert (hi_l - lo_l) / 2 == pytest.approx(1.96 * large.std() / math.sqrt(large.size), rel=0.25)
+
+
+def test_bootstrap_resamples_within_strata_only():
+    """Two strata of constant values: every resample keeps one unit of each, so the mean is fixed."""
+    v = np.array([0.0, 0.0, 10.0, 10.0])
+    est, lo, hi = V.bootstrap(lambda i: float(np.mean(v[i])), [np.array([0, 1]), np.array([2, 3])])
+    assert est == lo == hi == 5.0
+
+
+def test_bootstrap_of_one_unit_per_stratum_is_the_estimate():
+    assert V.bootstrap(lambda i: float(len(i)), [np.array([0]), np.array([1])]) == (2.0, 2.0, 2.0)
+
+
+def test_decide_needs_the_whole_interval_on_one_side():
+    assert V.decide((0.95, 0.92, 0.97), 0.9, "above") is True
+    assert V.decide((0.85, 0.80, 0.89), 0.9, "above") is False
+    assert V.decide((0.91, 0.85, 0.95), 0.9, "above") is None
+    assert V.decide((0.2, 0.1, 0.25), 0.3, "below") is True
+    nan = float("nan")
+    assert V.decide((nan, nan, nan), 0.3, "below") is False
+    with pytest.raises(ValueError, match="side"):
+        V.decide((1, 1, 1), 0, "left")
+    assert V.combine([True, True]) is R.REPRODUCED
+    assert V.combine([True, None]) is R.UNDECIDED
+    assert V.combine([None, False]) is R.NETWORK_DIFFERS
+
+
+def _shape(curve):
+    """The plateau-shape measure of one loss curve through gainsweep.loss_shape (y = 0, w = L*4 - dy2/2)."""
+    dy2 = 0.5
+    w = (8 * np.asarray(curve)[None] - dy2) / 2  # L = (dy2 - 0 + 2 w) / 8
+    n = gainsweep.loss_shape(np.zeros_like(w), w, dy2)
+    return float(V.plateau_shape(n["rep_loss0"], n["rep_t_half"], n["rep_slope0"])[0])
+
+
+def test_plateau_shape_is_zero_for_an_exponential_and_near_one_for_a_plateau_whatever_the_rate():
+    t = np.arange(0, 20000.0)
+    for rate in (1.0, 10.0):  # a learning rate `rate` times larger runs the same curve `rate` times faster
+        assert _shape(0.0625 * np.exp(-t * rate / 300)) == pytest.approx(0.0, abs=0.03)
+        plateau = 0.0625 / (1 + np.exp((t * rate - 3000) / 80))  # flat, then a drop
+        assert _shape(plateau) > 0.95
+    # a loss that first rises counts as a plateau, never as a decay
+    t = np.arange(0, 5000.0)
+    assert _shape(0.0625 * (1 + 0.01 * np.sin(t / 50)) / (1 + np.exp((t - 2000) / 50))) > 0.9
+    assert math.isnan(_shape(np.full(100, 0.0625)))  # never halves
+
+
+def test_log2_scores_and_fitted_baselines():
+    m = np.array([1.0, 2.0, 4.0])
+    assert V.log2_score(m, m) == 0.0
+    assert V.log2_score(m, 2 * m) == 1.0
+    assert V.scaled_baseline_score(m, 5 * m) == pytest.approx(0.0)  # its constant is fitted
+    assert V.scaled_baseline_score(m, np.ones(3)) == pytest.approx(1.0)
+    assert V.min_r2([0.5, -3000.0, np.nan], [0.9, 0.8, 0.7]).tolist()[:2] == [0.5, -1.0]
+
+
+def test_spearman():
+    assert V.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert V.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(V.spearman([1, 2], [1, 2]))
+
+
+# ---------------------------------------------------------------- final distance
+
+
+def _grid(measured_of, seeds=3, predicted_of=lambda dx, dy: 0.2 * dx * dy + 1e-4, converged=True, noise=0.05):
+    rng = np.random.default_rng(0)
+    rows = []
+    for dx in np.linspace(0.5, 1.5, 5):
+        for dy in np.linspace(0.0, 1.0, 5):
+            for s in range(seeds):
+                rows.append((dx, dy, s))
+    dx, dy, s = (np.array(v, float) for v in zip(*rows))
+    pred = predicted_of(dx, dy)
+    meas = measured_of(dx, dy) * np.exp(noise * rng.normal(size=dx.size))
+    return {
+        "per_run": {
+            "dx": dx.tolist(),
+            "dy": dy.tolist(),
+            "seed": np.arange(dx.size).tolist(),
+            "h0": (0.01 * dx**2 * np.exp(0.3 * rng.normal(size=dx.size))).tolist(),
+            "predicted": pred.tolist(),
+            "measured": meas.tolist(),
+            "converged": ([converged] * dx.size) if isinstance(converged, bool) else list(converged),
+        },
+        "settings": {"network": "toy"},
+    }
+
+
+def test_final_distance_reproduced_when_measured_follows_the_prediction():
+    (e,) = V.evaluate_claim("final_distance.follows_h_inf", _grid(lambda dx, dy: 0.2 * dx * dy + 1e-4))
+    assert e.verdict is R.REPRODUCED, e
+    assert e.network == "toy"
+    assert e.details["theory"][0] < 0.1
+
+
+def test_final_distance_a_dy_only_predictor_wins_where_h_scales_wrongly_with_dx():
+    """The issue's toy grid: measured h ~ ||dx||^0.26 ||dy||. Pearson r stays high, yet ||dy||
+    alone predicts better than the theory, so the claim is not reproduced."""
+    (e,) = V.evaluate_claim("final_distance.follows_h_inf", _grid(lambda dx, dy: 0.2 * dx**0.26 * dy + 1e-4))
+    assert e.details["line"]["pearson"] > 0.9  # what the old test read
+    assert e.details["baselines"]["||dy||"] < e.details["theory"][0]
+    assert e.verdict is R.NETWORK_DIFFERS, e
+
+
+def test_final_distance_without_converged_rich_runs_is_a_failed_run():
+    numbers = _grid(lambda dx, dy: 0.2 * dx * dy, converged=False)
+    (e,) = V.evaluate_claim("final_distance.follows_h_inf", numbers)
+    assert e.verdict is R.RUN_FAILED
+
+
+def test_final_distance_noisy_seeds_leave_it_undecided():
+    (e,) = V.evaluate_claim(
+        "final_distance.follows_h_inf", _grid(lambda dx, dy: 0.2 * dx * dy * 1.35 + 1e-4, seeds=2, noise=0.1)
+    )
+    assert e.verdict is R.UNDECIDED, e
+
+
+def test_final_distance_evaluates_every_saved_network():
+    numbers = {"networks": {"a": _grid(lambda dx, dy: 0.2 * dx * dy), "b": _grid(lambda dx, dy: 0.2 * dy)}}
+    a, b = V.evaluate_claim("final_distance.follows_h_inf", numbers)
+    assert (a.network, a.verdict, b.network, b.verdict) == ("a", R.REPRODUCED, "b", R.NETWORK_DIFFERS)
+
+
+# ---------------------------------------------------------------- universality and gains
+
+
+def _universality_row(name, r2w, loss=1e-6, ok=True):
+    n = len(r2w)
+    return {
+        "network": name,
+        "per_seed": {
+            "fit_ok": [ok] * n,
+            "diverged": [False] * n,
+            "final_loss": [loss] * n,
+            "r2_h": [0.99] * n,
+            "r2_y": [0.99] * n,
+            "r2_w": list(r2w),
+            "r2_loss": [0.97] * n,
+        },
+    }
+
+
+def test_universality_reads_all_three_curves():
+    numbers = {
+        "table": [
+            _universality_row("good", [0.95, 0.96, 0.97]),
+            _universality_row("poor w", [0.5, 0.6, 0.55]),
+            _universality_row("stalled", [0.99] * 3, loss=0.0625),
+            _universality_row("borderline", [0.85, 0.95, 0.99]),
+        ]
+    }
+    got = {e.network: e.verdict for e in V.evaluate_claim("universality.all_curves", numbers)}
+    assert got == {
+        "good": R.REPRODUCED,
+        "poor w": R.NETWORK_DIFFERS,
+        "stalled": R.RUN_FAILED,
+        "borderline": R.UNDECIDED,
+    }
+    loss = {e.network: e.verdict for e in V.evaluate_claim("universality.loss_fit", numbers)}
+    assert loss["poor w"] is R.REPRODUCED  # the loss fit does not read w
+
+
+def test_results_without_what_a_test_reads_are_not_run():
+    old = {"table": [{"network": "default", "r2_h": 0.99}]}  # saved before per-seed R^2
+    (e,) = V.evaluate_claim("universality.all_curves", old)
+    assert e.verdict is R.NOT_RUN and "rerun" in e.cause
+    assert V.evaluate_claim("gains.plateau_to_decay", None)[0].verdict is R.NOT_RUN
+    assert V.evaluate_claim("xor.rich_merge", {"quick": True, "table": []})[0].verdict is R.NOT_RUN
+    assert V.evaluate_claim("adam.own_rates", None)[0].verdict is R.CANNOT_FAIL
+    assert V.evaluate_claim("digits.pair", {"source": "sklearn-digits"})[0].verdict is R.NOT_TESTABLE
+    assert V.evaluate_claim("digits.pair", None)[0].verdict is R.NOT_TESTABLE
+
+
+def _gain_runs(shapes_by_gain, r2w_by_gain):
+    runs = []
+    for g, shapes in shapes_by_gain.items():
+        for s, (l0, th, s0) in enumerate(shapes):
+            runs.append(
+                {
+                    "gain": g,
+                    "seed": s,
+                    "lr": 0.01 / g,
+                    "rep_loss0": l0,
+                    "rep_t_half": th,
+                    "rep_slope0": s0,
+                    "plateau_epochs": th,
+                    "fit_ok": True,
+                    "diverged": False,
+                    "r2_h": 0.99,
+                    "r2_y": 0.99,
+                    "r2_w": r2w_by_gain[g][s],
+                }
+            )
+    return {"per_run": runs}
+
+
+def test_gains_plateau_then_decay():
+    flat = (0.0625, 1500.0, 1e-7)  # S ~ 1
+    expo = (0.0625, 70.0, -0.0625 / 100)  # exponential with tau 100: S ~ 0
+    numbers = _gain_runs({0.9: [flat] * 3, 1.6: [expo] * 3}, {0.9: [0.95] * 3, 1.6: [-2.0] * 3})
+    (e,) = V.evaluate_claim("gains.plateau_to_decay", numbers)
+    assert e.verdict is R.REPRODUCED, e
+    (b,) = V.evaluate_claim("gains.theory_breaks_down", numbers)
+    assert b.verdict is R.REPRODUCED, b
+    mixed = _gain_runs({0.9: [flat] * 3, 1.6: [expo, flat, expo]}, {0.9: [0.95] * 3, 1.6: [0.95] * 3})
+    assert V.evaluate_claim("gains.plateau_to_decay", mixed)[0].verdict is R.UNDECIDED
+    assert V.evaluate_claim("gains.theory_breaks_down", mixed)[0].verdict is R.NETWORK_DIFFERS
+    none = _gain_runs({0.9: [flat] * 3, 1.6: [(0.0625, float("nan"), 0.0)] * 3}, {0.9: [1] * 3, 1.6: [1] * 3})
+    assert V.evaluate_claim("gains.plateau_to_decay", none)[0].verdict is R.RUN_FAILED
+
+
+# ---------------------------------------------------------------- XOR, blobs, Adam, depth, random features
+
+
+def _xor_matrix(merge: float, other: float = 1.0) -> list:
+    d = np.full((4, 4), other)
+    d[0, 3] = d[3, 0] = d[1, 2] = d[2, 1] = merge
+    np.fill_diagonal(d, 0.0)
+    return d.tolist()
+
+
+def _xor_row(name, meas, pred, init, loss=1e-6):
+    return {
+        "network": name,
+        "measured_per_seed": [meas] * 3,
+        "predicted_per_seed": [pred] * 3,
+        "initial_per_seed": [init] * 3,
+        "final_loss_per_seed": [loss] * 3,
+        "diverged_per_seed": [False] * 3,
+    }
+
+
+def _two_layer_matrix() -> list:
+    """Pair (0, 3) merged to 0.1, pair (1, 2) kept at the other pairs' distance."""
+    d = np.asarray(_xor_matrix(1.0))
+    d[0, 3] = d[3, 0] = 0.1
+    return d.tolist()
+
+
+def test_xor_claims():
+    inp = _xor_matrix(1.414)
+    numbers = {
+        "table": [
+            _xor_row("rich", _xor_matrix(0.05), _xor_matrix(0.02), inp),
+            _xor_row("intermediate", _xor_matrix(0.5), _xor_matrix(0.52), inp),
+            _xor_row("lazy", _xor_matrix(1.3), _xor_matrix(1.3), inp),
+            _xor_row("2 layers", _two_layer_matrix(), _xor_matrix(0.01), inp),
+        ]
+    }
+    got = {
+        e.key: e.verdict
+        for k in ("rich_merge", "lazy_keeps", "intermediate", "two_layer")
+        for e in V.evaluate_claim(f"xor.{k}", numbers)
+    }
+    assert set(got.values()) == {R.REPRODUCED}, got
+    stalled = {"table": [_xor_row("rich", inp, _xor_matrix(0.02), inp, loss=0.125)] + numbers["table"][1:]}
+    assert V.evaluate_claim("xor.rich_merge", stalled)[0].verdict is R.RUN_FAILED
+    wrong = {
+        "table": [numbers["table"][0], _xor_row("intermediate", _xor_matrix(0.5), _xor_matrix(1.4), inp)]
+        + numbers["table"][2:]
+    }
+    assert V.evaluate_claim("xor.intermediate", wrong)[0].verdict is R.NETWORK_DIFFERS
+
+
+def _fc_row(gain, f, t):
+    return {
+        "gain": gain,
+        "final_loss": 1e-4,
+        "fraction_final_per_seed": list(f),
+        "fraction_initial_per_seed": [0.47] * len(f),
+        "target_fraction_final_per_seed": list(t),
+    }
+
+
+def test_feature_collapse_claims():
+    numbers = {
+        "table": [
+            _fc_row(0.275, [0.01, 0.02, 0.01], [0.97, 0.96, 0.98]),
+            _fc_row(0.5, [0.02] * 3, [0.5] * 3),
+            _fc_row(2.0, [0.4] * 3, [0.05] * 3),
+        ],
+        "adam_table": [_fc_row(0.275, [0.3, 0.35, 0.4], [0.2] * 3), _fc_row(2.0, [0.4] * 3, [0.05] * 3)],
+    }
+    v = {
+        k: V.evaluate_claim(k, numbers)[0].verdict
+        for k in (
+            "feature_collapse.rich_collapse",
+            "feature_collapse.lazy_keeps",
+            "feature_collapse.single_line",
+            "adam.blobs_collapse",
+        )
+    }
+    assert v == {
+        "feature_collapse.rich_collapse": R.REPRODUCED,
+        "feature_collapse.lazy_keeps": R.REPRODUCED,
+        "feature_collapse.single_line": R.REPRODUCED,
+        "adam.blobs_collapse": R.NETWORK_DIFFERS,
+    }
+    assert V.source_of("adam.blobs_collapse") == "feature_collapse"
+    assert "adam.blobs_collapse" in {e.key for e in V.evaluate("feature_collapse", numbers)}
+
+
+def test_adam_trajectories_compare_with_sgd_on_the_same_runs():
+    def row(opt, w):
+        return {
+            "optimizer": opt,
+            "r2_h_per_seed": [0.99] * 3,
+            "r2_y_per_seed": [0.99] * 3,
+            "r2_w_per_seed": w,
+            "fit_ok_per_seed": [True] * 3,
+        }
+
+    worse = {"table": [row("sgd", [0.95] * 3), row("adam", [0.2, 0.1, 0.3])]}
+    assert V.evaluate_claim("adam.trajectories", worse)[0].verdict is R.REPRODUCED
+    same = {"table": [row("sgd", [0.95] * 3), row("adam", [0.95] * 3)]}
+    assert V.evaluate_claim("adam.trajectories", same)[0].verdict is R.NETWORK_DIFFERS
+    merged = {"xor_equal_pair_ratio_per_seed": [0.01, 0.02, 0.03], "xor_final_loss_per_seed": [1e-5] * 3}
+    assert V.evaluate_claim("adam.xor_merge", merged)[0].verdict is R.REPRODUCED
+
+
+def test_depth_claims():
+    layers = np.arange(20)
+    enc = np.exp(0.2 * layers)
+    dec = np.exp(-0.02 * (layers - 10) ** 2)  # rises to layer 10, then falls
+    r2 = np.linspace(0.8, 0.99, 20)
+    numbers = {
+        "per_seed": {
+            "fit_ok": [[True] * 20] * 3,
+            "eta_enc": [(enc * f).tolist() for f in (1, 1.1, 0.9)],
+            "eta_dec": [(dec * f).tolist() for f in (1, 1.1, 0.9)],
+            "r2_h": [r2.tolist()] * 3,
+            "r2_y": [r2.tolist()] * 3,
+            "r2_w": [r2.tolist()] * 3,
+        }
+    }
+    for key in ("depth.enc_grows", "depth.dec_falls_later", "depth.later_layers_accurate"):
+        assert V.evaluate_claim(key, numbers)[0].verdict is R.REPRODUCED, key
+    flat = {"per_seed": {**numbers["per_seed"], "eta_enc": [(1.0 / enc).tolist()] * 3}}
+    assert V.evaluate_claim("depth.enc_grows", flat)[0].verdict is R.NETWORK_DIFFERS
+
+
+def test_random_features_spread():
+    rng = np.random.default_rng(0)
+    samples = [np.full(100, 0.1) + 1e-9 * rng.normal(size=100), 0.1 + 0.05 * np.abs(rng.normal(size=100))]
+    table = [
+        {"gain": 0.3, "h_inf_cv": float(np.std(samples[0]) / np.mean(samples[0])), "rel_dev_from_A_low": 0.0},
+        {"gain": 1.5, "h_inf_cv": float(np.std(samples[1]) / np.mean(samples[1])), "rel_dev_from_A_low": 0.3},
+    ]
+    numbers = {"table": table, "h_inf_samples": [s.tolist() for s in samples]}
+    assert V.evaluate_claim("random_features.spread_vanishes", numbers)[0].verdict is R.REPRODUCED
+    numbers["table"] = table[::-1]
+    numbers["h_inf_samples"] = numbers["h_inf_samples"][::-1]
+    assert V.evaluate_claim("random_features.spread_vanishes", numbers)[0].verdict is R.NETWORK_DIFFERS

@@ -312,8 +312,37 @@ def part2(settings: dict, seeds: int) -> dict:
 # --------------------------------------------------------------------------------------
 
 
+def findings(result: dict) -> list[str]:
+    """The measured answers to the script's two questions, one sentence each, from `result`."""
+    out = []
+    if "part1" in result:
+        runs = result["part1"]["runs"]
+        worst = max(max(r["max_abs_diff_over_range"].values()) for r in runs)
+        falls = [r["torch"]["rel_fall_to_min"] for r in runs]
+        epochs = [r["torch"]["h_min_epoch"] for r in runs]
+        out.append(
+            f"- Part 1: PyTorch's h falls too, by {-max(falls):.0%} to {-min(falls):.0%} to its minimum "
+            f"at epochs {min(epochs)}-{max(epochs)} over {len(runs)} seeds; the two frameworks' records of "
+            f"h, y, w and the loss differ by at most {worst:.1e} of their range: the early fall is the "
+            "network's, not the package's."
+        )
+    if "part2" in result:
+        p = result["part2"]
+        worst = max(abs(r["h_final_rel_diff"]) for r in p["runs"])
+        same_stop = all(r["stop_epoch_diff"] == 0 for r in p["runs"])
+        m = p["slope_of_seed_mean"]
+        out.append(
+            f"- Part 2: final h differs between the frameworks by at most {worst:.1e} relative, the stop "
+            f"epochs are {'identical' if same_stop else 'not all identical'}, and final h grows as "
+            f"||dx||^{m['torch']:.2f} in PyTorch and ||dx||^{m['jax']:.2f} in the package: the weak "
+            "growth with ||dx|| is PyTorch's too."
+        )
+    return out
+
+
 def summary(result: dict) -> str:
-    lines = []
+    """The result as Markdown: the findings, then a table per part."""
+    lines = [*findings(result), ""]
     if "part1" in result:
         p = result["part1"]
         marks = p["marks"]
@@ -367,6 +396,21 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_markdown(result: dict, path: pathlib.Path) -> None:
+    """`result` as a Markdown section (`reproduce report --include` puts it into REPRODUCTION.md)."""
+    m = result.get("machine", {})
+    head = [
+        "## PyTorch side by side",
+        "",
+        f"{result.get('what', '')}. Command: `{result.get('command', '')}`"
+        + (" (--quick sizes)" if result.get("quick") else "")
+        + f"; machine: {m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, torch {m.get('torch', '?')}, "
+        f"jax {m.get('jax', '?')} on {m.get('jax_backend', '?')}; total {result.get('wall_s', float('nan')):.0f} s.",
+        "",
+    ]
+    path.write_text("\n".join(head) + "\n" + summary(result) + "\n")
+
+
 def machine() -> dict:
     import torch
 
@@ -400,7 +444,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="part 1 seeds (initialisations 0 .. N-1)")
     ap.add_argument("--part2-seeds", type=int, default=1, help="part 2 seeds")
     ap.add_argument("--part", choices=("1", "2", "all"), default="all")
+    ap.add_argument(
+        "--render",
+        type=pathlib.Path,
+        default=None,
+        metavar="JSON",
+        help="write the Markdown of a saved JSON; no training",
+    )
     a = ap.parse_args(argv)
+    if a.render is not None:
+        try:
+            result = json.loads(a.render.read_text())
+        except (OSError, ValueError) as e:
+            ap.error(f"--render: cannot read {a.render}: {e}")
+        write_markdown(result, a.render.with_suffix(".md"))
+        print(f"wrote {a.render.with_suffix('.md')}")
+        return 0
     if a.seeds < 1 or a.part2_seeds < 1:
         ap.error("--seeds and --part2-seeds must be at least 1")
 
@@ -468,7 +527,8 @@ def main(argv=None) -> int:
     print(f"\ntotal wall time: {result['wall_s']:.1f} s")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    write_markdown(result, a.out.with_suffix(".md"))
+    print(f"wrote {a.out} and {a.out.with_suffix('.md')}")
     return 0
 
 

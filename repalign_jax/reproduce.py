@@ -2,12 +2,12 @@
 
     python -m repalign_jax.reproduce NAME [--settings code|paper] [--out DIR] [--quick] [--seeds N] [--mnist DIR]
                                      [--networks all|NAME,...] [--set KEY=VALUE ...] [--resume]
-    python -m repalign_jax.reproduce report [DIR ...] [--write FILE]
+    python -m repalign_jax.reproduce report [DIR ...] [--write FILE] [--include FILE ...]
     python -m repalign_jax.reproduce claims
 
 NAME is one of the experiments below, a comma-separated list of them, or `all`. Each writes its figures (PNG),
-tables (CSV, Markdown) and numbers (NAME.json, with the paper's claims and
-whether they held) to DIR/NAME/. `--quick` shrinks epochs, widths and trial
+tables (CSV, Markdown) and numbers (NAME.json) to DIR/NAME/, and prints the
+verdicts of its claims. `--quick` shrinks epochs, widths and trial
 counts so that every experiment finishes in minutes on a 2-core CPU (tests,
 demos). `--settings code` (the default) runs what the authors' code ran, the
 settings that made the paper's figures; `--settings paper` the tables printed
@@ -21,12 +21,13 @@ the JSON and the report say so. final_distance saves each network as it
 finishes; `--resume` reuses what an interrupted run (or a run on another
 machine, into the same DIR) saved with the same settings.
 
-    python -m repalign_jax.reproduce report [DIR ...] [--write FILE]
+    python -m repalign_jax.reproduce report [DIR ...] [--write FILE] [--include FILE ...]
 
 re-evaluates every claim's verdict from the results saved in the DIRs (default
 `--out`; the first is the main profile, e.g. `reproduction/code
-reproduction/paper`) and prints the report (or writes it to FILE): a summary table
-per folder, one row per claim, then a section per experiment. `claims` prints the
+reproduction/paper`) and prints the report (or writes it to FILE): one summary
+table, a row per figure's claim (other folders' rows follow the first's), then a
+section per experiment, then each `--include`d Markdown file. `claims` prints the
 registry of the paper's claims: quote, measure, test, why it is fair, date fixed.
 
 Experiments:
@@ -83,6 +84,13 @@ def build_parser():
     )
     p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     p.add_argument("--write", default=None, metavar="FILE", help="report: write the report to FILE")
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="report: append a Markdown file as a section (repeatable), e.g. reproduction/torch_side_by_side.md",
+    )
     p.add_argument("--quick", action="store_true", help="small and fast: minutes on a 2-core CPU")
     p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
@@ -133,22 +141,29 @@ def run_experiment(name: str, ctx) -> dict:
 
 
 def report(
-    roots: pathlib.Path | Sequence[pathlib.Path], machine: str | None = None, relative_to: pathlib.Path | None = None
+    roots: pathlib.Path | Sequence[pathlib.Path],
+    machine: str | None = None,
+    relative_to: pathlib.Path | None = None,
+    appendices: Sequence[str] = (),
 ) -> str:
     """REPRODUCTION.md over the output folders `roots` (`repalign_jax.reproduction_report`): every
-    verdict re-evaluated from the saved results; `machine` goes into the header; figure links are
-    relative to the folder `relative_to` (default: the current one)."""
+    verdict re-evaluated from the saved results; `machine` goes into the header (default: the
+    machines the results name); figure links are relative to the folder `relative_to` (default:
+    the current one); `appendices` (Markdown texts) follow the experiments."""
     from .reproduction_report import write_report
 
     roots = [pathlib.Path(roots)] if isinstance(roots, (str, pathlib.Path)) else [pathlib.Path(r) for r in roots]
     labelled = [(_label(r), r) for r in roots]
-    return write_report(labelled, header=f"Machine: {machine}." if machine else "", relative_to=relative_to)
+    header = f"Machine: {machine}." if machine else ""
+    return write_report(labelled, header=header, relative_to=relative_to, appendices=appendices)
 
 
 def _label(root: pathlib.Path) -> str:
     """A folder's label: the profile its saved results name (`code settings` unless they all say `paper`)."""
     profiles = set()
     for path in root.glob("*/*.json"):
+        if path.stem != path.parent.name:
+            continue  # a side file (final_distance's .network / .rates), not an experiment's results
         try:
             profiles.add(json.loads(path.read_text()).get("settings_profile", "code"))
         except (OSError, ValueError, AttributeError):
@@ -163,7 +178,7 @@ def _print_verdicts(name: str, numbers: dict, say) -> None:
     for e in evaluate(name, numbers):
         mark = "yes" if e.verdict is Verdict.REPRODUCED else e.verdict.label
         who = f" [{e.network}]" if e.network else ""
-        say(f"  [{mark}] {e.key}{who}: {e.number}; {e.cause}")
+        say(f"  [{mark}] {e.key}{who}: {e.number}" + (f"; {e.cause}" if e.cause else ""))
 
 
 def main(argv=None) -> int:
@@ -179,14 +194,20 @@ def main(argv=None) -> int:
             missing = [str(d) for d in dirs if not d.is_dir()]
             if missing:
                 raise UsageError(f"report: no such folder: {', '.join(missing)}")
-            text = report(dirs, relative_to=pathlib.Path(args.write).parent if args.write else None)
+            extra = []
+            for f in args.include:
+                try:
+                    extra.append(pathlib.Path(f).read_text())
+                except OSError as e:
+                    raise UsageError(f"report: cannot read --include {f}: {e.strerror or e}") from None
+            text = report(dirs, relative_to=pathlib.Path(args.write).parent if args.write else None, appendices=extra)
             if args.write:
                 pathlib.Path(args.write).write_text(text)
             else:
                 print(text, end="")
             return 0
-        if args.write:
-            raise UsageError("--write applies to report")
+        if args.write or args.include:
+            raise UsageError("--write and --include apply to report")
         use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
         if not args.no_compile_cache:
             enable_compile_cache()

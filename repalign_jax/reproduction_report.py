@@ -60,8 +60,11 @@ def aggregate(key: str, evals: list[V.Evaluation]) -> V.Evaluation:
 
     names = ", ".join(f"{e.network} {short(e.verdict)}" for e in bad[:4])
     more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+    weakest = [e.cause.split("weakest curve ")[1].split(";")[0] for e in bad if "weakest curve " in e.cause]
+    common = max(set(weakest), key=weakest.count) if weakest else None
+    why = f"; weakest curve {common} in {weakest.count(common)} of {len(bad)}" if common else ""
     return V.Evaluation(
-        key, verdict, f"{good} of {len(evals)} networks reproduced", (names + more) or "every network", {}
+        key, verdict, f"{good} of {len(evals)} networks reproduced", (names + more + why) or "every network", {}
     )
 
 
@@ -124,6 +127,48 @@ def _by_gain_table(details: dict) -> list[str]:
     return lines + [""]
 
 
+#: What a profile's settings take from where, said beside them (experiment, profile).
+NOTES = {
+    ("final_distance", "paper"): (
+        "Table 1's learning rate and epochs for the rates and the grid, as appendix B.1 says (\"the same "
+        'hyperparameter settings were used"); the discard rule is ours: the paper says only "Trials which '
+        'did not converge were discarded", and a grid run whose final loss is above `run_loss_max` '
+        "(1e-3, the threshold of the authors' code) is discarded."
+    ),
+    ("final_distance", "code"): (
+        "the authors' code (`rich_structure.ipynb`): rates from trials at Table 1's settings (a trial whose "
+        "final loss is above `trial_loss_max` discarded), the grid at `lr_factor` x 2/5 of Table 1's rate, "
+        "stopped at `stop_loss`, a run above `run_loss_max` discarded; a fresh initialisation per grid point "
+        "and replicate."
+    ),
+}
+
+
+def _settings_line(name: str, numbers: dict) -> list[str]:
+    """The saved `settings` of an experiment as one line, and what they follow."""
+    settings = numbers.get("settings")
+    if not isinstance(settings, dict):
+        return []
+    text = ", ".join(f"{k} {v}" for k, v in settings.items() if not isinstance(v, (dict, list)) or len(str(v)) < 60)
+    note = NOTES.get((name, numbers.get("settings_profile", "code")))
+    return [f"- Training: {text}." + (f" These follow {note}" if note else "")]
+
+
+def _details_line(details: dict) -> list[str]:
+    """The baselines an evaluation compared the theory with, where it has them."""
+    base = details.get("baselines")
+    if not isinstance(base, dict):
+        return []
+    runs = f"; {details['kept']} of {details['runs']} runs kept" if "kept" in details and "runs" in details else ""
+    return [
+        "Baselines on the same runs (median |log2|, each constant fitted): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in base.items())
+        + runs
+        + ".",
+        "",
+    ]
+
+
 def _figures(root: pathlib.Path, name: str, relative_to: pathlib.Path) -> list[str]:
     folder = root / name
     pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
@@ -143,9 +188,10 @@ def _section(name: str, roots: list[tuple[str, pathlib.Path, dict]], relative_to
             f"- Settings: {_describe(numbers)}.",
             f"- Command: `{command(name, numbers)} --out {root}`.",
             f"- Wall time: {wall:.0f} s; machine: {numbers.get('machine') or ', '.join(numbers.get('machines') or []) or 'see the header'}.",
+            *_settings_line(name, numbers),
             "",
         ]
-        for c in C.claims_of(name) + tuple(x for x in C.CLAIMS if V.source_of(x.key) == name and x.experiment != name):
+        for c in (x for x in C.CLAIMS if V.source_of(x.key) == name):
             evals = V.evaluate_claim(c.key, numbers)
             out += [f"**{c.short}** ({c.figure}; `{c.key}`): {aggregate(c.key, evals).verdict.label}.", ""]
             out += [f"> {c.quote}", "", f"Test (fixed {c.fixed}): {c.test}.", ""]
@@ -156,8 +202,11 @@ def _section(name: str, roots: list[tuple[str, pathlib.Path, dict]], relative_to
                     for e in evals
                 ]
                 out.append("")
+                if len(evals) == 1:
+                    out += _details_line(evals[0].details)
             else:
-                out += [f"Measured: {evals[0].number}; {evals[0].cause}.", ""]
+                cause = f"; {evals[0].cause}" if evals[0].cause else ""
+                out += [f"Measured: {evals[0].number}{cause}.", ""]
                 out += _by_gain_table(evals[0].details)
         figs = _figures(root, name, relative_to)
         if figs:
@@ -165,17 +214,36 @@ def _section(name: str, roots: list[tuple[str, pathlib.Path, dict]], relative_to
     return out
 
 
+def _provenance(saved: Sequence[dict]) -> str:
+    """A line naming the machines the saved results ran on and the dates they finished."""
+    numbers = [n for folder in saved for n in folder.values()]
+    machines = sorted({m for n in numbers for m in ([n["machine"]] if n.get("machine") else n.get("machines") or [])})
+    finished = sorted(n["finished"] for n in numbers if n.get("finished"))
+    parts = []
+    if machines:
+        parts.append("Ran on " + "; ".join(machines))
+    if finished:
+        parts.append(
+            f"finished {finished[0][:10]}"
+            + (f" to {finished[-1][:10]}" if finished[-1][:10] != finished[0][:10] else "")
+        )
+    return (", ".join(parts) + ".") if parts else ""
+
+
 def write_report(
     roots: Sequence[tuple[str, pathlib.Path]],
     header: str = "",
     relative_to: pathlib.Path | None = None,
+    appendices: Sequence[str] = (),
 ) -> str:
-    """REPRODUCTION.md over `roots`, `[(label, folder)]` (the first is the main profile): a summary
-    table per root, then a section per experiment. Figure links are relative to `relative_to`
-    (default: the current folder)."""
+    """REPRODUCTION.md over `roots`, `[(label, folder)]` (the first is the main profile): one summary
+    table, then a section per experiment, then `appendices` (Markdown texts, for example the
+    PyTorch side-by-side measurements). Figure links are relative to `relative_to` (default: the
+    current folder)."""
     relative_to = pathlib.Path(relative_to or ".")
     loaded = [(label, pathlib.Path(root), load(pathlib.Path(root))) for label, root in roots]
     out = ["# Reproduction report", ""]
+    header = header or _provenance([saved for _, _, saved in loaded])
     if header:
         out += [header.strip(), ""]
     out += [
@@ -200,4 +268,6 @@ def write_report(
     for name in EXPERIMENTS:
         if any(name in saved for _, _, saved in loaded):
             out += _section(name, loaded, relative_to)
+    for text in appendices:
+        out += [text.strip(), ""]
     return "\n".join(out).rstrip() + "\n"

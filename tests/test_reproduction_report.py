@@ -50,10 +50,16 @@ def test_report_reevaluates_verdicts_from_saved_numbers(tmp_path, capsys):
     code, paper = tmp_path / "code", tmp_path / "paper"
     _save(code, "xor", _xor_numbers(rich_merge=0.9))  # the rich network did not merge
     (code / "xor" / "xor.png").write_bytes(b"png")
-    _save(paper, "xor", {**_xor_numbers(rich_merge=0.05), "settings_profile": "paper"})
+    _save(paper, "xor", {**_xor_numbers(rich_merge=0.05), "settings_profile": "paper", "machine": "box"})
+    # a side file without a profile (final_distance's .network.json) does not make the folder "code"
+    (paper / "xor" / "xor.network.json").write_text("{}")
+    extra = tmp_path / "side.md"
+    extra.write_text("## PyTorch side by side\n\nmeasured here\n")
     out = tmp_path / "REPRODUCTION.md"
-    assert reproduce.main(["report", str(code), str(paper), "--write", str(out)]) == 0
+    assert reproduce.main(["report", str(code), str(paper), "--write", str(out), "--include", str(extra)]) == 0
     text = out.read_text()
+    assert "Ran on box" in text.split("## Summary")[0]  # provenance from the saved results
+    assert text.rstrip().endswith("## PyTorch side by side\n\nmeasured here")  # appended after the sections
     summary, rest = text.split("## xor", 1)
     rows = [r for r in summary.splitlines() if "| at low gain the equal-target pairs merge |" in r]
     assert len(rows) == 2  # one per folder, the main folder's first
@@ -76,7 +82,20 @@ def test_report_reevaluates_verdicts_from_saved_numbers(tmp_path, capsys):
     assert "| Figure 4 | the theory follows a pair of MNIST digits | **not testable here** |" in summary
     assert reproduce.main(["report", str(tmp_path / "nowhere")]) == 2
     assert reproduce.main(["xor", "--write", "x.md", "--out", str(tmp_path / "o")]) == 2
-    assert "--write applies to report" in capsys.readouterr().err
+    assert "--write and --include apply to report" in capsys.readouterr().err
+    assert reproduce.main(["report", str(code), "--include", str(tmp_path / "missing.md")]) == 2
+    assert "cannot read --include" in capsys.readouterr().err
+
+
+def test_each_claim_is_reported_in_the_section_of_the_experiment_its_test_reads(tmp_path):
+    # adam.blobs_collapse reads feature_collapse's results: the adam section must not list it as "not run"
+    _save(tmp_path, "adam", {"settings_profile": "code", "wall_seconds": 1.0})
+    _save(tmp_path, "feature_collapse", {"settings_profile": "code", "wall_seconds": 1.0})
+    md = write_report([("x", tmp_path)])
+    adam = md.split("## adam", 1)[1].split("\n## ", 1)[0]
+    collapse = md.split("## feature_collapse", 1)[1].split("\n## ", 1)[0]
+    assert "`adam.blobs_collapse`" not in adam and "`adam.blobs_collapse`" in collapse
+    assert "`adam.xor_merge`" in adam
 
 
 def test_long_causes_are_cut_to_the_cell_limit(tmp_path):
@@ -99,3 +118,13 @@ def test_aggregate_counts_networks():
         and "b (run failed)" in agg.cause
         and "c (network differs)" in agg.cause
     )
+
+
+def test_aggregate_names_the_weakest_curve_most_failures_share():
+    evals = [
+        V.Evaluation("k", V.Verdict.NETWORK_DIFFERS, "", "3 of 3 seeds trained; weakest curve w", network="a"),
+        V.Evaluation("k", V.Verdict.NETWORK_DIFFERS, "", "3 of 3 seeds trained; weakest curve w", network="b"),
+        V.Evaluation("k", V.Verdict.NETWORK_DIFFERS, "", "1 of 3 seeds trained; weakest curve y", network="c"),
+        V.Evaluation("k", V.Verdict.REPRODUCED, "", "", network="d"),
+    ]
+    assert aggregate("k", evals).cause.endswith("; weakest curve w in 2 of 3")

@@ -66,3 +66,20 @@ def test_quick_mode_agrees_with_pytorch(tmp_path, capsys):
         assert run["h_max_abs_diff_over_range"] < 1e-8
         assert abs(run["h_final_rel_diff"]) < 1e-8
     assert abs(p2["slopes"][0]["torch"] - p2["slopes"][0]["jax"]) < 1e-6
+
+    # the Markdown section that `reproduce report --include` appends: the findings, then the tables
+    md = out.with_suffix(".md").read_text()
+    assert md.startswith("## PyTorch side by side") and "- Part 1: " in md and "- Part 2: " in md
+    assert "### Part 1" in md and "### Part 2" in md
+    out.with_suffix(".md").unlink()
+    assert _module().main(["--render", str(out)]) == 0  # re-rendered from the JSON, no training
+    assert out.with_suffix(".md").read_text() == md
+
+
+def test_findings_read_the_saved_numbers():
+    run = {"max_abs_diff_over_range": {"h": 1e-15, "y": 2e-15}, "torch": {"rel_fall_to_min": -0.3, "h_min_epoch": 300}}
+    runs2 = [{"h_final_rel_diff": 1e-15, "stop_epoch_diff": 0}, {"h_final_rel_diff": -3e-15, "stop_epoch_diff": 2}]
+    result = {"part1": {"runs": [run]}, "part2": {"runs": runs2, "slope_of_seed_mean": {"torch": 0.37, "jax": 0.37}}}
+    one, two = _module().findings(result)
+    assert "by 30% to 30%" in one and "epochs 300-300" in one and "2.0e-15" in one
+    assert "3.0e-15" in two and "not all identical" in two and "||dx||^0.37" in two

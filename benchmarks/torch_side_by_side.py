@@ -50,6 +50,9 @@ import numpy as np
 
 import repalign_jax as rj
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
+
 DEFAULT_OUT = pathlib.Path("reproduction") / "torch_side_by_side.json"
 KEYS = ("loss", "h", "y", "w")
 CHECKPOINT_EVERY = 100  # part 1: h reported at every 100th epoch
@@ -414,18 +417,9 @@ def write_markdown(result: dict, path: pathlib.Path) -> None:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

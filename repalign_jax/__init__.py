@@ -74,6 +74,11 @@ from ._train import train_networks as train_networks
 from ._trajectory import PairTrajectory as PairTrajectory
 from ._trajectory import measure_hyw as measure_hyw
 from ._trajectory import to_pair_trajectory as to_pair_trajectory
+from .claims import CLAIMS as CLAIMS
+from .claims import Claim as Claim
+from .verdicts import Evaluation as Evaluation
+from .verdicts import Verdict as Verdict
+from .verdicts import evaluate_claim as evaluate_claim
 
 try:
     __version__ = _metadata.version("repalign_jax")

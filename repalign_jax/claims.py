@@ -49,6 +49,19 @@ class Claim:
         return self.key.split(".", 1)[0]
 
 
+#: The experiments of `python -m repalign_jax.reproduce`, in its order (the claims' `experiment`s).
+EXPERIMENTS = (
+    "universality",
+    "gains",
+    "final_distance",
+    "xor",
+    "feature_collapse",
+    "digits",
+    "depth",
+    "adam",
+    "random_features",
+)
+
 #: Thresholds the tests share (named once, quoted in the tests' text).
 EXPLAINED_R2 = 0.9  # a curve "matches quite well": R^2 >= 0.9
 TRAINED_LOSS = 1e-3  # a run trained (left its plateau and fitted): final loss <= 1e-3

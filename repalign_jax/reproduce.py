@@ -56,20 +56,10 @@ from collections.abc import Sequence
 from ._cli import ArgParser, UsageError, add_compile_cache_flag, describe_machine
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
+from .claims import EXPERIMENTS
 
 #: Experiments whose `settings(ctx)` applies `--set` overrides (checked before anything runs).
 OVERRIDABLE = ("final_distance",)
-EXPERIMENTS = (
-    "universality",
-    "gains",
-    "final_distance",
-    "xor",
-    "feature_collapse",
-    "digits",
-    "depth",
-    "adam",
-    "random_features",
-)
 
 
 def build_parser():

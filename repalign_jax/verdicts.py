@@ -465,6 +465,27 @@ def _trained(row: dict) -> np.ndarray:
     return ~_bools(row["diverged_per_seed"]) & (loss <= C.TRAINED_LOSS)
 
 
+def _xor_row(key: str, numbers: dict, net: str) -> tuple[dict, np.ndarray] | list[Evaluation]:
+    """XOR network `net`'s saved row and which of its seeds trained, or the evaluation that stops
+    the test: not run (no per-seed matrices saved) or a failed run (no seed trained)."""
+    rows = _xor_table(numbers)
+    if rows is None:
+        return [_not_run(key, "saved results predate per-seed matrices (rerun `reproduce xor`)")]
+    row = rows[net]
+    ok = _trained(row)
+    if not ok.any():
+        loss = _arr(row["final_loss_per_seed"])
+        return [
+            Evaluation(
+                key,
+                Verdict.RUN_FAILED,
+                f"0 of {ok.size} seeds trained",
+                f"final loss {np.nanmin(loss):.3g}: the {net} network stays on its plateau",
+            )
+        ]
+    return row, ok
+
+
 _EQUAL, _OTHER = ((0, 3), (1, 2)), ((0, 1), (0, 2), (1, 3), (2, 3))
 
 
@@ -478,21 +499,10 @@ def pair_ratios(dist) -> np.ndarray:
 
 def _ratio_claim(key: str, net: str, threshold: float, side: str):
     def evaluate(numbers: dict) -> list[Evaluation]:
-        rows = _xor_table(numbers)
-        if rows is None:
-            return [_not_run(key, "saved results predate per-seed matrices (rerun `reproduce xor`)")]
-        row = rows[net]
-        ok = _trained(row)
-        if not ok.any():
-            loss = _arr(row["final_loss_per_seed"])
-            return [
-                Evaluation(
-                    key,
-                    Verdict.RUN_FAILED,
-                    f"0 of {ok.size} seeds trained",
-                    f"final loss {np.nanmin(loss):.3g}: the {net} network stays on its plateau",
-                )
-            ]
+        got = _xor_row(key, numbers, net)
+        if isinstance(got, list):
+            return got
+        row, ok = got
         meas = np.array([pair_ratios(m).mean() for m in row["measured_per_seed"]])[ok]
         pred = float(np.mean([pair_ratios(p).mean() for p in np.asarray(row["predicted_per_seed"])[ok]]))
         iv = bootstrap(lambda i: float(np.mean(meas[i])), np.arange(meas.size))
@@ -514,13 +524,10 @@ def _rel_error(meas: np.ndarray, pred: np.ndarray, fit_scale: bool) -> float:
 
 def _xor_intermediate(numbers: dict) -> list[Evaluation]:
     key = "xor.intermediate"
-    rows = _xor_table(numbers)
-    if rows is None:
-        return [_not_run(key, "saved results predate per-seed matrices (rerun `reproduce xor`)")]
-    row = rows["intermediate"]
-    ok = _trained(row)
-    if not ok.any():
-        return [Evaluation(key, Verdict.RUN_FAILED, "0 seeds trained", "the intermediate network did not fit XOR")]
+    got = _xor_row(key, numbers, "intermediate")
+    if isinstance(got, list):
+        return got
+    row, ok = got
     meas, pred, init = (
         np.asarray(row[k], np.float64)[ok] for k in ("measured_per_seed", "predicted_per_seed", "initial_per_seed")
     )
@@ -549,13 +556,10 @@ def _xor_intermediate(numbers: dict) -> list[Evaluation]:
 
 def _xor_two_layer(numbers: dict) -> list[Evaluation]:
     key = "xor.two_layer"
-    rows = _xor_table(numbers)
-    if rows is None:
-        return [_not_run(key, "saved results predate per-seed matrices (rerun `reproduce xor`)")]
-    row = rows["2 layers"]
-    ok = _trained(row)
-    if not ok.any():
-        return [Evaluation(key, Verdict.RUN_FAILED, "0 seeds trained", "the 2-layer network did not fit XOR")]
+    got = _xor_row(key, numbers, "2 layers")
+    if isinstance(got, list):
+        return got
+    row, ok = got
     r = np.array([pair_ratios(m) for m in np.asarray(row["measured_per_seed"])[ok]])
     rp = np.array([pair_ratios(p) for p in np.asarray(row["predicted_per_seed"])[ok]])
     small, large = r.min(1), r.max(1)
@@ -832,17 +836,7 @@ TESTS: dict[str, Callable[[dict], list[Evaluation]]] = {
 }
 
 #: The experiments of `python -m repalign_jax.reproduce` (the claims' `experiment`s).
-EXPERIMENTS_OF_CLAIMS = (
-    "universality",
-    "gains",
-    "final_distance",
-    "xor",
-    "feature_collapse",
-    "digits",
-    "depth",
-    "adam",
-    "random_features",
-)
+EXPERIMENTS_OF_CLAIMS = C.EXPERIMENTS
 
 #: Where a claim's results come from another experiment's saved numbers.
 SOURCE = {"adam.blobs_collapse": "feature_collapse"}

@@ -129,7 +129,7 @@ def test_settings_profiles_are_data_in_one_place():
 
 
 @pytest.mark.slow
-def test_gains_quick_plateau_shrinks(tmp_path_factory):
+def test_gains_quick_saves_the_loss_shape_of_every_run(tmp_path_factory):
     numbers, out = _run("gains", tmp_path_factory)
     assert (out / "summary.csv").exists() and (out / "loss.png").exists()
     assert all(math.isfinite(r["rep_t_half"]) for r in numbers["per_run"])

@@ -41,7 +41,13 @@ Several processes or hosts: `jax.distributed` auto-detects SLURM and Open MPI
 --num-processes N --process-id I to each. The network shapes are divided among
 the processes, each trains its share on its own devices and writes its cells;
 process 0 gathers atlas.csv and the figures. --out must be a folder every process
-can reach.
+can reach. The atlas is the same bit for bit whatever the number of processes,
+given the same number of devices per process: in float32 a run's numbers depend,
+at the 1e-6 level, on how many runs share its device (XLA rounds a reduction by
+its shape), and near a threshold (--stop-loss) that can move a stop epoch by one.
+One process on a 2-core CPU splits it into 2 devices; to compare it with 2
+processes of one device each, run it with
+XLA_FLAGS=--xla_force_host_platform_device_count=1 (tests/test_atlas.py does).
 """
 
 from __future__ import annotations

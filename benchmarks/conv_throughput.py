@@ -94,7 +94,7 @@ def main(argv=None):
             ("matmul (package)", conv_general_dilated),
         ):
             run = conv_steps(conv, args.epochs)
-            times[name] = best_time(lambda run=run: run(ws, z), args.repeats)
+            times[name] = best_time(lambda run=run, ws=ws: run(ws, z), args.repeats)
             rows.append((f"11 convolutions, {name}", g, times[name]))
         for row in (conv_row, default_row):
             config = rj.TrainConfig(epochs=args.epochs, track_layer=row.track_layer)

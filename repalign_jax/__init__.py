@@ -32,7 +32,6 @@ from ._networks import NetworkSpec as NetworkSpec
 from ._networks import apply as apply
 from ._networks import init_state as init_state
 from ._networks import params_from_torch as params_from_torch
-from ._networks import plain_dots as plain_dots
 from ._networks import xavier_normal as xavier_normal
 from ._paper import Table1Row as Table1Row
 from ._paper import paper_lr as paper_lr
@@ -47,6 +46,7 @@ from ._sharpness import AUTO_LR_C as AUTO_LR_C
 from ._sharpness import auto_lr as auto_lr
 from ._sharpness import initial_sharpness as initial_sharpness
 from ._sharpness import lambda_max_of as lambda_max_of
+from ._snapshot import SnapshotMismatch as SnapshotMismatch
 from ._structure import classical_mds as classical_mds
 from ._structure import exponential_weighting as exponential_weighting
 from ._structure import pearson_offdiagonal as pearson_offdiagonal
@@ -79,6 +79,81 @@ from .claims import Claim as Claim
 from .verdicts import Evaluation as Evaluation
 from .verdicts import Verdict as Verdict
 from .verdicts import evaluate_claim as evaluate_claim
+
+#: The public API: everything above, nothing else (`from repalign_jax import *`).
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATION_NAMES",
+    "AUTO_LR_C",
+    "CLAIMS",
+    "Claim",
+    "Dataset",
+    "EffectiveRates",
+    "Evaluation",
+    "FitOptions",
+    "FitResult",
+    "FitWarning",
+    "FixedPoints",
+    "Network",
+    "NetworkSpec",
+    "PairTrajectory",
+    "PairwiseDistances",
+    "SnapshotMismatch",
+    "SolverOptions",
+    "Table1Row",
+    "TrainConfig",
+    "TrainResult",
+    "TrainedAndFitted",
+    "Verdict",
+    "apply",
+    "auto_lr",
+    "classical_mds",
+    "conserved_c",
+    "coupling",
+    "digits",
+    "effective_term",
+    "enable_compile_cache",
+    "evaluate_claim",
+    "exponential_weighting",
+    "final_distance",
+    "final_distance_matrix",
+    "first_of_class",
+    "fit_effective_rates",
+    "fit_objective",
+    "fixed_points",
+    "gaussian_blobs",
+    "identical_targets_solution",
+    "init_state",
+    "initial_guess",
+    "initial_sharpness",
+    "lambda_max_of",
+    "load_mnist",
+    "measure_hyw",
+    "pair_indices",
+    "pairwise_distances",
+    "paper_lr",
+    "paper_settings",
+    "params_from_torch",
+    "pearson_offdiagonal",
+    "predicted_final_distances",
+    "read_idx",
+    "reduced_vector_field",
+    "representation_loss",
+    "run_grid",
+    "solve_effective",
+    "structure_scales",
+    "table1",
+    "theory_loss",
+    "to_pair_trajectory",
+    "train_and_fit",
+    "train_networks",
+    "two_point",
+    "use_host_cores",
+    "valid_state",
+    "vector_field",
+    "xavier_normal",
+    "xor",
+]
 
 try:
     __version__ = _metadata.version("repalign_jax")

@@ -32,6 +32,7 @@ import contextvars
 import dataclasses
 import functools
 import operator
+import types
 
 import jax
 import jax.numpy as jnp
@@ -75,14 +76,16 @@ def identity(x):
 #: leaky ReLU (slope 0.01) has derivative 0.01 at exactly 0, ReLU 0, ELU 1; tanh,
 #: swish and linear are smooth. `tests/test_torch_parity.py` trains every one of
 #: them against PyTorch from the same weights in float64.
-ACTIVATIONS = {
-    "leaky_relu": leaky_relu,
-    "relu": relu,
-    "elu": elu,
-    "tanh": jnp.tanh,
-    "swish": silu,
-    "linear": identity,
-}
+ACTIVATIONS = types.MappingProxyType(
+    {
+        "leaky_relu": leaky_relu,
+        "relu": relu,
+        "elu": elu,
+        "tanh": jnp.tanh,
+        "swish": silu,
+        "linear": identity,
+    }
+)  # read-only: the traced activation index is a name's position in it
 #: The order of `ACTIVATIONS`: `activation_index(name)` is a name's position, the
 #: traced index a `"per_run"` network takes (`apply(..., activation=index)`).
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
@@ -100,7 +103,7 @@ def activation_index(name: str) -> int:
     return ACTIVATION_NAMES.index(name)
 
 
-def activation_indices(activations, spec: "NetworkSpec"):
+def activation_indices(activations, spec: NetworkSpec):
     """Per-run activation names (a name, or an array of them; `None`: `spec.activation`) as
     `int32` indices into `ACTIVATION_NAMES`. Raises `ValueError` naming unknown ones."""
     import numpy as np
@@ -202,7 +205,7 @@ class NetworkSpec:
                 f"cnn: width {self.width} is too small for {self.depth + 1} unpadded convolutions of kernel {self.kernel}"
             )
 
-    def shape(self) -> "NetworkSpec":
+    def shape(self) -> NetworkSpec:
         """This architecture with a traced nonlinearity (`activation="per_run"`): the key of
         one compiled executable, shared by every activation of this shape."""
         return dataclasses.replace(self, activation=PER_RUN)
@@ -249,7 +252,7 @@ def xavier_normal(gain):
 OUTER_GRAD_MAX_POINTS = 8
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dense(precision):
     """`a @ w` with a VJP whose weight gradient fuses into its consumer for small batches."""
 
@@ -418,7 +421,7 @@ class Network(nnx.Module):
         return out, flat
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def graphdef(spec: NetworkSpec, x64: bool | None = None):
     """The static structure of `Network(spec)`, split off once per spec (no parameters made)."""
     del x64  # part of the cache key only: the parameter dtype follows jax_enable_x64

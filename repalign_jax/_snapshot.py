@@ -96,16 +96,21 @@ def restore_tree(template, snap: Mapping[str, np.ndarray], prefix: str, place=No
     return jax.tree_util.tree_unflatten(treedef, saved)
 
 
+class SnapshotMismatch(ValueError):
+    """`train_networks(resume=...)` was handed a snapshot of another training (its data, runs,
+    network, configuration, chunking or devices differ): train from the start instead."""
+
+
 def unpack(snap: Mapping[str, np.ndarray], fingerprint: str, result_type, loss_kind: str):
-    """`(chunk in progress, finished chunk results, the snapshot)` of `snap`; `ValueError` when it
-    was taken of another training."""
+    """`(chunk in progress, finished chunk results, the snapshot)` of `snap`; `SnapshotMismatch`
+    when it was taken of another training, `ValueError` when it is no snapshot."""
     try:
         same = str(np.asarray(snap["fingerprint"])) == fingerprint
         chunk = int(snap["chunk"])
     except (KeyError, TypeError, ValueError):
         raise ValueError("resume= is not a snapshot handed out by train_networks(checkpoint=...)") from None
     if not same:
-        raise ValueError(
+        raise SnapshotMismatch(
             "resume= holds a snapshot of another training (its data, runs, network, configuration, chunking "
             "or devices differ)"
         )

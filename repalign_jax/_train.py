@@ -779,7 +779,7 @@ def train_networks(
       training continues after its epochs and chunks, and the result equals that
       of the uninterrupted training bit for bit. It must come from a call with
       the same data, runs, network, configuration, chunking and devices, else
-      `ValueError`.
+      `SnapshotMismatch` (a `ValueError`; train from the start then).
 
     **Returns:** a `TrainResult` of NumPy arrays with leading axis `R`. The same
     seed gives the same run alone, in any batch and in any chunking (to float
@@ -883,7 +883,7 @@ def train_networks(
                 xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])
             params = None
             if leaves is not None:
-                params = jax.tree_util.tree_map(lambda v: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
+                params = jax.tree_util.tree_map(lambda v, idx=idx: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
             out = _train_chunk(
                 xj,
                 tj,

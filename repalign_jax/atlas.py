@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_config(args) -> AtlasConfig:
-    from ._networks import ACTIVATIONS
+    from . import ACTIVATION_NAMES  # the public names, in their traced order
     from ._sharpness import AUTO_LR_C
 
     base = QUICK if args.quick else DEFAULTS
@@ -151,10 +151,10 @@ def make_config(args) -> AtlasConfig:
     depths = parse_range(str(pick("depths")), "depths", integer=True, default_step=1)
     gains = parse_range(str(pick("gains")), "gains")
     acts = [a.strip() for a in str(pick("activations")).split(",") if a.strip()]
-    bad = [a for a in acts if a not in ACTIVATIONS]
+    bad = [a for a in acts if a not in ACTIVATION_NAMES]
     if bad or not acts or len(set(acts)) != len(acts):
         raise UsageError(
-            f"--activations: unknown or repeated {', '.join(bad) or acts}; choose from {', '.join(ACTIVATIONS)}"
+            f"--activations: unknown or repeated {', '.join(bad) or acts}; choose from {', '.join(ACTIVATION_NAMES)}"
         )
     archs = [a.strip() for a in str(pick("archs")).split(",") if a.strip()]
     if not archs or any(a not in ("mlp", "resnet") for a in archs) or len(set(archs)) != len(archs):

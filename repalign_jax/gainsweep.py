@@ -275,7 +275,7 @@ def gain_table(rows: list[dict]) -> list[dict]:
         rs = [r for r in rows if r["gain"] == g]
         good = [r for r in rs if r["fit_ok"] and not r["diverged"]]
 
-        def mean(k):
+        def mean(k, good=good):
             v = np.array([r[k] for r in good if r[k] is not None], np.float64)
             return mean_or_nan(v, np.isfinite(v))
 

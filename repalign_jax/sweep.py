@@ -119,15 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_config(args) -> SweepConfig:
-    from ._networks import ACTIVATIONS
+    from . import ACTIVATION_NAMES  # the public names, in their traced order
 
     gains = parse_gains(args.gains)
     seeds = parse_seeds(args.seeds)
     for name in ("epochs", "width", "depth"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if args.activation not in ACTIVATIONS:
-        raise UsageError(f"--activation: unknown {args.activation!r}; choose from {', '.join(ACTIVATIONS)}")
+    if args.activation not in ACTIVATION_NAMES:
+        raise UsageError(f"--activation: unknown {args.activation!r}; choose from {', '.join(ACTIVATION_NAMES)}")
     n_hidden = args.depth + 2 if args.arch == "cnn" else args.depth  # NetworkSpec.n_hidden
     hidden = n_hidden // 2 if args.hidden_layer is None else args.hidden_layer
     if not 0 <= hidden < n_hidden:

@@ -96,7 +96,7 @@ def test_vmap_equals_loop(synthetic, x64):
     rng_traj = _traj(synthetic, idx, noise=0.01, seed=2, loss=True)
     for k in range(len(idx)):
         one = rj.fit_effective_rates(
-            jax.tree_util.tree_map(lambda v: v[k] if v.ndim and v.shape[0] == len(idx) else v, rng_traj)
+            jax.tree_util.tree_map(lambda v, k=k: v[k] if v.ndim and v.shape[0] == len(idx) else v, rng_traj)
         )
         assert one.eta_enc.shape == ()
         for field in ("eta_enc", "eta_dec", "tau", "fit_loss", "r2_w"):

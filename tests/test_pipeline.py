@@ -26,7 +26,7 @@ def test_train_and_fit_silences_only_fit_warnings():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = rj.train_and_fit(DATA.x, DATA.targets, SPEC, cfg, gains=1.0, seeds=0, lrs=1e6)  # diverges
-        warnings.warn("another warning", RuntimeWarning)
+        warnings.warn("another warning", RuntimeWarning, stacklevel=1)
     assert bool(out.result.diverged[0]) and not bool(out.fit.success[0, 0])
     assert [w.category for w in caught] == [RuntimeWarning]
 

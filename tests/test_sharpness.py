@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import repalign_jax as rj
+from repalign_jax._networks import plain_dots  # forward-mode through the layers (an implementation detail)
 
 DATA = rj.two_point(dx2=1.0, dy2=0.5)
 
@@ -20,7 +21,7 @@ def _dense_lambda_max(spec, gain, seed, activation):
         out, _ = rj.apply(spec, unravel(v), jnp.asarray(DATA.x), None, act)
         return 0.5 * jnp.mean((out - DATA.targets) ** 2)
 
-    with rj.plain_dots():
+    with plain_dots():
         hess = jax.hessian(loss)(flat)
     return float(np.linalg.eigvalsh(np.asarray(hess, np.float64))[-1])
 

@@ -122,9 +122,9 @@ def test_a_snapshot_of_another_training_is_refused():
     config = rj.TrainConfig(epochs=300, progress_every=100)
     snaps = []
     rj.train_networks(x, t, SPEC, config, gains=1.0, lrs=0.05, checkpoint=snaps.append, checkpoint_every=0)
-    with pytest.raises(ValueError, match="another training"):
+    with pytest.raises(rj.SnapshotMismatch, match="another training"):
         rj.train_networks(x, t, SPEC, config, gains=1.0, lrs=0.04, resume=snaps[0])
-    with pytest.raises(ValueError, match="another training"):
+    with pytest.raises(rj.SnapshotMismatch, match="another training"):
         rj.train_networks(
             x, t, SPEC, rj.TrainConfig(epochs=400, progress_every=100), gains=1.0, lrs=0.05, resume=snaps[0]
         )

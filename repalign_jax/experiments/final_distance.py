@@ -207,8 +207,8 @@ def train_resumably(ctx: Context, train: Callable[..., rj.TrainResult], path: pa
 
     try:
         return train(checkpoint=save, checkpoint_every=GRID_SNAPSHOT_EVERY, resume=snap)
-    except ValueError as e:
-        if snap is None or "another training" not in str(e):
+    except rj.SnapshotMismatch as e:
+        if snap is None:
             raise
         ctx.say(f"  {path.name}: {e}; training the grid from the start")
         return train(checkpoint=save, checkpoint_every=GRID_SNAPSHOT_EVERY)

@@ -52,7 +52,7 @@ FORMATS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _measure(spec: rj.NetworkSpec):
     """Jitted `(gain, seeds) -> (h0, y0)` for one architecture (compiled once per chunk shape)."""
     data = rj.two_point(dx2=DX2, dy2=DY2)

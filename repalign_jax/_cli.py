@@ -8,6 +8,8 @@ import datetime
 import json
 import math
 import pathlib
+import signal
+import sys
 
 import numpy as np
 
@@ -71,6 +73,33 @@ def parse_range(text: str, name: str, *, integer: bool = False, default_step: fl
 def sigterm_to_interrupt(signum, frame):
     """A SIGTERM handler: stop as Ctrl-C does (finished work is kept)."""
     raise KeyboardInterrupt
+
+
+class Interruptible:
+    """`with Interruptible() as run:` a block that Ctrl-C or SIGTERM stops; afterwards
+    `run.interrupted` says whether it was, and `run.resume_hint(tool, saved, out)` prints the
+    one-line message of every command-line tool and returns its exit code, 130. Whatever the
+    block saved stays saved; SIGTERM's handler is restored on the way out."""
+
+    interrupted = False
+
+    def __enter__(self) -> Interruptible:
+        self._old = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
+        return self
+
+    def __exit__(self, kind, value, tb) -> bool:
+        signal.signal(signal.SIGTERM, self._old)
+        self.interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
+        return self.interrupted
+
+    @staticmethod
+    def resume_hint(tool: str, saved: str, out, where=None) -> int:
+        print(
+            f"{tool}: interrupted; {saved} are saved in {where or out}; "
+            f"continue with: python -m repalign_jax.{tool} ... --out {out} --resume",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def describe_machine() -> str:

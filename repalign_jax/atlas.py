@@ -58,7 +58,6 @@ import datetime
 import json
 import os
 import pathlib
-import signal
 import sys
 import time
 
@@ -66,13 +65,13 @@ import numpy as np
 
 from ._cli import (
     ArgParser,
+    Interruptible,
     UsageError,
     add_compile_cache_flag,
     check_same,
     describe_machine,
     out_folder,
     parse_range,
-    sigterm_to_interrupt,
 )
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
@@ -320,8 +319,7 @@ def main(argv=None) -> int:
     )
     devices = jax.local_devices()
     t0 = time.perf_counter()
-    old_handler = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
-    try:
+    with Interruptible() as run:
         for k, cell in enumerate(mine):
             path = cell_dir / f"{cell_name(cell)}.npz"
             if path.exists():
@@ -336,15 +334,8 @@ def main(argv=None) -> int:
                 f"converged {int(arrays['converged'].sum())}/{len(q)}, diverged {int(arrays['diverged'].sum())}, "
                 f"min(R^2 h, y) >= 0.95: {int(np.sum(np.nan_to_num(q, nan=-np.inf) >= 0.95))}/{len(q)}"
             )
-    except KeyboardInterrupt:
-        print(
-            f"atlas: interrupted; finished shapes are saved in {cell_dir}; continue with: "
-            f"python -m repalign_jax.atlas ... --out {out} --resume",
-            file=sys.stderr,
-        )
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, old_handler)
+    if run.interrupted:
+        return run.resume_hint("atlas", "finished shapes", out, where=cell_dir)
     if size > 1:
         multihost_utils.sync_global_devices("atlas: cells done")
         if rank != 0:

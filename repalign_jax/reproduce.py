@@ -53,7 +53,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ._cli import ArgParser, UsageError, add_compile_cache_flag, describe_machine
+from ._cli import ArgParser, Interruptible, UsageError, add_compile_cache_flag, describe_machine
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
 from .claims import EXPERIMENTS
@@ -271,9 +271,9 @@ def main(argv=None) -> int:
             f"== {name} ({args.settings} settings{', quick' if args.quick else ''}"
             f"{', overrides ' + str(overrides) if overrides else ''}; {jax.default_backend()}) =="
         )
-        try:
+        with Interruptible() as run:  # Ctrl-C or SIGTERM
             numbers = run_experiment(name, ctx)
-        except KeyboardInterrupt:
+        if run.interrupted:
             more = "; continue it with the same command and --resume" if name == "final_distance" else ""
             print(f"reproduce: interrupted during {name}; finished experiments are in {root}{more}", file=sys.stderr)
             return 130

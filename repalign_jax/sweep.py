@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import datetime
 import pathlib
-import signal
 import sys
 import time
 
@@ -37,12 +36,12 @@ import numpy as np
 
 from ._cli import (
     ArgParser,
+    Interruptible,
     UsageError,
     add_compile_cache_flag,
     check_same,
     out_folder,
     parse_range,
-    sigterm_to_interrupt,
 )
 from ._compile_cache import enable_compile_cache
 from ._paper import paper_lr
@@ -241,10 +240,9 @@ def main(argv=None) -> int:
     if done:
         say(f"resuming: {len(done)} of {n_chunks} chunk(s) already done")
     progress = None if args.quiet else Progress(cfg.epochs, n_chunks - len(done), label="sweep")
-    old_handler = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
     t0 = time.perf_counter()
     new = 0
-    try:
+    with Interruptible() as run:
         for c in range(n_chunks):
             if c in done:
                 continue
@@ -254,20 +252,10 @@ def main(argv=None) -> int:
             arrays = train_and_fit_chunk(cfg, gains[idx], seeds[idx], lrs[idx], progress or False)
             store.save(c, {k: np.asarray(v)[:real] for k, v in arrays.items()})
             new += 1
-    except KeyboardInterrupt:
-        if progress is not None:
-            progress.close()
-        saved = len(store.done() & set(range(n_chunks)))
-        print(
-            f"sweep: interrupted; {saved} of {n_chunks} chunk(s) are saved in {out}; "
-            f"continue with: python -m repalign_jax.sweep ... --out {out} --resume",
-            file=sys.stderr,
-        )
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, old_handler)
     if progress is not None:
         progress.close()
+    if run.interrupted:
+        return run.resume_hint("sweep", f"{len(store.done() & set(range(n_chunks)))} of {n_chunks} chunk(s)", out)
 
     arrays = store.load_all(range(n_chunks))
     table = write_outputs(out, arrays, cfg, plots=not args.no_plots)

@@ -80,7 +80,7 @@ segment = _train._segment_jit
 def spy(carry, *a, **k):
     sizes.append(int(carry.alive.shape[0]))
     return segment(carry, *a, **k)
-_train._segment_jit = spy
+_train.driver._segment_jit = spy
 lrs = np.array([0.08, 0.05, 0.03, 0.02, 0.012, 0.008, 0.006])
 tasks = [rj.two_point(dx2=d, dy2=0.5) for d in (1.0, 0.5, 1.0, 0.5, 1.0, 0.5, 1.0)]
 x, t = np.stack([d.x for d in tasks]), np.stack([d.targets for d in tasks])

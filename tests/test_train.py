@@ -125,7 +125,7 @@ def test_compaction_drops_stopped_runs_and_keeps_every_record(monkeypatch, x64):
         res = rj.train_networks(x, t, SMALL, config, gains=1.0, seeds=np.arange(7), lrs=lrs, compact=compact)
         return res, list(sizes)
 
-    monkeypatch.setattr(_train, "_segment_jit", spy)
+    monkeypatch.setattr(_train.driver, "_segment_jit", spy)
     kept, kept_sizes = run(False)
     dropped, dropped_sizes = run(None)  # the default: on a CPU, compact
     assert set(kept_sizes) == {7}
@@ -191,7 +191,7 @@ def test_progress_reports_computed_epochs_not_queued_ones(monkeypatch):
         done = [end for end, loss in queued if loss.is_ready()]
         assert epoch in done, (epoch, done)  # the segment ending at `epoch` has been computed
 
-    monkeypatch.setattr(_train, "_segment_jit", spy)
+    monkeypatch.setattr(_train.driver, "_segment_jit", spy)
     seen = []
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=256, depth=6)  # segments slow enough to be queued
     config = rj.TrainConfig(epochs=600, progress_every=200)

@@ -1,5 +1,7 @@
 """The claims registry: every quote is the paper's, every claim has a test, `reproduce claims` prints it."""
 
+import hashlib
+import json
 import pathlib
 import re
 
@@ -16,11 +18,30 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+#: sha256 of every quote as it was checked against the paper's text (rewrite it only with the text
+#: at hand: `test_every_quote_occurs_in_the_paper` then checks the file too).
+CHECKED = pathlib.Path(__file__).resolve().parent / "data" / "quotes_checked.json"
+
+
+def _digest(quote: str) -> str:
+    return hashlib.sha256(_norm(quote).encode()).hexdigest()
+
+
 @pytest.mark.skipif(not PAPER.is_file(), reason="the paper's text (shared/seeds) is not beside this checkout")
 def test_every_quote_occurs_in_the_paper():
     paper = _norm(PAPER.read_text())
     missing = [c.key for c in C.CLAIMS if _norm(c.quote) not in paper]
     assert not missing, missing
+    checked = json.loads(CHECKED.read_text())
+    assert checked == {c.key: _digest(c.quote) for c in C.CLAIMS}, "rewrite tests/data/quotes_checked.json"
+
+
+def test_every_quote_is_one_checked_against_the_paper():
+    """Where the paper's text is not beside the checkout (CI): each quote is the one whose
+    occurrence in the paper was checked, by its digest."""
+    checked = json.loads(CHECKED.read_text())
+    changed = [c.key for c in C.CLAIMS if checked.get(c.key) != _digest(c.quote)]
+    assert not changed, f"quotes not checked against the paper: {changed}"
 
 
 def test_a_changed_quote_is_caught():

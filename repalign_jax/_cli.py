@@ -7,10 +7,13 @@ import argparse
 import datetime
 import json
 import math
+import os
 import pathlib
+import platform
 import signal
 import sys
 
+import jax
 import numpy as np
 
 
@@ -104,11 +107,6 @@ class Interruptible:
 
 def describe_machine() -> str:
     """The machine results are recorded with: host, CPU cores, jax version, backend and device kinds."""
-    import os
-    import platform
-
-    import jax
-
     kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
     return f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores; jax {jax.__version__} on {jax.default_backend()} ({kinds})"
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import pathlib
 
+import jax
+
 
 def default_cache_dir() -> pathlib.Path:
     """`$REPALIGN_JAX_CACHE`, else `$XDG_CACHE_HOME/repalign_jax/jax`, else `~/.cache/repalign_jax/jax`."""
@@ -30,8 +32,6 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> pathlib.Path 
     without a cache; nothing else changes). A folder already set by the user
     (`JAX_COMPILATION_CACHE_DIR`, `jax.config`) is kept.
     """
-    import jax
-
     current = getattr(jax.config, "jax_compilation_cache_dir", None)
     folder = pathlib.Path(current) if current else pathlib.Path(path) if path is not None else default_cache_dir()
     try:

@@ -327,7 +327,7 @@ def load_mnist(directory: str | os.PathLike, split: str = "train") -> tuple[np.n
 
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # noqa: PLC0415 (optional dependency)
     except ImportError as e:
         raise ImportError(
             "digits() without mnist_dir uses scikit-learn's bundled 8x8 digits; "

@@ -36,6 +36,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array
 
@@ -106,8 +107,6 @@ def activation_index(name: str) -> int:
 def activation_indices(activations, spec: NetworkSpec):
     """Per-run activation names (a name, or an array of them; `None`: `spec.activation`) as
     `int32` indices into `ACTIVATION_NAMES`. Raises `ValueError` naming unknown ones."""
-    import numpy as np
-
     if activations is None:
         if spec.activation not in ACTIVATIONS:
             raise ValueError("a NetworkSpec with activation='per_run' needs activations=")
@@ -446,7 +445,6 @@ def params_from_torch(spec: NetworkSpec, state_dict) -> nnx.State:
     `jax_enable_x64`. Stack several with `jax.tree.map(lambda *v: np.stack(v), *states)`
     for `train_networks(initial_params=...)`.
     """
-    import numpy as np
 
     def as_array(v):  # a copy: JAX may alias a NumPy buffer that PyTorch goes on updating in place
         v = v.detach().cpu().numpy() if hasattr(v, "detach") else v

@@ -16,6 +16,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import numpy as np
+
+from ._networks import NetworkSpec
+
 PROFILES = ("code", "paper")
 
 
@@ -39,8 +43,6 @@ class Row:
 
     def spec(self, d_in: int = 1, d_out: int = 1):
         """This network as a `NetworkSpec` (`d_in` inputs, `d_out` outputs; 1 and 1 on the two-point task)."""
-        from ._networks import NetworkSpec
-
         return NetworkSpec(
             d_in=d_in,
             d_out=d_out,
@@ -243,8 +245,6 @@ def paper_lr(gain: float) -> float:
     """The learning rate of the default network at `gain`: the gain series of Figure 3
     (`settings("gains")`, the same in both profiles), log-linear in the gain between its
     entries and extrapolated with the slope of the nearest end segment."""
-    import numpy as np
-
     st = settings("gains")
     g = np.asarray(st["gains"], float)
     lg = np.log(np.asarray(st["lrs"], float))

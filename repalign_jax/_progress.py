@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
+
 
 class Progress:
     """A progress bar over `epochs * chunks` steps of `unit`.
@@ -21,7 +23,7 @@ class Progress:
     """
 
     def __init__(self, epochs: int, chunks: int = 1, stream=None, label: str = "train", unit: str = "epoch"):
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # noqa: PLC0415 (slow to import; only where a bar is shown)
 
         self.epochs, self.chunks, self.label = epochs, chunks, label
         self.chunk = 0
@@ -60,7 +62,5 @@ def report_computed(report: Callable[[int], None], value, done: int):
     not done, and a bar would reach its end long before the work does. Loops call this for
     a piece only after queueing the next one, so the device never idles.
     """
-    import jax
-
     jax.block_until_ready(value)
     report(done)

@@ -61,8 +61,11 @@ import pathlib
 import sys
 import time
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
+from . import ACTIVATION_NAMES, __version__
 from ._cli import (
     ArgParser,
     Interruptible,
@@ -75,7 +78,9 @@ from ._cli import (
 )
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
-from .atlasmap import RESULT_KEYS, AtlasConfig, cell_name
+from ._sharpness import AUTO_LR_C
+from .atlasmap import COLUMNS, RESULT_KEYS, AtlasConfig, atlas_markdown, cell_name, rows_of, run_cell, write_figures
+from .results import atomic_save_npz, atomic_write_json, atomic_write_text, load_npz, write_csv
 
 DEFAULTS = dict(
     widths="16,64,256",
@@ -137,9 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_config(args) -> AtlasConfig:
-    from . import ACTIVATION_NAMES  # the public names, in their traced order
-    from ._sharpness import AUTO_LR_C
-
     base = QUICK if args.quick else DEFAULTS
 
     def pick(name):
@@ -236,11 +238,6 @@ def prepare_out(args, cfg: AtlasConfig) -> pathlib.Path:
 
 def start_out(out: pathlib.Path, cfg: AtlasConfig) -> None:
     """Create `out` and write its config.json unless it has one (`--resume`); process 0 only."""
-    import jax
-
-    from . import __version__
-    from .results import atomic_write_json
-
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.json").exists():
         meta = dataclasses.asdict(cfg) | {
@@ -264,7 +261,6 @@ def init_distributed(args) -> tuple[int, int]:
             raise UsageError(f"--process-id must be in 0..{args.num_processes - 1}")
         if args.num_processes == 1:
             return 0, 1
-        import jax
 
         jax.distributed.initialize(
             coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
@@ -272,8 +268,6 @@ def init_distributed(args) -> tuple[int, int]:
         return jax.process_index(), jax.process_count()
     cluster = int(os.environ.get("SLURM_NTASKS", "1")) > 1 or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
     if cluster:
-        import jax
-
         jax.distributed.initialize()  # auto-detects SLURM and Open MPI
         return jax.process_index(), jax.process_count()
     return 0, 1
@@ -293,12 +287,6 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"atlas: error: {e}", file=sys.stderr)
         return 2
-
-    import jax
-    from jax.experimental import multihost_utils
-
-    from .atlasmap import COLUMNS, atlas_markdown, rows_of, run_cell, write_figures
-    from .results import atomic_save_npz, atomic_write_json, atomic_write_text, load_npz, write_csv
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     if size > 1:

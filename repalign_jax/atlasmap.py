@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import warnings
 
 import numpy as np
 
+import repalign_jax as rj
+
 from .gainsweep import plateau_epochs
+from .plots import pyplot
 from .results import markdown_table, mean_or_nan
 
 #: `fit_from="auto"` starts the second fit this many fitted `tau` after the start.
@@ -143,8 +147,6 @@ def cell_runs(cfg: AtlasConfig):
 
 def run_cell(cfg: AtlasConfig, cell, *, progress=False, devices=None) -> dict[str, np.ndarray]:
     """Train every run of one cell as one batch, fit the theory to each: one array per column."""
-    import repalign_jax as rj
-
     arch, width, depth = cell
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=width, depth=depth, arch=arch)
     data = rj.two_point(dx2=cfg.dx2, dy2=cfg.dy2)
@@ -217,8 +219,6 @@ def fit_starts(cfg: AtlasConfig, tau) -> np.ndarray:
 
 def _fit_from(traj, starts, length):
     """Fit every run from its own start epoch over a window of `length` epochs (batched times)."""
-    import repalign_jax as rj
-
     idx = starts[:, None] + np.arange(length)[None, :]  # (R, K)
 
     def cut(v):
@@ -235,7 +235,6 @@ def _fit_from(traj, starts, length):
         traj.dy2,
         loss=None if traj.loss is None else cut(traj.loss),
     )
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rj.FitWarning)
@@ -243,8 +242,6 @@ def _fit_from(traj, starts, length):
 
 
 def _fit_columns(fit, cfg: AtlasConfig, suffix: str) -> dict[str, np.ndarray]:
-    import repalign_jax as rj
-
     def col(name):
         return np.asarray(getattr(fit, name), np.float64)[:, 0]
 
@@ -326,8 +323,6 @@ def _heat(ax, grid, xlabels, ylabels, vmin, vmax, cmap, fmt="{:.2f}"):
 
 def write_figures(out: pathlib.Path, arrays, cfg: AtlasConfig) -> list[str]:
     """The atlas's PNG heatmaps and rate plots; returns the file names."""
-    from .plots import pyplot
-
     plt = pyplot()
     written = []
     quality = {"fit": fit_quality(arrays)}

@@ -11,9 +11,14 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import jax
 import numpy as np
 
-from .results import mean_or_nan
+import repalign_jax as rj
+
+from . import NetworkSpec, TrainConfig
+from . import plots as figures
+from .results import atomic_save_npz, atomic_write_text, markdown_table, mean_or_nan, write_csv
 
 SUMMARY_COLUMNS = (
     "gain",
@@ -81,13 +86,9 @@ class SweepConfig:
 
     def runs(self):
         """`(gain, seed, lr)` arrays of all runs, gain-major."""
-        import repalign_jax as rj
-
         return rj.run_grid(self.gains, self.lrs, self.seeds)
 
     def spec(self):
-        from . import NetworkSpec
-
         arch = "mlp" if self.arch == "dropout" else self.arch
         return NetworkSpec(
             d_in=1,
@@ -100,8 +101,6 @@ class SweepConfig:
         )
 
     def train_config(self):
-        from . import TrainConfig
-
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, track_layer=self.hidden_layer)
 
 
@@ -112,8 +111,6 @@ class SweepConfig:
 
 def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[str, np.ndarray]:
     """Train one chunk of runs and fit the theory to each: arrays with a leading run axis."""
-    import repalign_jax as rj
-
     data = rj.two_point(dx2=cfg.dx2, dy2=cfg.dy2)
     res, _, fit = rj.train_and_fit(
         data.x,
@@ -203,15 +200,11 @@ def theory_curves(arrays, cfg: SweepConfig):
     Solved in float64: the loss is `dy2 - y + 2 w` near convergence, a difference of
     nearly equal numbers that float32 solver noise would dominate.
     """
-    import jax
-
     with jax.enable_x64(True):
         return _theory_curves64(arrays, cfg)
 
 
 def _theory_curves64(arrays, cfg: SweepConfig):
-    import repalign_jax as rj
-
     arrays = {k: np.asarray(v, np.float64) if np.asarray(v).dtype.kind == "f" else v for k, v in arrays.items()}
 
     ts = np.arange(arrays["h"].shape[1], dtype=float)
@@ -233,8 +226,6 @@ def _theory_curves64(arrays, cfg: SweepConfig):
 
 
 def summary_rows(arrays, cfg: SweepConfig) -> list[dict]:
-    import repalign_jax as rj
-
     plateau = plateau_epochs(arrays["y"], arrays["w"], cfg.dy2)
     shape = loss_shape(arrays["y"], arrays["w"], cfg.dy2)
     h_inf = np.asarray(
@@ -330,9 +321,6 @@ TABLE_FORMATS = {
 
 
 def write_outputs(out: pathlib.Path, arrays, cfg: SweepConfig, plots: bool) -> list[dict]:
-    from . import plots as figures
-    from .results import atomic_save_npz, atomic_write_text, markdown_table, write_csv
-
     rows = summary_rows(arrays, cfg)
     write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
     h_th, y_th, w_th, loss_th = theory_curves(arrays, cfg)

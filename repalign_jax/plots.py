@@ -14,10 +14,10 @@ import numpy as np
 
 def pyplot():
     """`matplotlib.pyplot` on the non-interactive Agg backend (files, no windows)."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (slow to import; only where figures are drawn)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (slow to import; only where figures are drawn)
 
     return plt
 

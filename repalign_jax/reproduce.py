@@ -53,10 +53,15 @@ import sys
 import time
 from collections.abc import Sequence
 
+import jax
+
 from ._cli import ArgParser, Interruptible, UsageError, add_compile_cache_flag, describe_machine
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
-from .claims import EXPERIMENTS
+from .claims import EXPERIMENTS, format_registry
+from .experiments._common import Context, table1_rows
+from .reproduction_report import write_report
+from .verdicts import Verdict, evaluate
 
 #: Experiments whose `settings(ctx)` applies `--set` overrides (checked before anything runs).
 OVERRIDABLE = ("final_distance",)
@@ -140,8 +145,6 @@ def report(
     verdict re-evaluated from the saved results; `machine` goes into the header (default: the
     machines the results name); figure links are relative to the folder `relative_to` (default:
     the current one); `appendices` (Markdown texts) follow the experiments."""
-    from .reproduction_report import write_report
-
     roots = [pathlib.Path(roots)] if isinstance(roots, (str, pathlib.Path)) else [pathlib.Path(r) for r in roots]
     labelled = [(_label(r), r) for r in roots]
     header = f"Machine: {machine}." if machine else ""
@@ -163,8 +166,6 @@ def _label(root: pathlib.Path) -> str:
 
 
 def _print_verdicts(name: str, numbers: dict, say) -> None:
-    from .verdicts import Verdict, evaluate
-
     for e in evaluate(name, numbers):
         mark = "yes" if e.verdict is Verdict.REPRODUCED else e.verdict.label
         who = f" [{e.network}]" if e.network else ""
@@ -175,8 +176,6 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.name == "claims":
-            from .claims import format_registry
-
             print(format_registry(), end="")
             return 0
         if args.name == "report":  # reads JSON only: no JAX set-up
@@ -228,10 +227,6 @@ def main(argv=None) -> int:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
 
-    import jax
-
-    from .experiments._common import Context
-
     root = pathlib.Path(args.out)
     cache: dict = {}
     machine = describe_machine()
@@ -261,8 +256,6 @@ def main(argv=None) -> int:
             if name == "final_distance":
                 module.chosen_rows(ctx)
             if name == "universality":
-                from .experiments._common import table1_rows
-
                 table1_rows(ctx, default="all")
         except ValueError as e:
             print(f"reproduce: error: {e}", file=sys.stderr)
@@ -279,7 +272,6 @@ def main(argv=None) -> int:
             return 130
         _print_verdicts(name, numbers, say)
         say(f"  wrote {out} ({numbers['wall_seconds']:.0f} s)")
-        from .verdicts import Verdict, evaluate
 
         if any(e.verdict in (Verdict.NETWORK_DIFFERS, Verdict.RUN_FAILED) for e in evaluate(name, numbers)):
             failed.append(name)

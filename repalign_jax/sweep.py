@@ -32,8 +32,11 @@ import pathlib
 import sys
 import time
 
+import jax
 import numpy as np
 
+from . import ACTIVATION_NAMES, __version__
+from ._chunks import plan_chunks
 from ._cli import (
     ArgParser,
     Interruptible,
@@ -45,7 +48,9 @@ from ._cli import (
 )
 from ._compile_cache import enable_compile_cache
 from ._paper import paper_lr
-from ._sharding import use_host_cores
+from ._progress import Progress
+from ._sharding import run_mesh, use_host_cores
+from ._train import fitting_runs
 from .gainsweep import (  # noqa: F401 - the sweep's pieces, importable from here as before
     RESULT_KEYS,
     SUMMARY_COLUMNS,
@@ -58,6 +63,7 @@ from .gainsweep import (  # noqa: F401 - the sweep's pieces, importable from her
     train_and_fit_chunk,
     write_outputs,
 )
+from .results import ChunkStore, atomic_write_json, markdown_table
 
 #: The paper's learning rates per gain (docs/experiments.md, Table 1 and the authors' code).
 
@@ -118,8 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_config(args) -> SweepConfig:
-    from . import ACTIVATION_NAMES  # the public names, in their traced order
-
     gains = parse_gains(args.gains)
     seeds = parse_seeds(args.seeds)
     for name in ("epochs", "width", "depth"):
@@ -165,9 +169,6 @@ def make_config(args) -> SweepConfig:
     if args.chunk_size is not None:
         cfg.chunk_size = min(args.chunk_size, n_runs)
     else:
-        from ._sharding import run_mesh
-        from ._train import fitting_runs
-
         cfg.chunk_size = int(min(n_runs, fitting_runs(spec, cfg.train_config(), 2, 1, run_mesh())))
     return cfg
 
@@ -178,8 +179,6 @@ def _signature(d: dict) -> dict:
 
 def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
     """Check `--out` against `--resume`; nothing is overwritten without it."""
-    from .results import atomic_write_json
-
     out, old = out_folder(args.out, args.resume, "sweep")
     cfg_path = out / "config.json"
     if old is not None:
@@ -187,9 +186,6 @@ def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
             cfg.chunk_size = old.get("chunk_size", cfg.chunk_size)
         check_same(out, "sweep", _signature(old), _signature(dataclasses.asdict(cfg)))
     out.mkdir(parents=True, exist_ok=True)
-    import jax
-
-    from . import __version__
 
     meta = dataclasses.asdict(cfg) | {
         "package_version": __version__,
@@ -220,10 +216,6 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         return 2
-
-    from ._chunks import plan_chunks
-    from ._progress import Progress
-    from .results import ChunkStore
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     gains, seeds, lrs = cfg.runs()
@@ -259,7 +251,6 @@ def main(argv=None) -> int:
 
     arrays = store.load_all(range(n_chunks))
     table = write_outputs(out, arrays, cfg, plots=not args.no_plots)
-    from .results import markdown_table
 
     say(f"trained and fitted in {time.perf_counter() - t0:.1f} s")
     say(

@@ -7,6 +7,7 @@ import json
 import pathlib
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
 
 import repalign_jax as rj
@@ -184,8 +185,6 @@ def train_two_point(
 
 def _runs(tree, sl, n):
     """The runs `sl` of a pytree whose array leaves all lead with the run axis of length `n`."""
-    import jax
-
     return jax.tree_util.tree_map(lambda v: v[sl] if np.ndim(v) and np.shape(v)[0] == n else v, tree)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.plots import plot_predicted_vs_measured
 
 from ._common import DEFAULT, EPOCHS, Context, default_rates, mean_or_nan, quick_row, train_two_point
 
@@ -64,7 +65,6 @@ def run(ctx: Context) -> dict:
             {"lr": ".2g", "eta_enc": ".3e", "eta_dec": ".3e", "r2_h": ".4f", "r2_y": ".4f", "r2_w": ".4f"},
         )
     )
-    from repalign_jax.plots import plot_predicted_vs_measured
 
     plot_predicted_vs_measured(ctx.out / "adam_final_h.png", pred, meas, title="Adam: final h, measured vs h_inf")
 

@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from repalign_jax.plots import pyplot
 from repalign_jax.verdicts import spearman
 
 from ._common import DEFAULT, Context, mean_or_nan, quick_row, train_two_point
@@ -56,8 +57,6 @@ def run(ctx: Context) -> dict:
     peak = int(np.nanargmax(np.where(finite, ed, -np.inf))) if finite.any() else 0
     rho_after = spearman(layers[peak:], ed[peak:]) if row.depth - peak >= 3 else float("nan")
     rho_before = spearman(layers[: peak + 1], ed[: peak + 1]) if peak >= 2 else float("nan")
-
-    from repalign_jax.plots import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -40,6 +40,7 @@ import math
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.plots import plot_hyw, pyplot
 
 from ._common import Context, mean_or_nan
 
@@ -102,8 +103,6 @@ def prediction(st: dict, data, n: int, idx, sub) -> np.ndarray:
 
 
 def plot_pair(path, traj, fit, pair_labels) -> None:
-    from repalign_jax.plots import plot_hyw
-
     rates = rj.EffectiveRates(fit.eta_enc[0, 0], fit.eta_dec[0, 0])
     theory = rj.solve_effective(
         fit.h0[0, 0], fit.y0[0, 0], fit.w0[0, 0], dx2=traj.dx2[0], dy2=traj.dy2[0], rates=rates, ts=traj.ts
@@ -121,8 +120,6 @@ def plot_pair(path, traj, fit, pair_labels) -> None:
 
 
 def plot_structure(path, measured, predicted, labels, corr, corr_off) -> None:
-    from repalign_jax.plots import pyplot
-
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     edges = np.flatnonzero(np.diff(labels)) + 0.5

@@ -36,6 +36,7 @@ import dataclasses
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.plots import pyplot
 
 from ._common import Context, mean_or_nan
 
@@ -104,8 +105,6 @@ _mean = mean_or_nan
 
 
 def plot(path, sets, coords, meta) -> None:
-    from repalign_jax.plots import pyplot
-
     plt = pyplot()
     colourings = (
         ("context", meta["context"], "coolwarm"),

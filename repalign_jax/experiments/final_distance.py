@@ -57,6 +57,7 @@ from collections.abc import Callable
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.plots import colours, plot_predicted_vs_measured, pyplot
 from repalign_jax.results import atomic_save_npz, load_npz
 from repalign_jax.verdicts import dx_exponent, line_stats
 
@@ -216,8 +217,6 @@ def train_resumably(ctx: Context, train: Callable[..., rj.TrainResult], path: pa
 
 def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
     """Measured (points) and predicted (lines: mean over seeds) final h against ||dy||, one colour per ||dx||."""
-    from repalign_jax.plots import colours, pyplot
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     for c, dx in zip(colours(len(dxs)), dxs):
@@ -364,8 +363,6 @@ def run_network(ctx: Context, row, s: dict, stem: str, key: dict | None = None) 
                 }
             )
     ctx.say(ctx.write_table(stem, table, COLUMNS, FORMATS))
-
-    from repalign_jax.plots import plot_predicted_vs_measured
 
     plot_predicted_vs_measured(
         ctx.out / f"{stem}.png",

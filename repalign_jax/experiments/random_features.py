@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.plots import pyplot
 
 from ._common import DEFAULT, Context, default_rates, quick_row, rates_json
 
@@ -89,8 +90,6 @@ def initial_hy(spec: rj.NetworkSpec, gain: float, seeds, chunk: int):
 
 
 def plot_distributions(path, gains, h_inf, a_low) -> None:
-    from repalign_jax.plots import pyplot
-
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, log in zip(axes, (False, True)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.plots import pyplot
 
 from ._common import Context, mean_or_nan, table1_rows, train_two_point
 
@@ -83,8 +84,6 @@ def summarise(run) -> dict:
 
 
 def plot_grid(path, runs) -> None:
-    from repalign_jax.plots import pyplot
-
     plt = pyplot()
     n = len(runs)
     cols = 5

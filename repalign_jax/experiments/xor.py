@@ -31,6 +31,7 @@ import dataclasses
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax.plots import pyplot
 
 from ._common import Context, default_rates, mean_or_nan, rates_json
 
@@ -142,8 +143,6 @@ def summarise(net: Net, meas, pred, final_loss, diverged, init) -> dict:
 
 
 def plot(path, nets, mats) -> None:
-    from repalign_jax.plots import pyplot
-
     plt = pyplot()
     fig, axes = plt.subplots(2, len(nets), figsize=(3.3 * len(nets), 6.2), squeeze=False)
     for c, (net, (meas, pred)) in enumerate(zip(nets, mats)):

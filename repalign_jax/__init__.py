@@ -8,6 +8,8 @@ representational structure.
 
 from importlib import metadata as _metadata
 
+from ._chunks import Chunk as Chunk
+from ._chunks import plan_chunks as plan_chunks
 from ._compile_cache import enable_compile_cache as enable_compile_cache
 from ._data import Dataset as Dataset
 from ._data import digits as digits
@@ -40,7 +42,16 @@ from ._paper import table1 as table1
 from ._pipeline import TrainedAndFitted as TrainedAndFitted
 from ._pipeline import run_grid as run_grid
 from ._pipeline import train_and_fit as train_and_fit
+from ._progress import Progress as Progress
 from ._rates import EffectiveRates as EffectiveRates
+from ._rungrid import GridMismatch as GridMismatch
+from ._rungrid import Group as Group
+from ._rungrid import GroupDone as GroupDone
+from ._rungrid import RunStore as RunStore
+from ._rungrid import run_columns as run_columns
+from ._rungrid import run_groups as run_groups
+from ._rungrid import runs_in_memory as runs_in_memory
+from ._rungrid import todo as todo
 from ._sharding import use_host_cores as use_host_cores
 from ._sharpness import AUTO_LR_C as AUTO_LR_C
 from ._sharpness import auto_lr as auto_lr
@@ -82,6 +93,17 @@ from .verdicts import evaluate_claim as evaluate_claim
 
 #: The public API: everything above, nothing else (`from repalign_jax import *`).
 __all__ = [
+    "Chunk",
+    "plan_chunks",
+    "Progress",
+    "GridMismatch",
+    "Group",
+    "GroupDone",
+    "RunStore",
+    "run_columns",
+    "run_groups",
+    "runs_in_memory",
+    "todo",
     "ACTIVATIONS",
     "ACTIVATION_NAMES",
     "AUTO_LR_C",

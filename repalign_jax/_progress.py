@@ -14,19 +14,27 @@ import jax
 
 
 class Progress:
-    """A progress bar over `epochs * chunks` steps of `unit`.
+    """A progress meter: a bar over `epochs * chunks` steps of `unit`.
 
-    Call it with the steps reached in the current chunk (`chunk` is settable; for
-    work without chunks, the steps done so far). The rate, hence the ETA, is a moving
-    average of recent reports, so the compilation before the first one does not count.
-    `extend(n)` adds `n` steps to the total (work found on the way, e.g. fits retried).
+    The one object long work reports to (the way diffrax passes a progress meter
+    rather than a flag): `train_networks(progress=meter)`, `run_groups(meter=...)`.
+
+    - `meter(epoch)`: the steps reached in the current chunk (for work without
+      chunks, the steps done so far).
+    - `meter.start_chunk(k)`: the work moves on to chunk `k` (0-based); its
+      steps count after the `k` chunks before it.
+    - `meter.extend(n)`: `n` more steps per chunk (work found on the way, e.g. fits retried).
+    - `meter.close()`.
+
+    The rate, hence the ETA, is a moving average of recent reports, so the
+    compilation before the first one does not count.
     """
 
     def __init__(self, epochs: int, chunks: int = 1, stream=None, label: str = "train", unit: str = "epoch"):
         from tqdm.auto import tqdm  # noqa: PLC0415 (slow to import; only where a bar is shown)
 
         self.epochs, self.chunks, self.label = epochs, chunks, label
-        self.chunk = 0
+        self._chunk = 0
         self._done = 0
         self._bar = tqdm(
             total=epochs * chunks,
@@ -38,13 +46,23 @@ class Progress:
             smoothing=0.3,
         )
 
+    @property
+    def chunk(self) -> int:
+        """The chunk the work is in (set with `start_chunk`)."""
+        return self._chunk
+
+    def start_chunk(self, k: int) -> None:
+        if not 0 <= k < self.chunks:
+            raise ValueError(f"Progress.start_chunk({k}): this meter has chunks 0..{self.chunks - 1}")
+        self._chunk = int(k)
+
     def __call__(self, epoch: int):
-        done = self.chunk * self.epochs + epoch
+        done = self._chunk * self.epochs + epoch
         if done > self._done:
             self._bar.update(done - self._done)
             self._done = done
         if self.chunks > 1:
-            self._bar.set_postfix_str(f"chunk {self.chunk + 1}/{self.chunks}", refresh=False)
+            self._bar.set_postfix_str(f"chunk {self._chunk + 1}/{self.chunks}", refresh=False)
 
     def extend(self, n: int):
         self.epochs += n

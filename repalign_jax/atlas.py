@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import pathlib
 import sys
@@ -65,22 +64,36 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from . import ACTIVATION_NAMES, __version__
+from . import (
+    ACTIVATION_NAMES,
+    AUTO_LR_C,
+    GridMismatch,
+    GroupDone,
+    RunStore,
+    __version__,
+    enable_compile_cache,
+    run_groups,
+    use_host_cores,
+)
 from ._cli import (
     ArgParser,
     Interruptible,
     UsageError,
     add_compile_cache_flag,
-    check_same,
     describe_machine,
     out_folder,
     parse_range,
 )
-from ._compile_cache import enable_compile_cache
-from ._sharding import use_host_cores
-from ._sharpness import AUTO_LR_C
-from .atlasmap import COLUMNS, RESULT_KEYS, AtlasConfig, atlas_markdown, cell_name, rows_of, run_cell, write_figures
-from .results import atomic_save_npz, atomic_write_json, atomic_write_text, load_npz, write_csv
+from .atlasmap import (
+    COLUMNS,
+    AtlasConfig,
+    atlas_groups,
+    atlas_markdown,
+    cell_name,
+    rows_of,
+    write_figures,
+)
+from .results import atomic_write_json, atomic_write_text, write_csv
 
 DEFAULTS = dict(
     widths="16,64,256",
@@ -217,10 +230,6 @@ def make_config(args) -> AtlasConfig:
     return cfg
 
 
-def _signature(d: dict) -> dict:
-    return {k: d.get(k) for k in RESULT_KEYS}
-
-
 def prepare_out(args, cfg: AtlasConfig) -> pathlib.Path:
     """Check `--out` against `--resume` (nothing is overwritten without it); returns it.
 
@@ -230,10 +239,19 @@ def prepare_out(args, cfg: AtlasConfig) -> pathlib.Path:
     """
     if args.out is None and args.num_processes not in (None, 1):
         raise UsageError("several processes need an --out folder they all reach")
-    out, old = out_folder(args.out, args.resume, "atlas")
-    if old is not None:
-        check_same(out, "atlas", _signature(old), _signature(json.loads(json.dumps(dataclasses.asdict(cfg)))))
+    out, _ = out_folder(args.out, args.resume, "atlas")
+    open_store(out, cfg, create=False)
     return out
+
+
+def open_store(out: pathlib.Path, cfg: AtlasConfig, create: bool = True) -> RunStore:
+    """The atlas's `RunStore` (`OUT/cells`, one group per network shape); `UsageError` for another atlas's."""
+    try:
+        return RunStore(out / "cells", cfg.signature(), create=create)
+    except GridMismatch as e:
+        raise UsageError(
+            f"--out {out} holds a different atlas (differs in {', '.join(e.keys)}); nothing was overwritten"
+        ) from None
 
 
 def start_out(out: pathlib.Path, cfg: AtlasConfig) -> None:
@@ -293,43 +311,42 @@ def main(argv=None) -> int:
         multihost_utils.sync_global_devices("atlas: out checked")  # every process checked before any writes
     if rank == 0:
         start_out(out, cfg)
+        open_store(out, cfg)  # its signature, before the other processes open it
     if size > 1:
         multihost_utils.sync_global_devices("atlas: out prepared")
         out.mkdir(parents=True, exist_ok=True)
+    store = open_store(out, cfg)
     cells = cfg.cells()
     mine = cells[rank::size]
-    cell_dir = out / "cells"
     runs_per_cell = len(cfg.activations) * len(cfg.gains) * len(cfg.seeds)
     say(
         f"atlas: {len(cells)} network shapes x {runs_per_cell} runs (activations x gains x seeds), "
         f"budget {cfg.epochs} epochs, lr {cfg.lr}; results in {out}"
         + (f"; process {rank} of {size} takes {len(mine)} shapes" if size > 1 else "")
     )
-    devices = jax.local_devices()
+
+    def report(d: GroupDone):
+        head = f"  [{d.index + 1}/{d.total}] {d.group.name}:"
+        if d.reused:
+            say(f"{head} done earlier")
+            return
+        q = np.minimum(d.columns["r2_h"], d.columns["r2_y"])
+        say(
+            f"{head} {d.seconds:.1f} s; converged {int(d.columns['converged'].sum())}/{len(q)}, "
+            f"diverged {int(d.columns['diverged'].sum())}, "
+            f"min(R^2 h, y) >= 0.95: {int(np.sum(np.nan_to_num(q, nan=-np.inf) >= 0.95))}/{len(q)}"
+        )
+
     t0 = time.perf_counter()
     with Interruptible() as run:
-        for k, cell in enumerate(mine):
-            path = cell_dir / f"{cell_name(cell)}.npz"
-            if path.exists():
-                say(f"  [{k + 1}/{len(mine)}] {cell_name(cell)}: done earlier")
-                continue
-            tc = time.perf_counter()
-            arrays = run_cell(cfg, cell, progress=not args.quiet, devices=devices)
-            atomic_save_npz(path, arrays)
-            q = np.minimum(arrays["r2_h"], arrays["r2_y"])
-            say(
-                f"  [{k + 1}/{len(mine)}] {cell_name(cell)}: {time.perf_counter() - tc:.1f} s; "
-                f"converged {int(arrays['converged'].sum())}/{len(q)}, diverged {int(arrays['diverged'].sum())}, "
-                f"min(R^2 h, y) >= 0.95: {int(np.sum(np.nan_to_num(q, nan=-np.inf) >= 0.95))}/{len(q)}"
-            )
+        run_groups(store, atlas_groups(cfg, mine, progress=not args.quiet, devices=jax.local_devices()), report=report)
     if run.interrupted:
-        return run.resume_hint("atlas", "finished shapes", out, where=cell_dir)
+        return run.resume_hint("atlas", "finished shapes", out, where=store.folder)
     if size > 1:
         multihost_utils.sync_global_devices("atlas: cells done")
         if rank != 0:
             return 0
-    parts = [load_npz(cell_dir / f"{cell_name(c)}.npz") for c in cells]
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in COLUMNS}
+    arrays = store.table([cell_name(c) for c in cells], COLUMNS)
     wall = time.perf_counter() - t0
     write_csv(out / "atlas.csv", rows_of(arrays), COLUMNS)
     figures = [] if args.no_plots else write_figures(out, arrays, cfg)

@@ -110,6 +110,10 @@ class AtlasConfig:
     dy2: float
     fit_from: str | int | None
 
+    def signature(self) -> dict:
+        """The settings that change the results (`RESULT_KEYS`): the atlas's `RunStore` signature."""
+        return {k: getattr(self, k) for k in RESULT_KEYS}
+
     def cells(self) -> list[tuple[str, int, int]]:
         """Every network shape `(arch, width, depth)` of the grid, in a fixed order.
 
@@ -131,6 +135,16 @@ class AtlasConfig:
             return None
         cap = self.epochs // 2 if self.fit_from == "auto" else int(self.fit_from)
         return cap, self.epochs + 1 - cap
+
+
+def atlas_groups(cfg: AtlasConfig, cells=None, *, progress: bool = False, devices=None) -> list[rj.Group]:
+    """The atlas's runs as one group per network shape (`cells`, default all), named `cell_name`."""
+    n = len(cfg.activations) * len(cfg.gains) * len(cfg.seeds)
+
+    def compute(cell):
+        return lambda meter: run_cell(cfg, cell, progress=progress, devices=devices)
+
+    return [rj.Group(cell_name(c), compute(c), n) for c in (cfg.cells() if cells is None else cells)]
 
 
 def cell_name(cell) -> str:

@@ -84,6 +84,10 @@ class SweepConfig:
     chunk_size: int
     lr_source: str
 
+    def signature(self) -> dict:
+        """The settings that change the results (`RESULT_KEYS`): the sweep's `RunStore` signature."""
+        return {k: getattr(self, k) for k in RESULT_KEYS}
+
     def runs(self):
         """`(gain, seed, lr)` arrays of all runs, gain-major."""
         return rj.run_grid(self.gains, self.lrs, self.seeds)
@@ -110,7 +114,7 @@ class SweepConfig:
 
 
 def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[str, np.ndarray]:
-    """Train one chunk of runs and fit the theory to each: arrays with a leading run axis."""
+    """Train one chunk of runs and fit the theory to each: `run_columns` plus `gain`, `seed`, `lr`."""
     data = rj.two_point(dx2=cfg.dx2, dy2=cfg.dy2)
     res, _, fit = rj.train_and_fit(
         data.x,
@@ -123,35 +127,25 @@ def train_and_fit_chunk(cfg: SweepConfig, gains, seeds, lrs, progress) -> dict[s
         chunk_size=len(gains),
         progress=progress,
     )  # diverged runs are reported as such (the fit's warnings are silenced)
-    out = {
-        "gain": np.asarray(gains),
-        "seed": np.asarray(seeds),
-        "lr": np.asarray(lrs),
-        "loss": res.loss,
-        "h": res.h[..., 0],
-        "y": res.y[..., 0],
-        "w": res.w[..., 0],
-        "diverged": res.diverged,
-        "diverged_epoch": res.diverged_epoch,
-    }
-    for k in (
-        "eta_enc",
-        "eta_dec",
-        "tau",
-        "m0",
-        "fit_loss",
-        "success",
-        "explains",
-        "r2_h",
-        "r2_y",
-        "r2_w",
-        "r2_loss",
-        "h0",
-        "y0",
-        "w0",
-    ):
-        out["fit_" + k] = np.asarray(getattr(fit, k))[:, 0]
-    return out
+    return {"gain": np.asarray(gains), "seed": np.asarray(seeds), "lr": np.asarray(lrs)} | rj.run_columns(res, fit)
+
+
+def sweep_groups(cfg: SweepConfig) -> list[rj.Group]:
+    """The sweep's runs as `cfg.chunk_size` runs per group (`chunk_00000`, ...): equal shapes, a
+    short last chunk padded rather than recompiled (the padding is dropped before saving)."""
+    gains, seeds, lrs = cfg.runs()
+
+    def group(idx, real):
+        def compute(meter):
+            arrays = train_and_fit_chunk(cfg, gains[idx], seeds[idx], lrs[idx], meter or False)
+            return {k: np.asarray(v)[:real] for k, v in arrays.items()}
+
+        return compute
+
+    return [
+        rj.Group(f"chunk_{c:05d}", group(idx, real), real)
+        for c, (idx, real) in enumerate(rj.plan_chunks(len(gains), cfg.chunk_size))
+    ]
 
 
 def plateau_epochs(y, w, dy2) -> np.ndarray:

@@ -35,22 +35,27 @@ import time
 import jax
 import numpy as np
 
-from . import ACTIVATION_NAMES, __version__
-from ._chunks import plan_chunks
+from . import (
+    ACTIVATION_NAMES,
+    GridMismatch,
+    Progress,
+    RunStore,
+    __version__,
+    enable_compile_cache,
+    paper_lr,
+    run_groups,
+    runs_in_memory,
+    todo,
+    use_host_cores,
+)
 from ._cli import (
     ArgParser,
     Interruptible,
     UsageError,
     add_compile_cache_flag,
-    check_same,
     out_folder,
     parse_range,
 )
-from ._compile_cache import enable_compile_cache
-from ._paper import paper_lr
-from ._progress import Progress
-from ._sharding import run_mesh, use_host_cores
-from ._train import fitting_runs
 from .gainsweep import (  # noqa: F401 - the sweep's pieces, importable from here as before
     RESULT_KEYS,
     SUMMARY_COLUMNS,
@@ -59,11 +64,12 @@ from .gainsweep import (  # noqa: F401 - the sweep's pieces, importable from her
     gain_table,
     plateau_epochs,
     summary_rows,
+    sweep_groups,
     theory_curves,
     train_and_fit_chunk,
     write_outputs,
 )
-from .results import ChunkStore, atomic_write_json, markdown_table
+from .results import atomic_write_json, markdown_table
 
 #: The paper's learning rates per gain (docs/experiments.md, Table 1 and the authors' code).
 
@@ -169,24 +175,23 @@ def make_config(args) -> SweepConfig:
     if args.chunk_size is not None:
         cfg.chunk_size = min(args.chunk_size, n_runs)
     else:
-        cfg.chunk_size = int(min(n_runs, fitting_runs(spec, cfg.train_config(), 2, 1, run_mesh())))
+        cfg.chunk_size = min(n_runs, runs_in_memory(spec, cfg.train_config(), 2, 1))
     return cfg
 
 
-def _signature(d: dict) -> dict:
-    return {k: d.get(k) for k in RESULT_KEYS}
-
-
-def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
-    """Check `--out` against `--resume`; nothing is overwritten without it."""
+def prepare_out(args, cfg: SweepConfig) -> tuple[pathlib.Path, RunStore]:
+    """Check `--out` against `--resume` (nothing is overwritten without it); the folder and its store."""
     out, old = out_folder(args.out, args.resume, "sweep")
-    cfg_path = out / "config.json"
-    if old is not None:
-        if args.chunk_size is None:  # a resumed sweep keeps its chunking
-            cfg.chunk_size = old.get("chunk_size", cfg.chunk_size)
-        check_same(out, "sweep", _signature(old), _signature(dataclasses.asdict(cfg)))
+    if old is not None and args.chunk_size is None:  # a resumed sweep keeps its chunking
+        cfg.chunk_size = old.get("chunk_size", cfg.chunk_size)
+    try:
+        store = RunStore(out / "chunks", cfg.signature())
+    except GridMismatch as e:
+        raise UsageError(
+            f"--out {out} holds a different sweep (differs in {', '.join(e.keys)}); nothing was overwritten"
+        ) from None
     out.mkdir(parents=True, exist_ok=True)
-
+    cfg_path = out / "config.json"
     meta = dataclasses.asdict(cfg) | {
         "package_version": __version__,
         "jax_version": jax.__version__,
@@ -197,7 +202,7 @@ def prepare_out(args, cfg: SweepConfig) -> pathlib.Path:
     }
     if not cfg_path.exists():
         atomic_write_json(cfg_path, meta)
-    return out
+    return out, store
 
 
 # --------------------------------------------------------------------------------------
@@ -212,44 +217,32 @@ def main(argv=None) -> int:
         if not args.no_compile_cache:
             enable_compile_cache()
         cfg = make_config(args)
-        out = prepare_out(args, cfg)
+        out, store = prepare_out(args, cfg)
     except UsageError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         return 2
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    gains, seeds, lrs = cfg.runs()
-    n_runs, chunk = len(gains), cfg.chunk_size
-    plan = plan_chunks(n_runs, chunk)
-    n_chunks = len(plan)
-    store = ChunkStore(out / "chunks")
-    done = store.done() & set(range(n_chunks))
+    groups = sweep_groups(cfg)
+    n_runs, chunk, n_chunks = sum(g.runs for g in groups), cfg.chunk_size, len(groups)
+    left = todo(store, groups)
     say(
         f"sweep: {len(cfg.gains)} gains x {len(cfg.seeds)} seeds = {n_runs} runs of {cfg.epochs} epochs, "
         f"{n_chunks} chunk(s) of {chunk}; results in {out}"
     )
     say("learning rates (" + cfg.lr_source + "): " + ", ".join(f"{g:g}: {lr:.3g}" for g, lr in zip(cfg.gains, cfg.lrs)))
-    if done:
-        say(f"resuming: {len(done)} of {n_chunks} chunk(s) already done")
-    progress = None if args.quiet else Progress(cfg.epochs, n_chunks - len(done), label="sweep")
+    if len(left) < n_chunks:
+        say(f"resuming: {n_chunks - len(left)} of {n_chunks} chunk(s) already done")
+    progress = None if args.quiet or not left else Progress(cfg.epochs, len(left), label="sweep")
     t0 = time.perf_counter()
-    new = 0
+    arrays = {}
     with Interruptible() as run:
-        for c in range(n_chunks):
-            if c in done:
-                continue
-            if progress is not None:
-                progress.chunk = new
-            idx, real = plan[c]  # equal shapes: a short last chunk is padded, not recompiled
-            arrays = train_and_fit_chunk(cfg, gains[idx], seeds[idx], lrs[idx], progress or False)
-            store.save(c, {k: np.asarray(v)[:real] for k, v in arrays.items()})
-            new += 1
+        arrays = run_groups(store, groups, meter=progress)
     if progress is not None:
         progress.close()
     if run.interrupted:
-        return run.resume_hint("sweep", f"{len(store.done() & set(range(n_chunks)))} of {n_chunks} chunk(s)", out)
+        return run.resume_hint("sweep", f"{n_chunks - len(todo(store, groups))} of {n_chunks} chunk(s)", out)
 
-    arrays = store.load_all(range(n_chunks))
     table = write_outputs(out, arrays, cfg, plots=not args.no_plots)
 
     say(f"trained and fitted in {time.perf_counter() - t0:.1f} s")

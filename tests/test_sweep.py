@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import repalign_jax as rj
-from repalign_jax import sweep
+from repalign_jax import gainsweep, sweep
 
 TINY = ["--width", "16", "--depth", "4", "--epochs", "120", "--lr", "0.05", "--no-plots", "--quiet"]
 
@@ -132,7 +132,7 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, monkeypatch, ca
     args = ["--gains", "0.9,1.0,1.1", "--seeds", "1", "--chunk-size", "1"] + TINY
     fresh, broken = tmp_path / "fresh", tmp_path / "broken"
     assert sweep.main(args + ["--out", str(fresh)]) == 0
-    real, calls = sweep.train_and_fit_chunk, []
+    real, calls = gainsweep.train_and_fit_chunk, []
 
     def interrupt_after_one(*a, **kw):  # Ctrl-C after the first chunk has been saved
         if calls:
@@ -140,12 +140,12 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, monkeypatch, ca
         calls.append(1)
         return real(*a, **kw)
 
-    monkeypatch.setattr(sweep, "train_and_fit_chunk", interrupt_after_one)
+    monkeypatch.setattr(gainsweep, "train_and_fit_chunk", interrupt_after_one)
     assert sweep.main(args + ["--out", str(broken)]) == 130
     assert "--resume" in capsys.readouterr().err
-    assert sorted(p.name for p in (broken / "chunks").iterdir()) == ["chunk_00000.npz"]
+    assert sorted(p.name for p in (broken / "chunks").glob("*.npz")) == ["chunk_00000.npz"]
     assert not (broken / "summary.csv").exists()
-    monkeypatch.setattr(sweep, "train_and_fit_chunk", real)
+    monkeypatch.setattr(gainsweep, "train_and_fit_chunk", real)
     assert sweep.main(args + ["--out", str(broken), "--resume"]) == 0
     assert _rows(broken) == _rows(fresh)
     a, b = np.load(fresh / "trajectories.npz"), np.load(broken / "trajectories.npz")

@@ -230,7 +230,7 @@ def train_networks(
             if c < first:  # finished before the snapshot
                 continue
             if isinstance(reporter, Progress) and own:
-                reporter.chunk = c
+                reporter.start_chunk(c)
             g, sd, lr, ac = (shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs, acts))
             if per_run:
                 xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])

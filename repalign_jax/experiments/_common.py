@@ -91,6 +91,20 @@ class Context:
         return md
 
 
+def run_study(ctx: Context, name: str, signature: dict, groups: Sequence[rj.Group], epochs: int) -> dict:
+    """`rj.run_groups` for an experiment: its groups saved in `ctx.out / name` under `signature`,
+    reused with `ctx.resume` (a store of other settings is then an error), else recomputed; one
+    progress bar of `epochs` per group left with `ctx.progress`. **Returns:** the table of all runs."""
+    store = rj.RunStore(ctx.out / name, signature, fresh=not ctx.resume)
+    left = rj.todo(store, groups)
+    meter = rj.Progress(epochs, len(left), label=name) if ctx.progress and left else None
+    try:
+        return rj.run_groups(store, groups, meter=meter)
+    finally:
+        if meter is not None:
+            meter.close()
+
+
 Row = rj.Table1Row
 TABLE1 = rj.table1("code")
 DEFAULT = TABLE1[0]

@@ -6,11 +6,11 @@
 #
 # The networks run cheapest-first after the default network (the one the paper plots), then the convolution, and
 # last very high initial weights (gain 1.4), whose rate fit did not finish in 215 s on an H200 (benchmarks/README.md);
-# each is saved as it finishes (final_distance's STEM.network.json), so a deadline that cuts the run short
-# loses only the network in progress. At the deadline the run gets SIGINT (then SIGKILL 30 s later), and the
+# each is saved as it finishes (its rate trials and its grid as studies of the run-grid layer, rates-ROW/ and
+# grid-STEM/, then STEM.network.json), so a deadline that cuts the run short loses only the network in progress. At the deadline the run gets SIGINT (then SIGKILL 30 s later), and the
 # script still packs OUT into OUT.tar.gz (the device machine returns at most 8 files). Finish elsewhere with
 #   python -m repalign_jax.reproduce final_distance --networks all --out OUT --resume
-# which reuses every saved network (OUT/final_distance/*.network.json) and computes the rest. To continue a saved
+# which reuses every saved network (OUT/final_distance/grid-*/) and computes the rest. To continue a saved
 # run on a device machine, carry runs/reproduce_code/final_distance and pass OUT = runs/reproduce_code.
 #
 # --smoke: the same code paths at quick sizes on two networks (63 s on a 2-core CPU; tests/test_gpu_final_distance.py).
@@ -48,8 +48,8 @@ PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1 
 rc=${PIPESTATUS[0]}
 echo "reproduce exit $rc after $(( $(date +%s) - start )) s" | tee -a "$out/log.txt"
 ls "$out"/final_distance/*.network.json 2>/dev/null | sed 's/^/saved: /'
-# Not packed: the compile cache, and a grid's snapshot (STEM.grid.npz, ~500 MB for the default network's grid:
+# Not packed: the compile cache, and a grid's snapshot (grid-STEM/grid.snapshot.npz, ~500 MB for the default network's grid:
 # over the 16 MiB a returned file may have, it would lose the whole archive; it could not travel back either).
-tar czf "$out.tar.gz" --exclude=.jax_cache --exclude='*.grid.npz' -C "$(dirname "$out")" "$(basename "$out")"
+tar czf "$out.tar.gz" --exclude=.jax_cache --exclude='*.snapshot.npz' -C "$(dirname "$out")" "$(basename "$out")"
 echo "packed $out.tar.gz ($(du -h "$out.tar.gz" | cut -f1))"
 exit "$rc"

@@ -127,6 +127,8 @@ def out_folder(out: str | None, resume: bool, what: str) -> tuple[pathlib.Path, 
         path = pathlib.Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {path} is a file, not a folder")
+    if resume and not path.exists():
+        raise UsageError(f"--resume: --out {path} does not exist; nothing to continue")
     cfg_path = path / "config.json"
     if cfg_path.exists():
         try:
@@ -142,12 +144,3 @@ def out_folder(out: str | None, resume: bool, what: str) -> tuple[pathlib.Path, 
     if path.exists() and any(path.iterdir()) and not resume:
         raise UsageError(f"--out {path} exists and is not empty; choose another --out")
     return path, None
-
-
-def check_same(out: pathlib.Path, what: str, old: dict, mine: dict) -> None:
-    """Raise `UsageError` naming the keys in which `old` (the saved config) differs from `mine`."""
-    diff = [k for k in mine if old.get(k) != mine[k]]
-    if diff:
-        raise UsageError(
-            f"--out {out} holds a different {what} (differs in {', '.join(diff)}); nothing was overwritten"
-        )

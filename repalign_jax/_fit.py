@@ -33,7 +33,7 @@ from jaxtyping import Array
 from ._chunks import plan_chunks
 from ._progress import Progress, report_computed
 from ._rates import EffectiveRates
-from ._theory import SolverOptions, _max_step, _state_scale, representation_loss, solve_single
+from ._theory import SolverOptions, max_step, representation_loss, solve_single, state_scale
 from ._trajectory import PairTrajectory
 
 #: `FitResult.explains` asks for `R^2 >= EXPLAINS_R2` of both `h` and `y` (the
@@ -380,7 +380,7 @@ def _cost_estimate(ts, states, dx2, dy2, start):
         r = jnp.where(jnp.all(jnp.isfinite(r) & (r > 0)), r, 1e-3)
         s0 = jnp.where(jnp.all(jnp.isfinite(s[0])) & (s[0, 0] > 0), s[0], jnp.ones_like(s[0]))
         args = (r[0], r[1], a, b)
-        return (t[-1] - t[0]) / _max_step(s0, args, _state_scale(s0, args))
+        return (t[-1] - t[0]) / max_step(s0, args, state_scale(s0, args))
 
     return jax.vmap(one)(ts, states, dx2, dy2, start)
 

@@ -27,8 +27,6 @@ matmul (a reduction over the weight's leading axis is much slower).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import functools
 import operator
@@ -283,29 +281,10 @@ def _dense(precision):
     return dense
 
 
-_PLAIN_DOTS = contextvars.ContextVar("plain_dots", default=False)
-
-
-@contextlib.contextmanager
-def plain_dots():
-    """Trace dense layers as plain `dot_general` (no custom VJP) inside this block.
-
-    For forward-mode autodiff through the network (Hessian-vector products by
-    `jax.jvp` of `jax.grad`), which a `custom_vjp` does not allow. Read at trace
-    time: use it around the tracing of a function of its own, never one that is
-    also traced without it under the same `jit` cache.
-    """
-    token = _PLAIN_DOTS.set(True)
-    try:
-        yield
-    finally:
-        _PLAIN_DOTS.reset(token)
-
-
 def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **kwargs):
     """`jax.lax.dot_general` for `nnx.Linear`, through `_dense` for plain `(N, in) @ (in, out)` products."""
     plain = lhs.ndim == 2 and rhs.ndim == 2 and dimension_numbers == (((1,), (0,)), ((), ()))
-    if plain and preferred_element_type is None and not _PLAIN_DOTS.get():
+    if plain and preferred_element_type is None:
         return _dense(precision)(lhs, rhs)
     return jax.lax.dot_general(
         lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=preferred_element_type, **kwargs
@@ -361,7 +340,7 @@ class Network(nnx.Module):
     required when `spec.activation == "per_run"` and otherwise overriding it.
     """
 
-    def __init__(self, spec: NetworkSpec, gain, *, rngs: nnx.Rngs):
+    def __init__(self, spec: NetworkSpec, gain, *, rngs: nnx.Rngs, plain_dots: bool = False):
         self.spec = spec
         dtype = _param_dtype()
         kw = dict(
@@ -372,7 +351,8 @@ class Network(nnx.Module):
             bias_init=nnx.initializers.zeros_init(),
             rngs=rngs,
         )
-        dense = dict(kw, dot_general=dense_dot_general)
+        # `plain_dots`: plain `dot_general`s, no custom VJP: for forward-mode autodiff (`apply`)
+        dense = dict(kw, dot_general=jax.lax.dot_general if plain_dots else dense_dot_general)
         layers = [nnx.Linear(spec.d_in, spec.width, **dense)]
         if spec.arch == "cnn":
             c = spec.channels
@@ -421,10 +401,10 @@ class Network(nnx.Module):
 
 
 @functools.cache
-def graphdef(spec: NetworkSpec, x64: bool | None = None):
-    """The static structure of `Network(spec)`, split off once per spec (no parameters made)."""
+def graphdef(spec: NetworkSpec, x64: bool | None = None, plain_dots: bool = False):
+    """The static structure of `Network(spec, plain_dots=...)`, split off once per spec (no parameters made)."""
     del x64  # part of the cache key only: the parameter dtype follows jax_enable_x64
-    abstract = nnx.eval_shape(lambda: Network(spec, 1.0, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: Network(spec, 1.0, rngs=nnx.Rngs(0), plain_dots=plain_dots))
     return nnx.split(abstract)[0]
 
 
@@ -486,11 +466,17 @@ def apply(
     x: Array,
     dropout_key: Array | None = None,
     activation: Array | int | None = None,
+    *,
+    plain_dots: bool = False,
 ):
     """Pure forward pass: `(output, hidden)` of the network with parameters `state`.
 
     `activation`: a (traced) index into `ACTIVATION_NAMES`, required for a
     `"per_run"` spec (see `NetworkSpec.shape`); `None` uses `spec.activation`.
+    `plain_dots`: the dense layers as plain `dot_general`s instead of their custom
+    VJP (the same values): for forward-mode autodiff through the network
+    (Hessian-vector products, `jax.jvp` of `jax.grad`), which a `custom_vjp` does not allow.
     """
-    model = nnx.merge(graphdef(spec, bool(getattr(jax.config, "jax_enable_x64"))), state)
+    x64 = bool(getattr(jax.config, "jax_enable_x64"))
+    model = nnx.merge(graphdef(spec, x64, plain_dots), state)
     return model(x, dropout_key, activation)

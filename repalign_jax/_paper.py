@@ -121,6 +121,9 @@ _DIGITS_CODE = dict(
     prediction_points=10000,
 )
 
+#: The experiments whose settings are their own (none of the paper's tables applies).
+WITHOUT_SETTINGS = ("adam", "random_features")
+
 _SETTINGS: dict[str, dict[str, dict]] = {
     "universality": {
         "code": dict(rows=_TABLE1, epochs=6000),
@@ -220,12 +223,15 @@ _SETTINGS: dict[str, dict[str, dict]] = {
 def settings(experiment: str, profile: str = "code") -> dict:
     """A fresh copy of `experiment`'s full-size settings in `profile` (`"code"` or `"paper"`).
 
-    Raises `ValueError` for an unknown profile. Experiments without an entry
-    (`adam`, `random_features`: the authors' code is silent or the same in both)
-    get `{}`.
+    Raises `ValueError` for an unknown profile or experiment. The experiments
+    without settings here (`adam`, `random_features`: the authors' code is silent
+    or the same in both) get `{}`.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown settings profile {profile!r}; choose from {', '.join(PROFILES)}")
+    if experiment not in _SETTINGS and experiment not in WITHOUT_SETTINGS:
+        known = ", ".join([*_SETTINGS, *WITHOUT_SETTINGS])
+        raise ValueError(f"unknown experiment {experiment!r}; choose from {known}")
     return copy.deepcopy(_SETTINGS.get(experiment, {}).get(profile, {}))
 
 

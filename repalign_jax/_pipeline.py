@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -56,40 +56,23 @@ def train_and_fit(
     spec: NetworkSpec,
     config: TrainConfig,
     *,
-    gains: ArrayLike | None = None,
-    seeds: ArrayLike = 0,
-    lrs: ArrayLike,
-    activations: str | Sequence[str] | None = None,
     pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
-    initial_params=None,
-    chunk_size: int | None = None,
     progress: bool | Callable[[int], None] = False,
-    devices: Sequence | None = None,
     fit_options: FitOptions = FitOptions(),
     quiet_fit: bool = True,
+    **train_options: Any,
 ) -> TrainedAndFitted:
-    """Train a batch of networks (`train_networks`, same arguments) and fit the theory to every run.
+    """Train a batch of networks (`train_networks`) and fit the theory to every run.
 
-    `progress=True` shows a bar over the fits too (a callable gets the training's
-    epochs only). `quiet_fit`: silence the fit's `FitWarning`s (diverged runs, `h <= 0`), which
-    the result reports anyway (`fit.success`, `result.diverged`); other warnings
-    pass. **Returns:** a `TrainedAndFitted`.
+    `train_options`: every other keyword of `train_networks` (`gains`, `seeds`,
+    `lrs`, `activations`, `initial_params`, `chunk_size`, `devices`, `compact`,
+    `checkpoint`, `checkpoint_every`, `resume`), passed on as they are, so the two
+    cannot drift apart. `progress=True` shows a bar over the fits too (a callable
+    gets the training's epochs only). `quiet_fit`: silence the fit's `FitWarning`s
+    (diverged runs, `h <= 0`), which the result reports anyway (`fit.success`,
+    `result.diverged`); other warnings pass. **Returns:** a `TrainedAndFitted`.
     """
-    result = train_networks(
-        x,
-        targets,
-        spec,
-        config,
-        gains=gains,
-        seeds=seeds,
-        lrs=lrs,
-        activations=activations,
-        pairs=pairs,
-        initial_params=initial_params,
-        chunk_size=chunk_size,
-        progress=progress,
-        devices=devices,
-    )
+    result = train_networks(x, targets, spec, config, pairs=pairs, progress=progress, **train_options)
     trajectory = to_pair_trajectory(result, x, targets, pairs)
     with warnings.catch_warnings():
         if quiet_fit:

@@ -33,10 +33,12 @@ from ._fit import FitResult
 from ._networks import NetworkSpec
 from ._progress import Progress
 from ._sharding import run_mesh
+from ._snapshot import SnapshotMismatch
 from ._train import TrainConfig, TrainResult, fitting_runs
 from .results import atomic_save_npz, atomic_write_json, load_npz
 
 SIGNATURE_FILE = "signature.json"
+SNAPSHOT_SUFFIX = ".snapshot.npz"  # a group's training in progress (see `RunStore.train`)
 
 
 class GridMismatch(ValueError):
@@ -56,7 +58,8 @@ def plain_json(value: Any) -> Any:
 
 
 class RunStore:
-    """Finished groups of one study: `FOLDER/NAME.npz` each, under `FOLDER/signature.json`.
+    """Finished groups of one study: `FOLDER/NAME.npz` each (its columns) beside `FOLDER/NAME.json`
+    (the seconds it took and the machine), under `FOLDER/signature.json`.
 
     - `signature`: the settings that change the results (plain JSON after
       `plain_json`). A folder saved with another signature raises `GridMismatch`
@@ -65,19 +68,29 @@ class RunStore:
       store is opened), for a study rerun from scratch.
     - `create=False`: only check the folder against `signature`, writing nothing
       (e.g. on every process of a distributed study before process 0 creates it).
+    - `machine`: one line naming the machine, recorded with every group saved.
+
+    A group whose training is long can save snapshots as it goes (`train`), so
+    an interrupted study loses minutes, not the group.
     """
 
     def __init__(
-        self, folder: str | os.PathLike, signature: Mapping[str, Any], *, fresh: bool = False, create: bool = True
+        self,
+        folder: str | os.PathLike,
+        signature: Mapping[str, Any],
+        *,
+        fresh: bool = False,
+        create: bool = True,
+        machine: str = "",
     ):
         self.folder = pathlib.Path(folder)
+        self.machine = machine
         self.signature = plain_json(dict(signature))
         sig = self.folder / SIGNATURE_FILE
         if fresh:
             if create:
-                for p in self.folder.glob("*.npz"):
+                for p in [*self.folder.glob("*.npz"), *self.folder.glob("*.json")]:
                     p.unlink()
-                sig.unlink(missing_ok=True)
         elif sig.exists():
             old = json.loads(sig.read_text())
             keys = list(self.signature) + [k for k in old if k not in self.signature]
@@ -95,16 +108,70 @@ class RunStore:
 
     def done(self) -> set[str]:
         """Names of the groups on disk."""
-        return {p.stem for p in self.folder.glob("*.npz")} if self.folder.exists() else set()
+        if not self.folder.exists():
+            return set()
+        return {p.stem for p in self.folder.glob("*.npz") if not p.name.endswith(SNAPSHOT_SUFFIX)}
 
-    def save(self, name: str, columns: Mapping[str, np.ndarray]) -> None:
+    def save(self, name: str, columns: Mapping[str, np.ndarray], seconds: float = float("nan")) -> None:
+        """Save group `name` (and what it took); its snapshot, now superseded, is removed."""
         atomic_save_npz(self.path(name), columns)
+        atomic_write_json(self.folder / f"{name}.json", {"seconds": seconds, "machine": self.machine})
+        self.snapshot_path(name).unlink(missing_ok=True)
 
     def load(self, name: str) -> dict[str, np.ndarray]:
         return load_npz(self.path(name))
 
+    def info(self, name: str) -> dict[str, Any]:
+        """What group `name` took: `{"seconds": ..., "machine": ...}` (NaN and "" when not recorded)."""
+        try:
+            return {"seconds": float("nan"), "machine": "", **json.loads((self.folder / f"{name}.json").read_text())}
+        except (OSError, ValueError):
+            return {"seconds": float("nan"), "machine": ""}
+
+    def snapshot_path(self, name: str) -> pathlib.Path:
+        return self.folder / f"{name}{SNAPSHOT_SUFFIX}"
+
+    def train(
+        self,
+        name: str,
+        train: Callable[..., TrainResult],
+        *,
+        every: float = 300.0,
+        say: Callable[[str], None] | None = None,
+    ) -> TrainResult:
+        """`train(checkpoint=, checkpoint_every=, resume=)` (keywords of `train_networks`) for group
+        `name`, saving snapshots to `NAME.snapshot.npz` at most every `every` seconds and continuing
+        the one there: the training in progress of this study (the store's signature), unless it
+        was taken on another number of devices (`SnapshotMismatch`) or cannot be read, when the
+        training starts again (`say` is told why). The snapshot goes when the group is saved.
+        """
+        path = self.snapshot_path(name)
+        tell = say or (lambda _: None)
+        snap = None
+        if path.exists():
+            try:
+                snap = load_npz(path)
+                tell(f"  {path.name}: continuing after epoch {int(snap.get('epoch', 0))}")
+            except (OSError, ValueError):
+                tell(f"  {path.name}: unreadable, training from the start")
+
+        def save(s: Mapping[str, np.ndarray]) -> None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_save_npz(path, s, compressed=False)  # weights barely compress; uncompressed is ~10x faster
+
+        try:
+            return train(checkpoint=save, checkpoint_every=every, resume=snap)
+        except SnapshotMismatch as e:
+            if snap is None:
+                raise
+            tell(f"  {path.name}: {e}; training from the start")
+            return train(checkpoint=save, checkpoint_every=every)
+
     def table(self, names: Iterable[str], columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """The groups `names`, concatenated along the run axis (their `columns`, default all)."""
+        """The groups `names`, concatenated along the run axis (their `columns`, default all; none,
+        `()`, reads nothing: for groups of different shapes, read one by one with `load`)."""
+        if columns is not None and not columns:
+            return {}
         parts = [self.load(n) for n in names]
         if not parts:
             raise ValueError(f"{self.folder}: no groups to join")
@@ -128,7 +195,7 @@ class Group(NamedTuple):
 
 class GroupDone(NamedTuple):
     """What `run_groups` tells its `report` after each group: `index` of `total`, the group,
-    its columns and the seconds it took (`reused`: loaded from the store, 0 s)."""
+    its columns and the seconds it took (`reused`: loaded from the store, which recorded them)."""
 
     index: int
     total: int
@@ -165,16 +232,19 @@ def run_groups(
     for k, group in enumerate(groups):
         if group.name in done:
             if report is not None:
-                report(GroupDone(k, len(groups), group, store.load(group.name), 0.0, True))
+                report(
+                    GroupDone(k, len(groups), group, store.load(group.name), store.info(group.name)["seconds"], True)
+                )
             continue
         if meter is not None:
             meter.start_chunk(new)
         t0 = time.perf_counter()
         cols = {c: np.asarray(v) for c, v in group.compute(meter).items()}
-        store.save(group.name, cols)
+        seconds = time.perf_counter() - t0
+        store.save(group.name, cols, seconds)
         new += 1
         if report is not None:
-            report(GroupDone(k, len(groups), group, cols, time.perf_counter() - t0, False))
+            report(GroupDone(k, len(groups), group, cols, seconds, False))
     return store.table(names, columns)
 
 
@@ -195,28 +265,31 @@ def run_columns(
     *,
     pair: int = 0,
     curves: bool = True,
+    activations: bool = False,
     fit_prefix: str = "fit_",
 ) -> dict[str, np.ndarray]:
     """One flat table of runs from the fields of a `TrainResult` and a `FitResult`.
 
     - From `result`: every per-run field (`diverged`, `diverged_epoch`,
-      `stop_epoch` where recorded), and with `curves` the recorded curves `loss`
-      `(R, E + 1)` and `h`, `y`, `w` of pair `pair` (`(R, E + 1)`, or
-      `(R, E + 1, L)` with `all_layers`). Activations (`hidden_*`, `output_*`) are
-      per point, not per run, and are left out.
+      `stop_epoch` where recorded), `final_loss` `(R,)`, and with `curves` the
+      recorded curves `loss` `(R, E + 1)` and `h`, `y`, `w` of pair `pair`
+      (`(R, E + 1)`, or `(R, E + 1, L)` with `all_layers`). With `activations`
+      also the recorded `hidden_*` `(R, N, units)` and `output_*` `(R, N, d_out)`
+      (`TrainConfig.keep_hidden`), left out by default for their size.
     - From `fit` (batch `(R, n_pairs)`): every field at pair `pair`, named
       `fit_prefix + field` (`fit_eta_enc`, `fit_r2_h`, ...).
     """
     out: dict[str, np.ndarray] = {}
     for f in dataclasses.fields(result):
         v = getattr(result, f.name)
-        if v is None or isinstance(v, str) or f.name.startswith(("hidden_", "output_")):
+        if v is None or isinstance(v, str) or (f.name.startswith(("hidden_", "output_")) and not activations):
             continue
         v = np.asarray(v)
         if f.name in ("h", "y", "w"):
             if curves:
                 out[f.name] = v[:, :, pair]
         elif f.name == "loss":
+            out["final_loss"] = v[:, -1]
             if curves:
                 out[f.name] = v
         else:

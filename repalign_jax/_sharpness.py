@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
-from ._networks import NetworkSpec, activation_indices, apply, init_state, plain_dots
+from ._networks import NetworkSpec, activation_indices, apply, init_state
 from ._theory import LOSS_SCALES
 
 #: `auto_lr`'s constant: `lr = AUTO_LR_C / lambda_max`. Gradient descent diverges on
@@ -79,8 +79,7 @@ def lambda_max_of(loss_fn, params, key, iters: int = 64):
 
 @functools.partial(jax.jit, static_argnames=("spec", "loss", "iters"))
 def _sharpness_batch(x, targets, gains, seeds, acts, *, spec, loss, iters):
-    with plain_dots():  # forward-mode autodiff through the dense layers (no custom VJP)
-        return _sharpness_traced(x, targets, gains, seeds, acts, spec, loss, iters)
+    return _sharpness_traced(x, targets, gains, seeds, acts, spec, loss, iters)
 
 
 def _sharpness_traced(x, targets, gains, seeds, acts, spec, loss, iters):
@@ -91,7 +90,7 @@ def _sharpness_traced(x, targets, gains, seeds, acts, spec, loss, iters):
         state = init_state(spec, gain, jax.random.fold_in(key, 0))  # train_networks' initial weights
 
         def loss_fn(s):
-            out, _ = apply(spec, s, xr, None, act)
+            out, _ = apply(spec, s, xr, None, act, plain_dots=True)  # forward-mode autodiff: no custom VJP
             return scale * jnp.mean((out - tr) ** 2)
 
         return lambda_max_of(loss_fn, state, jax.random.fold_in(key, 3), iters)

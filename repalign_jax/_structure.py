@@ -54,7 +54,8 @@ def classical_mds(dist, dims: int = 3):
     """Classical (Torgerson) MDS: coordinates `(N, dims)` whose distances approximate `dist`.
 
     Double-centres the squared distances and keeps the top eigenvectors scaled
-    by the square roots of their (non-negative) eigenvalues.
+    by the square roots of their (non-negative) eigenvalues; with `dims > N` the
+    coordinates beyond the `N`-th are 0.
     """
     d2 = np.asarray(dist, np.float64) ** 2
     n = d2.shape[0]
@@ -62,4 +63,5 @@ def classical_mds(dist, dims: int = 3):
     b = -0.5 * j @ d2 @ j
     vals, vecs = np.linalg.eigh(b)
     order = np.argsort(vals)[::-1][:dims]
-    return vecs[:, order] * np.sqrt(np.clip(vals[order], 0, None))
+    coords = vecs[:, order] * np.sqrt(np.clip(vals[order], 0, None))
+    return np.pad(coords, ((0, 0), (0, dims - coords.shape[1])))

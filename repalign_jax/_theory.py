@@ -319,7 +319,7 @@ _SOLVERS = {"tsit5": diffrax.Tsit5, "dopri8": diffrax.Dopri8, "kvaerno5": diffra
 _IMPLICIT = ("kvaerno5",)
 
 
-def _state_scale(state0: Array, args) -> Array:
+def state_scale(state0: Array, args) -> Array:
     """Order-one scales of `(h, y, w)` for a solve started at `state0` (no gradient)."""
     eta_enc, eta_dec, dx2, dy2 = args
     h0, y0, w0 = state0[0], state0[1], state0[2]
@@ -332,7 +332,7 @@ def _state_scale(state0: Array, args) -> Array:
     return jax.lax.stop_gradient(jnp.stack([sh, sy, sy]))
 
 
-def _max_step(state0: Array, args, scale: Array) -> Array:
+def max_step(state0: Array, args, scale: Array) -> Array:
     """Largest step that keeps the explicit solver's *linearisation* stable (no gradient).
 
     Near the fixed point the solution barely moves, so error control lets the step
@@ -377,10 +377,10 @@ def solve_single(state0: Array, args, ts: Array, options: SolverOptions = Solver
     whether the solver finished, `num_steps` its accepted and rejected steps.
     `states` is not masked: callers decide what a failed solve means.
     """
-    scale = _state_scale(state0, args)
+    scale = state_scale(state0, args)
     rtol, atol = options.tolerances(state0.dtype)
     # Implicit solvers are A-stable, tangents included: no cap needed.
-    dtmax = None if options.solver in _IMPLICIT else _max_step(state0, args, scale)
+    dtmax = None if options.solver in _IMPLICIT else max_step(state0, args, scale)
     adjoint = diffrax.ForwardMode() if options.adjoint == "forward" else diffrax.RecursiveCheckpointAdjoint()
     sol = diffrax.diffeqsolve(
         _scaled_term,

@@ -8,15 +8,18 @@ imports matplotlib.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
 
 def pyplot():
-    """`matplotlib.pyplot` on the non-interactive Agg backend (files, no windows)."""
+    """`matplotlib.pyplot`, on the non-interactive Agg backend (files, no windows) unless pyplot
+    was imported before (a notebook's or a session's own backend is left as it is)."""
     import matplotlib  # noqa: PLC0415 (slow to import; only where figures are drawn)
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 (slow to import; only where figures are drawn)
 
     return plt

@@ -13,13 +13,15 @@ demos). `--settings code` (the default) runs what the authors' code ran, the
 settings that made the paper's figures; `--settings paper` the tables printed
 in the paper's appendix (both profiles are data in `repalign_jax/_paper.py`).
 `--networks` chooses Table-1 rows (`all`, or comma-separated names such as
-`default,shallow`): of universality (default all) and final_distance (default
-`default`, a CPU's budget; `all` is the authors' loop over every row). `--set`
-replaces one numeric setting of an experiment that has them (final_distance:
-n_trials, fit_epochs, grid, lr, epochs, seeds_per_point), for a smaller budget;
-the JSON and the report say so. final_distance saves each network as it
-finishes; `--resume` reuses what an interrupted run (or a run on another
-machine, into the same DIR) saved with the same settings.
+`default,shallow`) of an experiment that declares `NETWORKS` (its default):
+universality (all) and final_distance (`default`, a CPU's budget; `all` is the
+authors' loop over every row). `--set` replaces one numeric setting of a single
+experiment whose module has `settings(ctx)` (final_distance: n_trials,
+fit_epochs, grid, lr, epochs, seeds_per_point), for a smaller budget; the JSON
+and the report say so. Every experiment saves its trainings as they finish
+(`repalign_jax.RunStore`, one folder per study under DIR/NAME/); `--resume`
+reuses what an interrupted run (or a run on another machine, into the same DIR)
+saved, and refuses (exit 2) a folder saved with other settings.
 
     python -m repalign_jax.reproduce report [DIR ...] [--write FILE] [--include FILE ...]
 
@@ -55,6 +57,7 @@ from collections.abc import Sequence
 
 import jax
 
+from . import GridMismatch
 from ._cli import ArgParser, Interruptible, UsageError, add_compile_cache_flag, describe_machine
 from ._compile_cache import enable_compile_cache
 from ._sharding import use_host_cores
@@ -62,9 +65,6 @@ from .claims import EXPERIMENTS, format_registry
 from .experiments._common import Context, table1_rows
 from .reproduction_report import write_report
 from .verdicts import Verdict, evaluate
-
-#: Experiments whose `settings(ctx)` applies `--set` overrides (checked before anything runs).
-OVERRIDABLE = ("final_distance",)
 
 
 def build_parser():
@@ -106,7 +106,7 @@ def build_parser():
     p.add_argument(
         "--resume",
         action="store_true",
-        help="final_distance: reuse the networks (and fitted rates) an earlier run saved in DIR with the same settings",
+        help="reuse the trainings (and fitted rates) an earlier run saved in DIR with the same settings",
     )
     p.add_argument(
         "--set",
@@ -217,12 +217,14 @@ def main(argv=None) -> int:
             if not sep or not key or not value:
                 raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
             overrides[key.strip()] = value.strip()
-        if overrides and (len(names) != 1 or names[0] not in OVERRIDABLE):
-            raise UsageError(f"--set applies to one of: {', '.join(OVERRIDABLE)}")
-        if args.networks is not None and not set(names) & {"final_distance", "universality"}:
-            raise UsageError("--networks applies to universality and final_distance")
-        if args.resume and "final_distance" not in names:
-            raise UsageError("--resume applies to final_distance")
+        # what an experiment accepts is what its module declares: `settings(ctx)` for --set, NETWORKS for --networks
+        modules = {n: importlib.import_module(f"repalign_jax.experiments.{n}") for n in EXPERIMENTS}
+        overridable = [n for n, m in modules.items() if hasattr(m, "settings")]
+        if overrides and (len(names) != 1 or names[0] not in overridable):
+            raise UsageError(f"--set applies to one of: {', '.join(overridable)}")
+        with_rows = [n for n, m in modules.items() if hasattr(m, "NETWORKS")]
+        if args.networks is not None and not set(names) & set(with_rows):
+            raise UsageError(f"--networks applies to {' and '.join(with_rows)}")
     except UsageError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
@@ -250,13 +252,11 @@ def main(argv=None) -> int:
             machine=machine,
         )
         try:  # bad --set keys or values and bad --networks stop here, before anything is computed
-            module = importlib.import_module(f"repalign_jax.experiments.{name}")
+            module = modules[name]
             if overrides:
                 module.settings(ctx)
-            if name == "final_distance":
-                module.chosen_rows(ctx)
-            if name == "universality":
-                table1_rows(ctx, default="all")
+            if hasattr(module, "NETWORKS"):
+                table1_rows(ctx, default=module.NETWORKS)
         except ValueError as e:
             print(f"reproduce: error: {e}", file=sys.stderr)
             return 2
@@ -265,10 +265,20 @@ def main(argv=None) -> int:
             f"{', overrides ' + str(overrides) if overrides else ''}; {jax.default_backend()}) =="
         )
         with Interruptible() as run:  # Ctrl-C or SIGTERM
-            numbers = run_experiment(name, ctx)
+            try:
+                numbers = run_experiment(name, ctx)
+            except GridMismatch as e:  # --resume into a folder saved with other settings
+                print(
+                    f"reproduce: error: {e}; rerun without --resume to recompute, or choose another --out",
+                    file=sys.stderr,
+                )
+                return 2
         if run.interrupted:
-            more = "; continue it with the same command and --resume" if name == "final_distance" else ""
-            print(f"reproduce: interrupted during {name}; finished experiments are in {root}{more}", file=sys.stderr)
+            print(
+                f"reproduce: interrupted during {name}; what it finished is saved in {root}; "
+                "continue it with the same command and --resume",
+                file=sys.stderr,
+            )
             return 130
         _print_verdicts(name, numbers, say)
         say(f"  wrote {out} ({numbers['wall_seconds']:.0f} s)")

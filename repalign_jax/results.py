@@ -1,4 +1,6 @@
-"""Results on disk (application layer, public): atomic writes, resumable chunk stores, summary tables.
+"""Results on disk (application layer, public): atomic writes, NumPy archives, summary tables.
+
+Resumable studies are `repalign_jax.RunStore` (`_rungrid.py`), built on these writes.
 
 Nothing here computes: it only moves finished arrays and rows to files and back.
 Every file is written to a temporary name in the same folder and renamed into
@@ -14,7 +16,7 @@ import json
 import os
 import pathlib
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -112,35 +114,6 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping], columns: Sequenc
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-class ChunkStore:
-    """Finished chunks of a long computation, one atomically written `.npz` each.
-
-    `done()` lists the chunk indices on disk; `save(i, arrays)` and `load(i)`
-    write and read one chunk. A rerun skips the chunks that are done.
-    """
-
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = pathlib.Path(folder)
-
-    def path(self, index: int) -> pathlib.Path:
-        return self.folder / f"chunk_{index:05d}.npz"
-
-    def done(self) -> set[int]:
-        if not self.folder.exists():
-            return set()
-        return {int(p.stem.split("_")[1]) for p in self.folder.glob("chunk_*.npz")}
-
-    def save(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
-        atomic_save_npz(self.path(index), arrays)
-
-    def load(self, index: int) -> dict[str, np.ndarray]:
-        return load_npz(self.path(index))
-
-    def load_all(self, indices: Iterable[int]) -> dict[str, np.ndarray]:
-        parts = [self.load(i) for i in indices]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def markdown_table(rows: Sequence[Mapping], columns: Sequence[str], formats: Mapping[str, str] | None = None) -> str:

@@ -1,5 +1,8 @@
 """Shared fixtures: fixed PRNG seeds, x64 for the tight checks, scipy references."""
 
+import contextlib
+from collections.abc import Iterator
+
 import jax
 import numpy as np
 import pytest
@@ -12,21 +15,33 @@ from scipy.integrate import solve_ivp
 jax.config.update("jax_num_cpu_devices", 1)
 
 
-@pytest.fixture
-def compiles():
-    """A list that collects the XLA compilations made while the test runs (JAX's monitoring
-    events): a call that reuses a cached executable adds nothing."""
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # JAX's event: one per XLA executable
+
+
+@contextlib.contextmanager
+def count_compilations() -> Iterator[list[str]]:
+    """The XLA compilations made inside the block (JAX's monitoring events), one name per executable
+    built (or loaded from the persistent compilation cache), e.g. `"jit(_segment)"`: a call that reuses
+    an executable cached in this process adds nothing. Other jitted functions and eager operations
+    called in the block count too: warm them up first, or count the name of interest."""
     seen: list[str] = []
 
-    def listener(name, duration, **kwargs):
-        if name == "/jax/core/compile/backend_compile_duration":
-            seen.append(name)
+    def listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
+        if event == BACKEND_COMPILE:
+            seen.append(str(kwargs.get("fun_name", "")))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         yield seen
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture
+def compiles():
+    """`count_compilations` over the whole test."""
+    with count_compilations() as seen:
+        yield seen
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def test_theory_explains_the_default_network():
     data = rj.two_point(dx2=1.0, dy2=0.5)
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=500, depth=20, activation="leaky_relu")
     result = rj.train_networks(
-        data.x, data.targets, spec, rj.TrainConfig(epochs=6000), gains=1.0, seeds=[0, 1, 2], lrs=0.005
+        data.x, data.targets, spec, rj.TrainConfig(epochs=6000), gains=1.0, seeds=np.array([0, 1, 2]), lrs=0.005
     )
     assert not np.any(result.diverged)
     fit = rj.fit_effective_rates(rj.to_pair_trajectory(result, data.x, data.targets))

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import count_compilations
 
 from repalign_jax import atlas
 from repalign_jax.atlasmap import COLUMNS
@@ -85,17 +86,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, match):
 
 
 def test_run_cell_is_one_compiled_training_per_shape():
-    """Every activation and gain of a shape trains in one batch; a second shape adds one executable."""
-    from repalign_jax import _train
+    """Every activation and gain of a shape trains in one batch: one compiled epoch-loop segment
+    (JAX's compilation events name it `jit(_segment)`)."""
     from repalign_jax.atlasmap import AtlasConfig, run_cell
 
     cfg = AtlasConfig(
         widths=[8], depths=[2], gains=[0.8, 1.2], activations=["tanh", "relu", "swish"], archs=["mlp"],
         seeds=[0], epochs=60, stop_loss=1e-5, lr="auto", lr_c=0.5, dx2=1.0, dy2=0.5, fit_from=None,
     )  # fmt: skip
-    before = _train._segment_jit._cache_size()
-    a = run_cell(cfg, ("mlp", 8, 2))
-    assert _train._segment_jit._cache_size() == before + 1
+    with count_compilations() as compiled:
+        a = run_cell(cfg, ("mlp", 8, 2))
+    assert compiled.count("jit(_segment)") == 1
     assert len(a["gain"]) == 6 and list(a["activation"][:2]) == ["tanh", "tanh"]
     assert np.all(np.isnan(a["r2_h_after"]))
 

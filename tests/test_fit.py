@@ -9,7 +9,7 @@ import repalign_jax as rj
 from repalign_jax import _fit
 
 
-def _traj(s, idx=slice(None), noise=0.0, seed=0, loss=False, m0=False):
+def _traj(s, idx: slice | int | np.ndarray = slice(None), noise=0.0, seed=0, loss=False, m0=False):
     rng = np.random.default_rng(seed)
 
     def noisy(v):
@@ -148,7 +148,9 @@ def test_objective_gradient_matches_finite_differences(synthetic, x64, adjoint):
 
 def test_initial_guess_is_close_without_a_solve(synthetic, x64):
     for k in range(len(synthetic["rates"])):
-        g = rj.initial_guess(synthetic["ts"], synthetic["h"][k], synthetic["y"][k], synthetic["w"][k], 1.0, 0.5)
+        g = rj.initial_guess(
+            synthetic["ts"], synthetic["h"][k], synthetic["y"][k], synthetic["w"][k], jnp.asarray(1.0), jnp.asarray(0.5)
+        )
         np.testing.assert_allclose(g, synthetic["rates"][k], rtol=0.05)
 
 

@@ -36,13 +36,15 @@ def test_gpu_final_distance_smoke_saves_packs_and_resumes(tmp_path):
         names = tar.getnames()
     assert "fd/final_distance/final_distance_default.network.json" in names and "fd/log.txt" in names
 
-    (folder / "final_distance_x.grid.npz").write_bytes(b"a grid's snapshot")  # ~500 MB on a real run
+    (folder / "grid-final_distance_x").mkdir()
+    (folder / "grid-final_distance_x" / "grid.snapshot.npz").write_bytes(b"a grid's snapshot")  # ~500 MB on a real run
     second = _run(out, 600)  # everything saved: reused, nothing trained
     assert second.returncode == 0, second.stdout[-3000:]
-    assert second.stdout.count("reusing the saved network") == 2
+    assert second.stdout.count("/grid: reusing the saved runs") == 2
     with tarfile.open(f"{out}.tar.gz") as tar:  # snapshots stay out of the archive the device returns
         names = tar.getnames()
-    assert "fd/log.txt" in names and not [n for n in names if n.endswith(".grid.npz")]
+    assert "fd/log.txt" in names and not [n for n in names if n.endswith(".snapshot.npz")]
+    assert "fd/final_distance/grid-final_distance_default/grid.npz" in names  # the grid's runs travel
 
     cut = _run(tmp_path / "cut", 3)  # the deadline stops the run: still packed, exit status says so
     assert cut.returncode != 0

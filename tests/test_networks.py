@@ -1,6 +1,7 @@
 """The Flax NNX network zoo: initialisation statistics, forward pass, variants."""
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def test_mlp_forward_is_the_layer_chain():
     spec = NetworkSpec(d_in=2, d_out=1, width=8, depth=3, activation="tanh")
     state = init_state(spec, 1.0, jax.random.key(2))
     x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
-    out, hidden = apply(spec, state, x)
+    out, hidden = apply(spec, state, jnp.asarray(x))
     z = x
     for k in range(3):
         z = np.tanh(z @ np.asarray(state["layers"][k]["kernel"][...]) + np.asarray(state["layers"][k]["bias"][...]))
@@ -58,7 +59,7 @@ def test_resnet_adds_activation_two_layers_back():
     spec = NetworkSpec(d_in=1, d_out=1, width=6, depth=4, arch="resnet", activation="relu")
     state = init_state(spec, 1.0, jax.random.key(3))
     x = np.array([[0.3], [-0.7]], np.float32)
-    _, hidden = apply(spec, state, x)
+    _, hidden = apply(spec, state, jnp.asarray(x))
     kern = [np.asarray(state["layers"][k]["kernel"][...]) for k in range(4)]
     h = [np.maximum(x @ kern[0], 0)]
     h.append(np.maximum(h[0] @ kern[1], 0))
@@ -151,7 +152,7 @@ def test_conv_as_matmul_equals_lax_convolution_values_gradients_and_under_vmap()
     from repalign_jax._networks import conv_general_dilated
 
     dn = jax.lax.conv_dimension_numbers((2, 30, 4), (5, 4, 3), ("NWC", "WIO", "NWC"))
-    kw = dict(dimension_numbers=dn, precision=jax.lax.Precision.HIGHEST)
+    kw: dict[str, Any] = dict(dimension_numbers=dn, precision=jax.lax.Precision.HIGHEST)
     x = jax.random.normal(jax.random.key(0), (2, 30, 4))
     w = jax.random.normal(jax.random.key(1), (6, 5, 4, 3))  # 6 runs' kernels
 

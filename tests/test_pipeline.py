@@ -1,8 +1,10 @@
 """The application layer's train -> trajectories -> fit pipeline."""
 
 import warnings
+from typing import Any
 
 import numpy as np
+import pytest
 
 import repalign_jax as rj
 
@@ -12,13 +14,32 @@ SPEC = rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4)
 
 def test_train_and_fit_is_the_three_steps():
     cfg = rj.TrainConfig(epochs=300)
-    out = rj.train_and_fit(DATA.x, DATA.targets, SPEC, cfg, gains=[0.8, 1.0], seeds=[0, 1], lrs=0.05)
+    out = rj.train_and_fit(
+        DATA.x, DATA.targets, SPEC, cfg, gains=np.array([0.8, 1.0]), seeds=np.array([0, 1]), lrs=0.05
+    )
     assert isinstance(out, rj.TrainedAndFitted)
-    res = rj.train_networks(DATA.x, DATA.targets, SPEC, cfg, gains=[0.8, 1.0], seeds=[0, 1], lrs=0.05)
+    res = rj.train_networks(
+        DATA.x, DATA.targets, SPEC, cfg, gains=np.array([0.8, 1.0]), seeds=np.array([0, 1]), lrs=0.05
+    )
     np.testing.assert_array_equal(out.result.h, res.h)
     fit = rj.fit_effective_rates(rj.to_pair_trajectory(res, DATA.x, DATA.targets))
     np.testing.assert_allclose(out.fit.eta_dec, fit.eta_dec, rtol=1e-6)
     assert out.trajectory.h.shape == (2, 1, 301)
+
+
+def test_train_and_fit_passes_every_training_keyword_on():
+    """What `train_networks` takes, `train_and_fit` takes: snapshots out, a training continued from
+    one (the result of one call straight through), and an unknown keyword refused as there."""
+    cfg = rj.TrainConfig(epochs=40, progress_every=10)
+    kw: dict[str, Any] = dict(gains=np.array([0.8, 1.0]), seeds=np.array([0, 1]), lrs=0.05, compact=False)
+    snapshots = []
+    whole = rj.train_and_fit(DATA.x, DATA.targets, SPEC, cfg, checkpoint=snapshots.append, checkpoint_every=0.0, **kw)
+    assert snapshots and 0 < int(snapshots[0]["epoch"]) < 40
+    again = rj.train_and_fit(DATA.x, DATA.targets, SPEC, cfg, resume=snapshots[0], **kw)
+    np.testing.assert_array_equal(again.result.h, whole.result.h)
+    np.testing.assert_array_equal(again.fit.eta_enc, whole.fit.eta_enc)
+    with pytest.raises(TypeError, match="no_such_option"):
+        rj.train_and_fit(DATA.x, DATA.targets, SPEC, cfg, no_such_option=1, **kw)
 
 
 def test_train_and_fit_silences_only_fit_warnings():

@@ -77,7 +77,6 @@ def test_unknown_experiment_exit_code_2(capsys):
         (["all", "--set", "lr=1"], "applies to one of"),
         (["final_distance", "--networks", "default,bogus"], "unknown bogus"),
         (["xor", "--networks", "all"], "applies to universality and final_distance"),
-        (["xor", "--resume"], "--resume applies to final_distance"),
         (["universality", "--networks", "nonet"], "unknown nonet"),
         (["xor", "--settings", "printed"], "invalid choice"),
     ],
@@ -159,95 +158,79 @@ def test_quick_experiment_runs(name, tmp_path_factory):
     assert values and sum(math.isfinite(v) for v in values) >= 0.8 * len(values)
 
 
-def _fake_network_numbers(per_run: dict, kept: int, pearson=1.0, slope=1.0, trials=50) -> dict:
-    """What `final_distance.run_network` returns, for stubs (the verdict reads `per_run`)."""
-    return {
-        "runs": len(per_run["dx"]),
-        "converged": int(sum(per_run["converged"])),
-        "kept": kept,
-        "per_run": per_run,
-        "fit": {"pearson": pearson, "slope": slope, "intercept": 0.0},
-        "settings": {"run_loss_max": 1e-3},
-        "rate_trials": trials,
-        "rate_trials_kept": kept,
-        "rate_ratio": 0.05,
-    }
-
-
 def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
-    """An interrupted `--networks` run keeps its finished networks; `--resume` reuses them (and the
-    fitted rates) when their settings match, and recomputes them when they do not."""
-    import repalign_jax as rj
+    """An interrupted `--networks` run keeps its finished networks' grids (a study per network);
+    `--resume` reuses them, with the wall time and machine of the run that trained them, and
+    refuses a folder saved with other settings (`GridMismatch`); without it everything is retrained."""
     from repalign_jax.experiments import final_distance
 
-    calls = []
+    calls: list[str] = []
+    real_train = rj.train_networks
 
-    def fake_rates(ctx, row, n_trials, epochs, loss_max):
-        calls.append(("rates", row.name))
+    def counted_train(x, *args, **kwargs):
+        calls.append(f"grid of {len(x)} runs")
+        if fail["shallow"] and len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train(x, *args, **kwargs)
+
+    def fake_rates(ctx, row, n_trials, epochs, loss_max):  # the rates are a study of their own
         return rj.EffectiveRates(1e-3, 2e-2, 50.0), n_trials
 
-    def fake_network(ctx, row, s, stem, key=None):
-        calls.append(("network", row.name))
-        if row.name == "shallow" and fail["shallow"]:
-            raise KeyboardInterrupt
-        rates, kept = final_distance.network_rates(ctx, row, s, stem)
-        dx, dy = [0.5, 1.0, 0.5, 1.0], [0.5, 0.5, 1.0, 1.0]
-        per_run = {
-            "dx": dx,
-            "dy": dy,
-            "h0": [0.01] * 4,
-            "measured": [a**0.5 for a in dx],
-            "predicted": dx,
-            "converged": [True] * 4,
-        }
-        return {**_fake_network_numbers(per_run, kept), "converged": 3}
-
     monkeypatch.setattr(final_distance, "averaged_rates", fake_rates)
-    monkeypatch.setattr(final_distance, "run_network", fake_network)
+    monkeypatch.setattr(rj, "train_networks", counted_train)
     fail = {"shallow": True}
 
     def ctx(resume, **overrides):
+        small = {"grid": "2", "epochs": "200", "seeds_per_point": "1", **overrides}
         return Context(
             out=tmp_path,
             quick=True,
-            seeds=2,
+            seeds=1,
             say=lambda *a: None,
+            progress=False,
             networks="default,shallow",
             resume=resume,
-            overrides=overrides,
+            overrides=small,
             machine="test machine",
         )
 
     with pytest.raises(KeyboardInterrupt):
         final_distance.run(ctx(resume=False))
-    assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow")]
-    saved = json.loads((tmp_path / "final_distance_default.network.json").read_text())
-    assert saved["machine"] == "test machine" and saved["wall_seconds"] >= 0 and saved["key"]["quick"] is True
-    assert (tmp_path / "final_distance_default.rates.json").exists()
+    assert calls == ["grid of 4 runs"] * 2
+    assert (tmp_path / "grid-final_distance_default" / "grid.npz").exists()
+    assert not (tmp_path / "grid-final_distance_shallow" / "grid.npz").exists()
+    first = json.loads((tmp_path / "final_distance_default.network.json").read_text())
+    assert first["machine"] == "test machine" and first["wall_seconds"] >= 0
 
     calls.clear()
     fail["shallow"] = False
     numbers = final_distance.run(ctx(resume=True))
-    assert calls == [("network", "shallow"), ("rates", "shallow")]  # default reused whole
+    assert calls == ["grid of 4 runs"]  # the default network's grid reused, the shallow one's trained
     assert list(numbers["networks"]) == ["default", "shallow"]
-    # each network keeps its own wall time and machine (the reused default's is the first run's)
-    assert numbers["networks"]["default"]["wall_seconds"] == saved["wall_seconds"]
-    assert numbers["networks"]["default"]["h_dx_exponent"] == pytest.approx({"measured": 0.5, "predicted": 1.0})
+    default = numbers["networks"]["default"]
+    assert default["wall_seconds"] == first["wall_seconds"]
+    np.testing.assert_equal(default["per_run"], first["per_run"])  # NaN where it was NaN
     assert {n["machine"] for n in numbers["networks"].values()} == {"test machine"}
     assert [e.network for e in V.evaluate("final_distance", numbers)] == ["default", "shallow"]
-    assert numbers["kept_fraction"] == pytest.approx(6 / 8) and numbers["machines"] == ["test machine"]
+    assert numbers["machines"] == ["test machine"]
 
     calls.clear()
-    final_distance.run(ctx(resume=True, grid="4"))  # other grid: networks recomputed, the rates reused
-    assert calls == [("network", "default"), ("network", "shallow")]
+    with pytest.raises(rj.GridMismatch, match="epochs"):  # other settings into the same folder
+        final_distance.run(ctx(resume=True, epochs="300"))
+    assert calls == []
 
-    calls.clear()
-    final_distance.run(ctx(resume=True, n_trials="3"))  # other trials: both pieces recomputed
-    assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow"), ("rates", "shallow")]
-
-    calls.clear()
     final_distance.run(ctx(resume=False))  # without --resume nothing is reused
-    assert calls == [("network", "default"), ("rates", "default"), ("network", "shallow"), ("rates", "shallow")]
+    assert calls == ["grid of 4 runs"] * 2
+
+
+def test_resume_into_a_folder_of_other_settings_exits_2(tmp_path, monkeypatch, capsys):
+    def other_study(name, ctx):
+        raise rj.GridMismatch(ctx.out / "runs", ["epochs"])
+
+    monkeypatch.setattr(reproduce, "run_experiment", other_study)
+    assert reproduce.main(["xor", "--resume", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "differs in epochs" in err and "rerun without --resume" in err
 
 
 def test_dx_exponent_recovers_a_power_law():
@@ -269,43 +252,30 @@ def test_dx_exponent_recovers_a_power_law():
     assert np.isnan(dx_exponent([1.0, 1.0], [0.5, 1.0], [0.1, 0.2], [True, True]))
 
 
-def test_final_distance_grid_continues_from_its_snapshot(tmp_path, monkeypatch):
-    """An interrupted grid keeps its snapshot file; with `--resume` the grid continues from it and
-    gives the uninterrupted runs exactly; a snapshot saved with other settings is not used."""
-    from repalign_jax.experiments import final_distance
+def test_grouped_study_trains_each_shape_once_and_gives_each_setting_its_runs(tmp_path):
+    """`_common.grouped_study`: settings of one shape are one group (one `train` call), groups may
+    differ in column shapes, every setting gets its own runs in the order given, and `--resume`
+    reuses the saved groups without training."""
+    from repalign_jax.experiments._common import grouped_study
 
-    row = rj.Table1Row("small", "leaky_relu", gain=1.0, lr=0.05, depth=3, width=16)
-    dxs, dys, seeds = np.array([0.5, 1.0]), np.array([0.0, 0.5, 1.0]), np.arange(1)
-    args = (row, dxs, dys, seeds, 0.02, 2000, 1e-4, 1e-3)
-    say = []
+    settings = [("a", 3), ("b", 5), ("c", 3)]  # (name, width): a and c share a shape
+    calls = []
 
-    def ctx(resume):
-        return Context(out=tmp_path, quick=True, say=say.append, progress=False, resume=resume)
+    def train(group, progress):
+        calls.append([name for name, _ in group])
+        width = group[0][1]
+        ids = np.repeat([ord(name) for name, _ in group], 2)  # setting-major, 2 runs each
+        return {"id": ids, "hidden": np.ones((len(ids), width)) * ids[:, None], "progress": np.full(len(ids), progress)}
 
-    whole = final_distance.train_grid(ctx(False), *args)
-    path, key = tmp_path / "g.grid.npz", {"settings": 1}
-    monkeypatch.setattr(final_distance, "GRID_SNAPSHOT_EVERY", 0.0)
-    saves = []
-    real_save = final_distance.atomic_save_npz
+    def study(resume):
+        ctx = Context(out=tmp_path, quick=True, say=lambda *a: None, progress=False, resume=resume)
+        return grouped_study(ctx, "runs", {"study": "test"}, settings, lambda s: s[1], train, 2, 10)
 
-    def save_then_stop(p, arrays, **kw):
-        real_save(p, arrays, **kw)
-        saves.append(int(arrays["epoch"]))
-        if len(saves) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(final_distance, "atomic_save_npz", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        final_distance.train_grid(ctx(False), *args, checkpoint=(path, key))
-    assert path.exists()
-    monkeypatch.setattr(final_distance, "atomic_save_npz", real_save)
-
-    say.clear()
-    again = final_distance.train_grid(ctx(True), *args, checkpoint=(path, key))
-    assert any(f"continuing the grid after epoch {saves[-1]}" in s for s in say)
-    for f in ("h0", "y0", "h_final", "h_at_tol", "epoch_at_tol", "final_loss", "converged"):
-        assert np.array_equal(getattr(whole, f), getattr(again, f), equal_nan=True), f
-
-    say.clear()
-    final_distance.train_grid(ctx(True), *args, checkpoint=(path, {"settings": 2}))
-    assert any("saved with other settings" in s for s in say)
+    per_setting = study(resume=False)
+    assert calls == [["a", "c"], ["b"]]
+    assert [r["id"].tolist() for r in per_setting] == [[97, 97], [98, 98], [99, 99]]
+    assert [r["hidden"].shape for r in per_setting] == [(2, 3), (2, 5), (2, 3)]
+    assert not any(r["progress"].any() for r in per_setting)  # quiet: no meter
+    calls.clear()
+    again = study(resume=True)
+    assert calls == [] and all(np.array_equal(a["hidden"], b["hidden"]) for a, b in zip(per_setting, again))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,7 +70,7 @@ CASES = {
 def test_resuming_from_any_snapshot_gives_the_uninterrupted_training(x64, case):
     config, kw, per_run = CASES[case]
     x, t = _data(per_run)
-    kw = dict(gains=GAINS, seeds=np.arange(len(LRS)), lrs=LRS, **kw)
+    kw: dict[str, Any] = dict(gains=GAINS, seeds=np.arange(len(LRS)), lrs=LRS, **kw)
     whole = rj.train_networks(x, t, SPEC, config, **kw)
     snaps, res = _snapshots(x, t, config, **kw)
     _assert_same(whole, res)  # taking snapshots changes nothing
@@ -88,7 +89,7 @@ def test_an_interrupted_training_resumes_from_its_saved_file(x64, tmp_path):
     """The round trip a caller makes: save every snapshot to a file, lose the process, load, continue."""
     config = rj.TrainConfig(epochs=3000, progress_every=200, stop_loss=1e-4)
     x, t = _data(False)
-    kw = dict(gains=GAINS, seeds=np.arange(len(LRS)), lrs=LRS)
+    kw: dict[str, Any] = dict(gains=GAINS, seeds=np.arange(len(LRS)), lrs=LRS)
     path = tmp_path / "grid.npz"
     saved = []
 

@@ -4,12 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import count_compilations
 
 import repalign_jax as rj
 from repalign_jax import _train
 
 DATA = rj.two_point(dx2=1.0, dy2=0.5)
 SMALL = rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4)
+SEGMENT = "jit(_segment)"  # the compiled epoch-loop segment, as JAX's compilation events name it
 
 
 def _train_small(epochs=30, spec=SMALL, **kw):
@@ -26,7 +28,7 @@ def test_records_start_at_the_initial_state():
     for r, seed in enumerate([3, 4]):
         key = jax.random.fold_in(jax.random.key(seed), 0)
         state = rj.init_state(SMALL, 1.0, key)
-        out, hidden = rj.apply(SMALL, state, DATA.x)
+        out, hidden = rj.apply(SMALL, state, jnp.asarray(DATA.x))
         h, y, w = rj.measure_hyw(hidden[2][0], hidden[2][1], out[0], out[1], DATA.targets[0], DATA.targets[1])
         np.testing.assert_allclose(res.h[r, 0, 0], h, rtol=1e-6)
         np.testing.assert_allclose(res.y[r, 0, 0], y, rtol=1e-5)
@@ -40,7 +42,7 @@ def test_one_sgd_step_is_plain_gradient_descent():
     state = rj.init_state(SMALL, 1.0, jax.random.fold_in(jax.random.key(0), 0))
 
     def loss(s):
-        out, _ = rj.apply(SMALL, s, DATA.x)
+        out, _ = rj.apply(SMALL, s, jnp.asarray(DATA.x))
         return 0.5 * jnp.mean((out - DATA.targets) ** 2)
 
     grads = jax.grad(loss)(state)
@@ -87,6 +89,7 @@ def test_stop_loss_stops_each_run_at_its_first_epoch_below():
     tol = float(np.sqrt(full.loss[slow, 200] * full.loss[slow, 201]))  # not on a float's edge
     config = rj.TrainConfig(epochs=400, stop_loss=tol)
     res = _train_small(seeds=seeds, lrs=lrs, config=config)
+    assert res.stop_epoch is not None
     for r in range(2):
         first = int(np.argmax(full.loss[r] < tol))  # this run's first epoch whose record is below tol
         assert 0 < first < 400
@@ -106,31 +109,30 @@ def test_stop_loss_stops_each_run_at_its_first_epoch_below():
         rj.TrainConfig(epochs=3, stop_loss=0.0)
 
 
-def test_compaction_drops_stopped_runs_and_keeps_every_record(monkeypatch, x64):
+def test_compaction_drops_stopped_runs_and_keeps_every_record(x64):
     """With stop_loss, runs that stopped leave the batch (smaller compiled segments), and every
     record, stop epoch and final value is the one of the batch that keeps them (float64: to 1e-10)."""
     lrs = np.array([0.08, 0.05, 0.03, 0.02, 0.012, 0.008, 50.0])  # the last diverges
     tasks = [rj.two_point(dx2=d, dy2=0.5) for d in (1.0, 0.5, 1.0, 0.5, 1.0, 0.5, 1.0)]
     x, t = np.stack([d.x for d in tasks]), np.stack([d.targets for d in tasks])
     config = rj.TrainConfig(epochs=1500, stop_loss=2e-3, progress_every=50, keep_hidden=True)
-    sizes = []
-    segment = _train._segment_jit
-
-    def spy(carry, *a, **k):
-        sizes.append(int(carry.alive.shape[0]))
-        return segment(carry, *a, **k)
 
     def run(compact):
-        sizes.clear()
-        res = rj.train_networks(x, t, SMALL, config, gains=1.0, seeds=np.arange(7), lrs=lrs, compact=compact)
-        return res, list(sizes)
+        segments: list[int] = []  # one progress report per compiled segment computed
+        with count_compilations() as compiled:
+            res = rj.train_networks(
+                x, t, SMALL, config, gains=1.0, seeds=np.arange(7), lrs=lrs, compact=compact, progress=segments.append
+            )
+        return res, segments, compiled.count(SEGMENT)
 
-    monkeypatch.setattr(_train.driver, "_segment_jit", spy)
-    kept, kept_sizes = run(False)
-    dropped, dropped_sizes = run(None)  # the default: on a CPU, compact
-    assert set(kept_sizes) == {7}
-    assert dropped_sizes[0] == 7 and min(dropped_sizes) < 3  # the batch shrank
-    assert len(dropped_sizes) <= len(kept_sizes)
+    kept, kept_segments, kept_compiled = run(False)
+    dropped, dropped_segments, dropped_compiled = run(None)  # the default: on a CPU, compact
+    assert kept_compiled == 1  # one batch (of 7) throughout
+    # The batch shrank: one new segment executable per smaller batch size, at most log2(7) of them
+    # (the batch of 7 was compiled by the first call).
+    assert 1 <= dropped_compiled <= 2
+    assert len(dropped_segments) <= len(kept_segments)
+    assert kept.stop_epoch is not None and dropped.stop_epoch is not None
     assert kept.diverged.tolist() == [False] * 6 + [True] and 0 < kept.diverged_epoch[6] < 1000
     stops = kept.stop_epoch[:6]
     assert len(set(stops.tolist())) > 2 and stops.max() < 1500  # the runs stop at different epochs
@@ -232,6 +234,7 @@ def test_weights_are_updated_in_place(optimizer):
     """
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
     text = _lowered(spec, rj.TrainConfig(epochs=4, optimizer=optimizer, progress_every=2)).compile().as_text()
+    assert text is not None
     body, weight = [], "f32[2,48,48]"
     inside = False
     for ln in text.splitlines():
@@ -251,6 +254,7 @@ def test_backward_reads_square_weights_with_a_reduction_not_a_matmul():
     batched matmul kernel is slower with two rows); the forward stays a matmul."""
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
     text = _lowered(spec).compile().as_text()
+    assert text is not None
     dots = [ln for ln in text.splitlines() if " dot(" in ln and "= f32[2,2,48]" in ln]
     forward = [ln for ln in dots if "rhs_contracting_dims={1}" in ln]
     backward = [ln for ln in dots if "rhs_contracting_dims={2}" in ln]
@@ -279,12 +283,13 @@ def test_minibatches_adam_and_all_layers():
             spec,
             config,
             gains=1.0,
-            seeds=[0, 1],
+            seeds=np.array([0, 1]),
             lrs=0.01 if opt == "adam" else 0.02,
             pairs=pairs,
         )
         assert res.h.shape == (2, 21, 2, 4)
         assert res.loss[0, -1] < res.loss[0, 0]
+        assert res.hidden_final is not None and res.output_initial is not None
         assert res.hidden_final.shape == (2, 72, 16) and res.output_initial.shape == (2, 72, 1)
         single = rj.train_networks(
             blobs.x,
@@ -292,7 +297,7 @@ def test_minibatches_adam_and_all_layers():
             spec,
             rj.TrainConfig(epochs=20, batch_size=16, optimizer=opt),
             gains=1.0,
-            seeds=[0, 1],
+            seeds=np.array([0, 1]),
             lrs=0.01 if opt == "adam" else 0.02,
             pairs=pairs,
         )
@@ -319,6 +324,7 @@ def test_dropout_records_are_deterministic_network():
 def test_feeds_fit_effective_rates():
     res = _train_small(epochs=300, seeds=[0, 1], lrs=0.02)
     traj = rj.to_pair_trajectory(res, DATA.x, DATA.targets)
+    assert traj.loss is not None
     assert traj.h.shape == (2, 1, 301) and traj.loss.shape == (2, 1, 301)
     np.testing.assert_allclose(traj.dx2, [1.0], rtol=1e-6)
     fit = rj.fit_effective_rates(traj)
@@ -363,7 +369,7 @@ def test_per_run_data_equals_one_call_per_dataset():
     tasks = [rj.two_point(dx2=0.5, dy2=0.2), rj.two_point(dx2=2.0, dy2=1.0), rj.two_point(dx2=1.0, dy2=0.0)]
     x = np.stack([t.x for t in tasks])
     y = np.stack([t.targets for t in tasks])
-    batch = rj.train_networks(x, y, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=[0, 1, 2], lrs=0.05)
+    batch = rj.train_networks(x, y, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=np.array([0, 1, 2]), lrs=0.05)
     for r, task in enumerate(tasks):
         alone = rj.train_networks(task.x, task.targets, SMALL, rj.TrainConfig(epochs=30), gains=1.0, seeds=r, lrs=0.05)
         np.testing.assert_allclose(batch.loss[r], alone.loss[0], rtol=2e-5, atol=1e-9)
@@ -372,7 +378,7 @@ def test_per_run_data_equals_one_call_per_dataset():
     np.testing.assert_allclose(np.asarray(traj.dx2)[:, 0], [0.5, 2.0, 1.0], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(traj.dy2)[:, 0], [0.2, 1.0, 0.0], atol=1e-7)
     with pytest.raises(ValueError, match="run axis"):
-        rj.train_networks(x, y, SMALL, rj.TrainConfig(epochs=3), gains=1.0, seeds=[0, 1], lrs=0.05)
+        rj.train_networks(x, y, SMALL, rj.TrainConfig(epochs=3), gains=1.0, seeds=np.array([0, 1]), lrs=0.05)
 
 
 def test_mse_loss_is_half_mse_at_twice_the_learning_rate():
@@ -383,11 +389,10 @@ def test_mse_loss_is_half_mse_at_twice_the_learning_rate():
     np.testing.assert_allclose(mse.h, half.h, rtol=1e-5)
     np.testing.assert_allclose(mse.loss, 2 * half.loss, rtol=1e-5)
     # The trajectory handed to the fit is in the theory's scale either way.
-    np.testing.assert_allclose(
-        rj.to_pair_trajectory(mse, DATA.x, DATA.targets).loss,
-        rj.to_pair_trajectory(half, DATA.x, DATA.targets).loss,
-        rtol=1e-5,
-    )
+    mse_loss = rj.to_pair_trajectory(mse, DATA.x, DATA.targets).loss
+    half_loss = rj.to_pair_trajectory(half, DATA.x, DATA.targets).loss
+    assert mse_loss is not None and half_loss is not None
+    np.testing.assert_allclose(mse_loss, half_loss, rtol=1e-5)
     ts, y, w = np.arange(5.0), np.full(5, 0.1), np.full(5, 0.01)
     np.testing.assert_allclose(
         rj.theory_loss(ts, y, w, dy2=0.5, m0=0.3, tau=10.0, loss="mse"),
@@ -440,20 +445,28 @@ def test_mixed_activations_train_as_each_would_alone():
 
 
 def test_one_executable_per_network_shape():
-    """Every activation of one shape shares the compiled epoch loop (a counter of its cache)."""
+    """Every activation of one shape shares the compiled programs (JAX's compilation events)."""
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=24, depth=3, activation="tanh")
     config = rj.TrainConfig(epochs=20)
-    rj.train_networks(DATA.x, DATA.targets, spec, config, gains=[1.0, 1.1], seeds=0, lrs=0.05)
-    before = _train._segment_jit._cache_size()
-    for acts in (["relu", "elu"], "swish", ["linear", "leaky_relu"]):
-        spec_a = rj.NetworkSpec(d_in=1, d_out=1, width=24, depth=3, activation="relu")
-        rj.train_networks(
-            DATA.x, DATA.targets, spec_a, config, gains=[0.8, 1.2], seeds=[1, 2], lrs=0.03, activations=acts
-        )
-    assert _train._segment_jit._cache_size() == before
+    rj.train_networks(DATA.x, DATA.targets, spec, config, gains=np.array([1.0, 1.1]), seeds=0, lrs=0.05)
+    with count_compilations() as compiled:
+        for acts in (["relu", "elu"], "swish", ["linear", "leaky_relu"]):
+            spec_a = rj.NetworkSpec(d_in=1, d_out=1, width=24, depth=3, activation="relu")
+            rj.train_networks(
+                DATA.x,
+                DATA.targets,
+                spec_a,
+                config,
+                gains=np.array([0.8, 1.2]),
+                seeds=np.array([1, 2]),
+                lrs=0.03,
+                activations=acts,
+            )
+    assert compiled == []
     other = rj.NetworkSpec(d_in=1, d_out=1, width=24, depth=4)  # another shape: another executable
-    rj.train_networks(DATA.x, DATA.targets, other, config, gains=[1.0, 1.1], seeds=0, lrs=0.05)
-    assert _train._segment_jit._cache_size() == before + 1
+    with count_compilations() as compiled:
+        rj.train_networks(DATA.x, DATA.targets, other, config, gains=np.array([1.0, 1.1]), seeds=0, lrs=0.05)
+    assert compiled.count(SEGMENT) == 1
 
 
 def test_activations_argument_is_checked():
@@ -470,6 +483,7 @@ def test_stopped_chunk_skips_the_remaining_segments():
     config = rj.TrainConfig(epochs=3000, stop_loss=1e-3, progress_every=100)
     seen = []
     res = _train_small(config=config, lrs=0.05, seeds=[0, 1], progress=seen.append)
+    assert res.stop_epoch is not None
     assert np.all(res.stop_epoch < 3000)
     assert seen[-1] == 3000 and len(seen) < 30  # jumped to the end
     last = res.stop_epoch.max()

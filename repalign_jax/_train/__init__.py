@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -138,6 +139,39 @@ def train_networks(
     seed gives the same run alone, in any batch and in any chunking (to float
     tolerance).
     """
+    batch = _validate(x, targets, spec, config, gains, seeds, lrs, activations, pairs, initial_params)
+    layout = _layout(batch, spec, config, chunk_size, devices, compact)
+    saver, parts, first, snap = _snapshots(batch, spec, config, layout, checkpoint, checkpoint_every, resume)
+    if progress is True:
+        reporter = Progress(config.epochs, len(layout.chunks))
+        try:
+            return _train_chunks(batch, spec, config, layout, reporter, True, saver, parts, first, snap)
+        finally:
+            reporter.close()
+    reporter = progress if callable(progress) else None
+    return _train_chunks(batch, spec, config, layout, reporter, False, saver, parts, first, snap)
+
+
+class _Batch(NamedTuple):
+    """`train_networks`' arguments, checked: data of the training dtype, per-run arrays `(R,)`."""
+
+    x: np.ndarray  # (N, d_in), or (R, N, d_in) per run
+    targets: np.ndarray
+    pairs: np.ndarray  # (n_pairs, 2) int32
+    gains: np.ndarray
+    seeds: np.ndarray  # uint32
+    lrs: np.ndarray
+    acts: np.ndarray  # activation indices
+    params: Any  # the initial parameter state (`_check_params`), or None
+    R: int
+
+    @property
+    def per_run(self) -> bool:
+        return self.x.ndim == 3
+
+
+def _validate(x, targets, spec: NetworkSpec, config: TrainConfig, gains, seeds, lrs, activations, pairs, params):
+    """The `_Batch` of `train_networks`' arguments; raises `ValueError` naming the first bad one."""
     x = np.asarray(x)
     targets = np.asarray(targets)
     dtype = np.float64 if bool(getattr(jax.config, "jax_enable_x64")) else np.float32
@@ -152,15 +186,15 @@ def train_networks(
         raise ValueError(f"pairs must be distinct point indices in [0, {n_points}), got {pairs.tolist()}")
     config.layer(spec)
     if gains is None:
-        if initial_params is None:
+        if params is None:
             raise ValueError("gains are required unless initial_params are given")
         gains = 1.0
     acts = activation_indices(activations, spec)
     shapes = [np.shape(gains), np.shape(seeds), np.shape(lrs), np.shape(acts)] + ([x.shape[:1]] if per_run else [])
-    leaves = None
-    if initial_params is not None:
-        leaves = _check_params(spec, initial_params, dtype)
-        shapes.append(leaves[0].shape[:1])
+    leaf = None
+    if params is not None:
+        leaf, params = _check_params(spec, params, dtype)
+        shapes.append(leaf.shape[:1])
     try:
         R = int(np.prod(np.broadcast_shapes(*shapes)))
     except ValueError:
@@ -169,8 +203,8 @@ def train_networks(
         raise ValueError("no runs: gains, seeds and lrs broadcast to an empty batch")
     if per_run and x.shape[0] != R:
         raise ValueError(f"x has data for {x.shape[0]} runs, the other arguments for {R}")
-    if leaves is not None and leaves[0].shape[0] != R:
-        raise ValueError(f"initial_params hold {leaves[0].shape[0]} runs, the other arguments {R}")
+    if leaf is not None and leaf.shape[0] != R:
+        raise ValueError(f"initial_params hold {leaf.shape[0]} runs, the other arguments {R}")
     gains = _as_runs("gains", gains, R, dtype)
     lrs = _as_runs("lrs", lrs, R, dtype)
     seeds = np.broadcast_to(np.asarray(seeds, np.int64), (R,)).astype(np.uint32)
@@ -179,88 +213,109 @@ def train_networks(
         raise ValueError("gains must be positive")
     if np.any(np.asarray(lrs) <= 0):
         raise ValueError("learning rates must be positive")
+    return _Batch(np.asarray(x, dtype), np.asarray(targets, dtype), pairs, gains, seeds, lrs, acts, params, R)
 
+
+class _Layout(NamedTuple):
+    """Where and in what pieces the batch trains."""
+
+    devices: list  # at most one per run
+    mesh: Any  # over `devices` (`run_mesh`)
+    compact: bool
+    chunk: int  # runs per compiled call, a multiple of the devices
+    chunks: list[Chunk]
+
+
+def _layout(batch: _Batch, spec: NetworkSpec, config: TrainConfig, chunk_size, devices, compact) -> _Layout:
+    """The devices, mesh, compaction and chunks of `batch` (`chunk_size=None`: what fits in memory)."""
     # At most one device per run: a device without a run of its own would train padding.
-    used = list(jax.devices() if devices is None else devices)[:R]
+    used = list(jax.devices() if devices is None else devices)[: batch.R]
     mesh = run_mesh(used)
     if compact is None:
         compact = used[0].platform == "cpu"
     if chunk_size is None:
-        chunk_size = fitting_runs(spec, config, n_points, len(pairs), mesh)
+        chunk_size = fitting_runs(spec, config, batch.x.shape[-2], len(batch.pairs), mesh)
+    R = batch.R
     chunk = round_up(int(max(1, min(R, chunk_size))), mesh)  # padding (copies of the last run) fills every device
     chunks = plan_chunks(R, chunk) if chunk <= R else [Chunk(np.arange(chunk).clip(max=R - 1), R)]
-    n_chunks = len(chunks)
-    xs, ts = np.asarray(x, dtype), np.asarray(targets, dtype)
-    saver, parts, first, snap = None, [], 0, None
-    if checkpoint is not None or resume is not None:
-        fp = _snapshot.fingerprint(
-            repr(spec),
-            repr(config),
-            xs,
-            ts,
-            pairs,
-            gains,
-            seeds,
-            lrs,
-            acts,
-            *([] if leaves is None else [np.asarray(v) for v in jax.tree_util.tree_leaves(leaves[1])]),
-            chunk,
-            [str(d) for d in used],
-            bool(compact),
-        )
-        if checkpoint is not None:
-            saver = _snapshot.Saver(checkpoint, checkpoint_every, fp)
-        if resume is not None:
-            first, parts, snap = _snapshot.unpack(resume, fp, TrainResult, config.loss)
-            if "epoch" not in snap:
-                snap = None
-    reporter, own = None, False
-    if progress is True:
-        reporter, own = Progress(config.epochs, n_chunks), True
-    elif callable(progress):
-        reporter = progress
+    return _Layout(used, mesh, bool(compact), chunk, chunks)
 
-    place_data = shard_runs if per_run else replicate
-    pj = replicate(mesh, pairs)
-    if not per_run:
-        xj, tj = replicate(mesh, xs), replicate(mesh, ts)
+
+def _snapshots(batch: _Batch, spec, config: TrainConfig, layout: _Layout, checkpoint, every, resume):
+    """`(saver, finished chunks, first chunk to train, its snapshot)`: a `_snapshot.Saver` for
+    `checkpoint` (or `None`), and where `resume` (a snapshot of this very training, else
+    `SnapshotMismatch`) leaves off (no snapshot: `(None, [], 0, None)`)."""
+    if checkpoint is None and resume is None:
+        return None, [], 0, None
+    fp = _snapshot.fingerprint(
+        repr(spec),
+        repr(config),
+        batch.x,
+        batch.targets,
+        batch.pairs,
+        batch.gains,
+        batch.seeds,
+        batch.lrs,
+        batch.acts,
+        *([] if batch.params is None else [np.asarray(v) for v in jax.tree_util.tree_leaves(batch.params)]),
+        layout.chunk,
+        [str(d) for d in layout.devices],
+        layout.compact,
+    )
+    saver = None if checkpoint is None else _snapshot.Saver(checkpoint, every, fp)
+    parts, first, snap = [], 0, None
+    if resume is not None:
+        first, parts, snap = _snapshot.unpack(resume, fp, TrainResult, config.loss)
+        if "epoch" not in snap:
+            snap = None
+    return saver, parts, first, snap
+
+
+def _train_chunks(batch: _Batch, spec, config, layout: _Layout, reporter, own, saver, parts, first, snap):
+    """Every chunk from `first` on through the driver (`_train_chunk`), offering `saver` the state
+    after each; `parts`: the chunks finished before. `own`: `reporter` is this call's `Progress`
+    (moved to each chunk). **Returns:** the `TrainResult` of the `R` runs, NumPy arrays."""
+    mesh = layout.mesh
+    place_data = shard_runs if batch.per_run else replicate
+    pj = replicate(mesh, batch.pairs)
+    xj = tj = None
+    if not batch.per_run:
+        xj, tj = replicate(mesh, batch.x), replicate(mesh, batch.targets)
     core = spec.shape()  # one executable per shape: the nonlinearity is traced (`acts`)
-    try:
-        for c, (idx, _) in enumerate(chunks):
-            if c < first:  # finished before the snapshot
-                continue
-            if isinstance(reporter, Progress) and own:
-                reporter.start_chunk(c)
-            g, sd, lr, ac = (shard_runs(mesh, np.asarray(v)[idx]) for v in (gains, seeds, lrs, acts))
-            if per_run:
-                xj, tj = place_data(mesh, xs[idx]), place_data(mesh, ts[idx])
-            params = None
-            if leaves is not None:
-                params = jax.tree_util.tree_map(lambda v, idx=idx: shard_runs(mesh, np.asarray(v)[idx]), leaves[1])
-            out = _train_chunk(
-                xj,
-                tj,
-                pj,
-                g,
-                sd,
-                lr,
-                ac,
-                params,
-                reporter,
-                None if saver is None else functools.partial(saver.maybe, c, list(parts)),
-                snap if c == first else None,
-                spec=core,
-                config=config,
-                compact=bool(compact),
-                mesh=mesh,
-            )
-            parts.append(jax.tree_util.tree_map(np.asarray, out))
-            if saver is not None and c + 1 < n_chunks:
-                saver.maybe(c + 1, parts)
-    finally:
-        if isinstance(reporter, Progress) and own:
-            reporter.close()
-    return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:R], *parts)
+    for c, (idx, _) in enumerate(layout.chunks):
+        if c < first:  # finished before the snapshot
+            continue
+        if own:
+            reporter.start_chunk(c)
+        g, sd, lr, ac = (
+            shard_runs(mesh, np.asarray(v)[idx]) for v in (batch.gains, batch.seeds, batch.lrs, batch.acts)
+        )
+        if batch.per_run:
+            xj, tj = place_data(mesh, batch.x[idx]), place_data(mesh, batch.targets[idx])
+        params = None
+        if batch.params is not None:
+            params = jax.tree_util.tree_map(lambda v, idx=idx: shard_runs(mesh, np.asarray(v)[idx]), batch.params)
+        out = _train_chunk(
+            xj,
+            tj,
+            pj,
+            g,
+            sd,
+            lr,
+            ac,
+            params,
+            reporter,
+            None if saver is None else functools.partial(saver.maybe, c, list(parts)),
+            snap if c == first else None,
+            spec=core,
+            config=config,
+            compact=layout.compact,
+            mesh=mesh,
+        )
+        parts.append(jax.tree_util.tree_map(np.asarray, out))
+        if saver is not None and c + 1 < len(layout.chunks):
+            saver.maybe(c + 1, parts)
+    return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[: batch.R], *parts)
 
 
 def _check_params(spec: NetworkSpec, params, dtype):

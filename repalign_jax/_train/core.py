@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array
 
@@ -90,6 +91,10 @@ class TrainConfig:
         return layer
 
 
+#: A recorded array: a JAX array inside the compiled core, a NumPy array once returned.
+Records: TypeAlias = Array | np.ndarray
+
+
 class TrainResult(eqx.Module):
     """What `train_networks` recorded, with a leading run axis `R`.
 
@@ -108,19 +113,22 @@ class TrainResult(eqx.Module):
     - `hidden_initial`, `hidden_final`: `(R, N, units)` tracked-layer activations
       of the whole dataset (with `keep_hidden`, else `None`).
     - `output_initial`, `output_final`: `(R, N, d_out)` outputs likewise.
+
+    Inside the compiled core the fields are JAX arrays; `train_networks` returns
+    them as NumPy arrays on the host (`Records` is either).
     """
 
-    loss: Array
-    h: Array
-    y: Array
-    w: Array
-    diverged: Array
-    diverged_epoch: Array
-    stop_epoch: Array | None = None
-    hidden_initial: Array | None = None
-    hidden_final: Array | None = None
-    output_initial: Array | None = None
-    output_final: Array | None = None
+    loss: Records
+    h: Records
+    y: Records
+    w: Records
+    diverged: Records
+    diverged_epoch: Records
+    stop_epoch: Records | None = None
+    hidden_initial: Records | None = None
+    hidden_final: Records | None = None
+    output_initial: Records | None = None
+    output_final: Records | None = None
     loss_kind: str = eqx.field(static=True, default="half_mse")
 
 

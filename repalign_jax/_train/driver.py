@@ -109,7 +109,8 @@ def _stopping_loop(
     spec,
     config,
 ):
-    """The epoch loop with `stop_loss`, its records gathered on the host segment by segment.
+    """The epoch loop with `stop_loss`, its records gathered on the host segment by segment
+    (its host state: a `_StoppingLoop`).
 
     Once every run has stopped, the remaining segments are not run: their records
     repeat the last ones, as the compiled loop would record them. With `compact`:
@@ -128,90 +129,135 @@ def _stopping_loop(
     """
     kw = dict(spec=spec, config=config)
     E, S = config.epochs, segment_length(config)
-    R = runs.lrs.shape[0]
-    per_run = x.ndim == 3
-    active = np.arange(R)
-    parked: list[tuple[np.ndarray, Any]] = []  # (chunk positions, their carry without halt_epoch)
-    bufs = None  # host (E, R, ...) series: loss, then the records
-    xa, ta, ra = x, targets, runs
-    start = 0
+    loop = _StoppingLoop(carry, x, targets, runs, mesh, E)
+    if snap is not None:
+        loop.restore(snap)
+    for epoch0 in range(loop.start, E, S):
+        carry, (loss, rec) = _segment_jit(loop.carry, loop.x, loop.targets, pairs, loop.runs, np.int32(epoch0), **kw)
+        loop.record(carry, epoch0, min(epoch0 + S, E), loss, rec)
+        if report is not None:
+            report(loop.start)
+        if loop.start == E:
+            break
+        if loop.all_stopped():
+            loop.fill(loop.active, loop.carry)
+            if report is not None:
+                report(E)
+            break
+        if compact:
+            loop.compact()
+        if save is not None:
+            save(loop.snapshot)
+    return loop.finish()
 
-    def fill(idx, part):  # remaining records of runs that left the batch: their last ones (NaN if diverged)
-        assert bufs is not None
+
+class _StoppingLoop:
+    """The host state of `_stopping_loop`, between two compiled segments.
+
+    - `carry`, `x`, `targets`, `runs`: the batch still training (after compaction a
+      subset of the chunk's runs: `active`, their positions in the chunk).
+    - `parked`: the runs that left it, `(positions, their carry without halt_epoch)`.
+    - `bufs`: the host `(E, R, ...)` series, loss then records, filled to `start` epochs.
+    """
+
+    def __init__(self, carry: _Carry, x, targets, runs: _Runs, mesh, epochs: int):
+        self.carry, self.x, self.targets, self.runs = carry, x, targets, runs
+        self.mesh, self.E, self.R = mesh, epochs, runs.lrs.shape[0]
+        self.per_run = x.ndim == 3
+        self.active = np.arange(self.R)
+        self.parked: list[tuple[np.ndarray, Any]] = []
+        self.bufs: list[np.ndarray] | None = None
+        self.start = 0
+
+    def _new_bufs(self, like) -> None:
+        self.bufs = [np.empty((self.E, self.R) + v.shape[2:], v.dtype) for v in like]
+
+    def record(self, carry: _Carry, epoch0: int, end: int, loss, rec) -> None:
+        """A segment's result: the new `carry` and its series of epochs `epoch0 .. end`."""
+        self.carry, self.start = carry, end
+        series = [np.asarray(loss)] + [np.asarray(r) for r in rec]
+        if self.bufs is None:
+            self._new_bufs(series)
+        assert self.bufs is not None
+        for b, v in zip(self.bufs, series):
+            b[epoch0:end, self.active] = v[: end - epoch0]
+
+    def all_stopped(self) -> bool:
+        assert self.carry.halt_epoch is not None
+        return int(self.carry.halt_epoch) < self.E
+
+    def fill(self, idx, part) -> None:
+        """The remaining records of runs `idx` that left the batch: their last ones (NaN if diverged)."""
+        assert self.bufs is not None
         alive = np.asarray(part.alive)
         last = jax.tree_util.tree_map(
             lambda v: np.where(alive.reshape((-1,) + (1,) * (v.ndim - 1)), np.asarray(v), np.nan), part.last
         )
-        for b, v in zip(bufs, (last[0],) + tuple(last[1])):
-            b[start:, idx] = v[None]
+        for b, v in zip(self.bufs, (last[0],) + tuple(last[1])):
+            b[self.start :, idx] = v[None]
 
-    def state():  # the snapshot arrays after `start` epochs
-        assert bufs is not None
-        out = {"epoch": np.asarray(start), "active": active, **_snapshot.tree_arrays("carry", carry)}
-        out.update({f"series.{k}": b[:start] for k, b in enumerate(bufs)})
-        for j, (idx, part) in enumerate(parked):
+    def compact(self) -> None:
+        """Once at most half of the batch still trains, the stopped and diverged runs leave it."""
+        mesh = self.mesh
+        done = np.asarray(self.carry.frozen) | ~np.asarray(self.carry.alive)  # stopped, or diverged (NaN records)
+        n_keep = round_up(int(np.count_nonzero(~done)), mesh)
+        if not 0 < n_keep <= len(self.active) // 2:
+            return
+        order = np.argsort(done, kind="stable")  # the runs still training first, then padding
+        keep, gone = np.sort(order[:n_keep]), np.sort(order[n_keep:])
+        self.parked.append((self.active[gone], _take(self.carry._replace(halt_epoch=None), gone)))
+        self.fill(*self.parked[-1])
+        halt = self.carry.halt_epoch
+        self.carry = _take(self.carry._replace(halt_epoch=None), keep, mesh)._replace(halt_epoch=halt)
+        self.runs = _take(self.runs, keep, mesh)
+        if self.per_run:
+            self.x, self.targets = shard_runs(mesh, self.x[keep]), shard_runs(mesh, self.targets[keep])
+        self.active = self.active[keep]
+
+    def snapshot(self) -> dict:
+        """The snapshot arrays after `start` epochs (`_snapshot`)."""
+        assert self.bufs is not None
+        out = {"epoch": np.asarray(self.start), "active": self.active, **_snapshot.tree_arrays("carry", self.carry)}
+        out.update({f"series.{k}": b[: self.start] for k, b in enumerate(self.bufs)})
+        for j, (idx, part) in enumerate(self.parked):
             out.update({f"parked.{j}.idx": idx, **_snapshot.tree_arrays(f"parked.{j}.carry", part)})
         return out
 
-    if snap is not None:  # continue after the snapshot's epochs, on the runs it left in the batch
-        start, active = int(snap["epoch"]), np.asarray(snap["active"])
+    def restore(self, snap) -> None:
+        """Continue after `snap`'s epochs, on the runs it left in the batch (`self` as just made)."""
+        mesh = self.mesh
+        self.start, self.active = int(snap["epoch"]), np.asarray(snap["active"])
         saved = _snapshot.series(snap)
-        bufs = [np.empty((E, R) + v.shape[2:], v.dtype) for v in saved]
-        for b, v in zip(bufs, saved):
-            b[:start] = v
-        free = carry._replace(halt_epoch=None)
-        while f"parked.{len(parked)}.idx" in snap:
-            j = len(parked)
-            parked.append(
+        self._new_bufs(saved)
+        assert self.bufs is not None
+        for b, v in zip(self.bufs, saved):
+            b[: self.start] = v
+        free = self.carry._replace(halt_epoch=None)
+        while f"parked.{len(self.parked)}.idx" in snap:
+            j = len(self.parked)
+            self.parked.append(
                 (np.asarray(snap[f"parked.{j}.idx"]), _snapshot.restore_tree(free, snap, f"parked.{j}.carry"))
             )
-            fill(parked[-1][0], parked[-1][1])
-        carry = _snapshot.restore_tree(
-            carry, snap, "carry", lambda v: shard_runs(mesh, v) if v.ndim else jnp.asarray(v)
+            self.fill(*self.parked[-1])
+        self.carry = _snapshot.restore_tree(
+            self.carry, snap, "carry", lambda v: shard_runs(mesh, v) if v.ndim else jnp.asarray(v)
         )
-        if len(active) < R:
-            ra = _take(runs, active, mesh)
-            if per_run:
-                xa, ta = shard_runs(mesh, x[active]), shard_runs(mesh, targets[active])
+        if len(self.active) < self.R:
+            self.runs = _take(self.runs, self.active, mesh)
+            if self.per_run:
+                self.x = shard_runs(mesh, self.x[self.active])
+                self.targets = shard_runs(mesh, self.targets[self.active])
 
-    for epoch0 in range(start, E, S):
-        carry, (loss, rec) = _segment_jit(carry, xa, ta, pairs, ra, np.int32(epoch0), **kw)
-        start = min(epoch0 + S, E)
-        series = [np.asarray(loss)] + [np.asarray(r) for r in rec]
-        if bufs is None:
-            bufs = [np.empty((E, R) + v.shape[2:], v.dtype) for v in series]
-        for b, v in zip(bufs, series):
-            b[epoch0:start, active] = v[: start - epoch0]
-        if report is not None:
-            report(start)
-        if start == E:
-            break
-        assert carry.halt_epoch is not None
-        if int(carry.halt_epoch) < E:  # every run has stopped
-            fill(active, carry)
-            if report is not None:
-                report(E)
-            break
-        done = np.asarray(carry.frozen) | ~np.asarray(carry.alive)  # stopped, or diverged (NaN records from then on)
-        n_keep = round_up(int(np.count_nonzero(~done)), mesh)
-        if compact and 0 < n_keep <= len(active) // 2:
-            order = np.argsort(done, kind="stable")  # the runs still training first, then padding
-            keep, gone = np.sort(order[:n_keep]), np.sort(order[n_keep:])
-            parked.append((active[gone], _take(carry._replace(halt_epoch=None), gone)))
-            fill(*parked[-1])
+    def finish(self):
+        """The chunk's full final carry (parked runs back in place) and its series as JAX arrays."""
+        assert self.bufs is not None
+        carry = self.carry
+        if self.parked:
+            parts = self.parked + [(self.active, carry._replace(halt_epoch=None))]
+            order = np.argsort(np.concatenate([i for i, _ in parts]))
             halt = carry.halt_epoch
-            carry = _take(carry._replace(halt_epoch=None), keep, mesh)._replace(halt_epoch=halt)
-            ra = _take(ra, keep, mesh)
-            if per_run:
-                xa, ta = shard_runs(mesh, xa[keep]), shard_runs(mesh, ta[keep])
-            active = active[keep]
-        if save is not None:
-            save(state)
-    assert bufs is not None
-    if parked:
-        parked.append((active, carry._replace(halt_epoch=None)))
-        order = np.argsort(np.concatenate([i for i, _ in parked]))
-        halt = carry.halt_epoch
-        carry = jax.tree_util.tree_map(lambda *v: shard_runs(mesh, jnp.concatenate(v)[order]), *[t for _, t in parked])
-        carry = carry._replace(halt_epoch=halt)
-    return carry, jnp.asarray(bufs[0]), tuple(jnp.asarray(b) for b in bufs[1:])
+            carry = jax.tree_util.tree_map(
+                lambda *v: shard_runs(self.mesh, jnp.concatenate(v)[order]), *[t for _, t in parts]
+            )
+            carry = carry._replace(halt_epoch=halt)
+        return carry, jnp.asarray(self.bufs[0]), tuple(jnp.asarray(b) for b in self.bufs[1:])

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 
 import repalign_jax as rj
 from repalign_jax.results import atomic_write_json, atomic_write_text, markdown_table, mean_or_nan, write_csv  # noqa: F401
+
+S = TypeVar("S")
 
 
 @dataclasses.dataclass
@@ -91,15 +94,38 @@ class Context:
         return md
 
 
-def run_study(ctx: Context, name: str, signature: dict, groups: Sequence[rj.Group], epochs: int) -> dict:
-    """`rj.run_groups` for an experiment: its groups saved in `ctx.out / name` under `signature`,
-    reused with `ctx.resume` (a store of other settings is then an error), else recomputed; one
-    progress bar of `epochs` per group left with `ctx.progress`. **Returns:** the table of all runs."""
-    store = rj.RunStore(ctx.out / name, signature, fresh=not ctx.resume)
+def study_store(ctx: Context, name: str, signature: dict) -> rj.RunStore:
+    """An experiment's `rj.RunStore` at `ctx.out / name` under `signature` and whether float64 is on
+    (with `ctx.machine`): what an earlier invocation saved there is reused with `ctx.resume` (a store
+    of other settings then raises `rj.GridMismatch`) and forgotten without it."""
+    signature = {**signature, "x64": bool(jax.config.read("jax_enable_x64"))}
+    return rj.RunStore(ctx.out / name, signature, fresh=not ctx.resume, machine=ctx.machine)
+
+
+def run_study(
+    ctx: Context,
+    store: rj.RunStore,
+    groups: Sequence[rj.Group],
+    epochs: int,
+    columns: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """`rj.run_groups` for an experiment (its `study_store`): the reused groups said, one progress
+    bar of `epochs` per group left with `ctx.progress`. **Returns:** the table of all runs (its
+    `columns`, default all)."""
+    name = store.folder.name
     left = rj.todo(store, groups)
     meter = rj.Progress(epochs, len(left), label=name) if ctx.progress and left else None
+
+    def report(done: rj.GroupDone) -> None:
+        if done.reused:
+            info = store.info(done.group.name)
+            ctx.say(
+                f"  {name}/{done.group.name}: reusing the saved runs "
+                f"({info['seconds']:.0f} s on {info['machine'] or 'an unnamed machine'})"
+            )
+
     try:
-        return rj.run_groups(store, groups, meter=meter)
+        return rj.run_groups(store, groups, meter=meter, report=report, columns=columns)
     finally:
         if meter is not None:
             meter.close()
@@ -139,14 +165,59 @@ def quick_row(row: Row) -> Row:
     )
 
 
+def grouped_study(
+    ctx: Context,
+    name: str,
+    signature: dict,
+    settings: Sequence[S],
+    shape: Callable[[S], Hashable],
+    train: Callable[[list[S], Any], Mapping[str, Any]],
+    runs_per_setting: int,
+    epochs: int,
+) -> list[dict[str, np.ndarray]]:
+    """A study of `settings` x `runs_per_setting` runs (seeds) on the run-grid layer, saved in
+    `ctx.out / name` under `signature` (`study_store`: `--resume` reuses its groups).
+
+    Settings of equal `shape(setting)` (network shape, epochs: what one executable
+    needs) are one group, trained by `train(group_settings, progress)`, which returns
+    the group's per-run columns (`rj.run_columns`), setting-major: setting `k`'s runs
+    are rows `k * runs_per_setting ...`. `epochs`: the progress bar's epochs per group.
+    **Returns:** every setting's columns (`runs_per_setting` rows each), in the order of `settings`.
+    """
+    by_shape: dict[Hashable, list[int]] = {}
+    for i, setting in enumerate(settings):
+        by_shape.setdefault(shape(setting), []).append(i)
+    members = list(by_shape.values())
+
+    def compute(idx: list[int]) -> Callable[[Any], Mapping[str, Any]]:
+        return lambda meter: train([settings[i] for i in idx], meter or False)
+
+    groups = [rj.Group(f"group{k}", compute(idx), len(idx) * runs_per_setting) for k, idx in enumerate(members)]
+    store = study_store(ctx, name, signature)
+    run_study(ctx, store, groups, epochs, columns=())  # groups may differ in shape: read one by one
+    out: list[dict[str, np.ndarray]] = [{} for _ in settings]
+    for group, idx in zip(groups, members):
+        table = store.load(group.name)
+        for k, i in enumerate(idx):
+            out[i] = {c: v[k * runs_per_setting : (k + 1) * runs_per_setting] for c, v in table.items()}
+    return out
+
+
 @dataclasses.dataclass
 class TwoPointRun:
-    """Trained and fitted two-point networks of one row: arrays over seeds."""
+    """Trained and fitted two-point networks of one row: its runs' columns (`rj.run_columns`).
+
+    - `runs`: one entry per seed: `loss` `(n, E + 1)`, `h`, `y`, `w` `(n, E + 1[, L])`,
+      `diverged`, `diverged_epoch` and the fit's fields as `fit_eta_enc`, `fit_success`, ...
+      (`(n[, L])`, every layer with `all_layers`).
+    - `ts`: the epochs of the records; `dx2`, `dy2`: the task's squared distances.
+    """
 
     row: Row
-    result: rj.TrainResult
-    traj: rj.PairTrajectory
-    fit: rj.FitResult
+    runs: dict[str, np.ndarray]
+    ts: np.ndarray
+    dx2: float
+    dy2: float
 
 
 def train_two_point(
@@ -155,63 +226,63 @@ def train_two_point(
     seeds: Sequence[int] | np.ndarray,
     epochs: int,
     *,
+    name: str = "runs",
     dx2=1.0,
     dy2=0.5,
     optimizer="sgd",
     all_layers=False,
     fit_options: rj.FitOptions = rj.FitOptions(),
 ) -> list[TwoPointRun]:
-    """Train every row for every seed on the two-point task and fit the theory.
+    """Train every row for every seed on the two-point task and fit the theory, as a study of
+    the run-grid layer saved in `ctx.out / name` (`run_study`: `--resume` reuses its groups).
 
-    Rows of equal network shape (width, depth, architecture, tracked layer) train
-    together as one vmapped batch from one compiled executable: their
-    nonlinearities, gains and learning rates are traced per run (11 of the 15
-    rows of Table 1 are the default shape).
+    Rows of equal network shape (width, depth, architecture, tracked layer) are one
+    group: one vmapped batch from one compiled executable, their nonlinearities,
+    gains and learning rates traced per run (11 of the 15 rows of Table 1 are the
+    default shape). Diverged runs come back with `fit_success` False.
     """
     data = rj.two_point(dx2=dx2, dy2=dy2)
-    groups: dict = {}
-    for i, row in enumerate(rows):
-        groups.setdefault((row.spec().shape(), row.track_layer), []).append(i)
-    out: list[TwoPointRun | None] = [None] * len(rows)
     seeds = np.asarray(seeds, np.int64)
-    for (spec, layer), idx in groups.items():
-        gains, sds, lrs = rj.run_grid([rows[i].gain for i in idx], [rows[i].lr for i in idx], seeds)
-        acts = np.repeat([rows[i].activation for i in idx], len(seeds))
-        config = rj.TrainConfig(epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=layer)
-        res, traj, fit = rj.train_and_fit(  # diverged runs come back with success=False
+
+    def train(group: list[Row], progress) -> dict[str, np.ndarray]:
+        gains, sds, lrs = rj.run_grid([r.gain for r in group], [r.lr for r in group], seeds)
+        config = rj.TrainConfig(
+            epochs=epochs, optimizer=optimizer, all_layers=all_layers, track_layer=group[0].track_layer
+        )
+        res, _, fit = rj.train_and_fit(
             data.x,
             data.targets,
-            spec,
+            group[0].spec().shape(),  # the activation traced per run: rows of one shape share it
             config,
             gains=gains,
             seeds=sds,
             lrs=lrs,
-            activations=list(acts),
-            progress=ctx.progress,
+            activations=list(np.repeat([r.activation for r in group], len(seeds))),
+            progress=progress,
             fit_options=fit_options,
         )
-        n = len(gains)
-        for k, i in enumerate(idx):
-            sl = slice(k * len(seeds), (k + 1) * len(seeds))
-            out[i] = TwoPointRun(rows[i], _runs(res, sl, n), _traj_runs(traj, sl), _runs(fit, sl, n))
-    return [r for r in out if r is not None]  # every row belongs to a group
+        return rj.run_columns(res, fit)
 
-
-def _runs(tree, sl, n):
-    """The runs `sl` of a pytree whose array leaves all lead with the run axis of length `n`."""
-    return jax.tree_util.tree_map(lambda v: v[sl] if np.ndim(v) and np.shape(v)[0] == n else v, tree)
-
-
-def _traj_runs(traj: rj.PairTrajectory, sl) -> rj.PairTrajectory:
-    return rj.PairTrajectory(
-        traj.ts,
-        traj.h[sl],
-        traj.y[sl],
-        traj.w[sl],
-        traj.dx2,
-        traj.dy2,
-        loss=None if traj.loss is None else traj.loss[sl],
+    signature = {
+        "study": "two_point",
+        "rows": [dataclasses.asdict(r) for r in rows],
+        "seeds": seeds.tolist(),
+        "epochs": epochs,
+        "dx2": dx2,
+        "dy2": dy2,
+        "optimizer": optimizer,
+        "all_layers": all_layers,
+        "fit_options": repr(fit_options),
+    }
+    per_row = grouped_study(
+        ctx, name, signature, rows, lambda r: (r.spec().shape(), r.track_layer), train, len(seeds), epochs
     )
+    x, t = np.asarray(data.x, np.float64), np.asarray(data.targets, np.float64)
+    task_dx2, task_dy2 = float(((x[1] - x[0]) ** 2).sum()), float(((t[1] - t[0]) ** 2).sum())
+    return [
+        TwoPointRun(row, runs, np.arange(runs["h"].shape[1], dtype=runs["h"].dtype), task_dx2, task_dy2)
+        for row, runs in zip(rows, per_row)
+    ]
 
 
 def averaged_rates(
@@ -226,17 +297,13 @@ def averaged_rates(
     if key in ctx.cache:
         return ctx.cache[key]
     ctx.say(f"  ({row.name}: fitting the rates on {n_trials} trial(s), {epochs} epochs)")
-    run = train_two_point(ctx, [row], np.arange(n_trials), epochs)[0]
-    final = np.asarray(run.result.loss)[:, -1]
-    ok = (
-        np.asarray(run.fit.success).ravel()
-        & ~np.asarray(run.result.diverged).ravel()
-        & np.isfinite(final)
-        & (final <= loss_max)
-    )
+    name = "rates-" + "".join(c if c.isalnum() else "_" for c in row.name)
+    runs = train_two_point(ctx, [row], np.arange(n_trials), epochs, name=name)[0].runs
+    final = runs["loss"][:, -1]
+    ok = runs["fit_success"] & ~runs["diverged"] & np.isfinite(final) & (final <= loss_max)
     if not ok.any():
         raise RuntimeError(f"{row.name}: no trial converged and fitted (final loss <= {loss_max:g})")
-    ee, ed, tau = (np.asarray(getattr(run.fit, f)).ravel()[ok] for f in ("eta_enc", "eta_dec", "tau"))
+    ee, ed, tau = (runs["fit_" + f][ok] for f in ("eta_enc", "eta_dec", "tau"))
     ctx.cache[key] = (rj.EffectiveRates(float(ee.mean()), float(ed.mean()), float(np.nanmean(tau))), int(ok.sum()))
     return ctx.cache[key]
 

@@ -18,7 +18,7 @@ import numpy as np
 import repalign_jax as rj
 from repalign_jax.plots import plot_predicted_vs_measured
 
-from ._common import DEFAULT, EPOCHS, Context, default_rates, mean_or_nan, quick_row, train_two_point
+from ._common import DEFAULT, EPOCHS, Context, default_rates, grouped_study, mean_or_nan, quick_row, train_two_point
 
 ADAM_LR = 1e-5  # per step, for 20 x 500 networks; --quick uses 1e-3 on its small networks
 
@@ -33,29 +33,30 @@ def run(ctx: Context) -> dict:
     ]
     adam_rows = [dataclasses.replace(r, name=f"adam gain {g}", lr=adam_lr) for r, g in zip(sgd_rows, gains)]
     seeds = np.arange(ctx.seeds)
-    sgd = train_two_point(ctx, sgd_rows, seeds, epochs)
-    adam = train_two_point(ctx, adam_rows, seeds, epochs, optimizer="adam")
+    sgd = train_two_point(ctx, sgd_rows, seeds, epochs, name="sgd")
+    adam = train_two_point(ctx, adam_rows, seeds, epochs, name="adam", optimizer="adam")
 
     table, pred, meas = [], [], []
     for opt, runs in (("sgd", sgd), ("adam", adam)):
         for g, r in zip(gains, runs):
-            ok = np.asarray(r.fit.success)[:, 0]
+            runs = r.runs
+            ok = runs["fit_success"]
             row = {"optimizer": opt, "gain": g, "lr": r.row.lr, "fitted": int(ok.sum())}
             for k in ("eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w"):
-                row[k] = mean_or_nan(np.asarray(getattr(r.fit, k))[:, 0], ok)
-                row[k + "_per_seed"] = np.asarray(getattr(r.fit, k), np.float64)[:, 0].tolist()
+                row[k] = mean_or_nan(runs["fit_" + k], ok)
+                row[k + "_per_seed"] = np.asarray(runs["fit_" + k], np.float64).tolist()
             row["fit_ok_per_seed"] = ok.tolist()
             table.append(row)
             if opt == "adam":
                 h_inf = rj.final_distance(
-                    r.result.h[:, 0, 0],
-                    r.result.y[:, 0, 0],
+                    runs["h"][:, 0],
+                    runs["y"][:, 0],
                     dx2=1.0,
                     dy2=0.5,
-                    rates=rj.EffectiveRates(np.asarray(r.fit.eta_enc)[:, 0], np.asarray(r.fit.eta_dec)[:, 0]),
+                    rates=rj.EffectiveRates(runs["fit_eta_enc"], runs["fit_eta_dec"]),
                 )
                 pred += list(np.asarray(h_inf)[ok])
-                meas += list(r.result.h[:, -1, 0][ok])
+                meas += list(runs["h"][:, -1][ok])
     cols = ("optimizer", "gain", "lr", "fitted", "eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w")
     ctx.say(
         ctx.write_table(
@@ -72,18 +73,19 @@ def run(ctx: Context) -> dict:
     data = rj.xor()
     spec = rj.NetworkSpec(d_in=2, d_out=1, width=base.width, depth=base.depth)
     xor_epochs = 1000 if not ctx.quick else 600
-    res = rj.train_networks(
-        data.x,
-        data.targets,
-        spec,
-        rj.TrainConfig(epochs=xor_epochs, optimizer="adam", keep_hidden=True),
-        gains=0.7,
-        seeds=seeds,
-        lrs=adam_lr * (10 if not ctx.quick else 1),
-        progress=ctx.progress,
-    )
-    hf, h0, o0 = res.hidden_final, res.hidden_initial, res.output_initial
-    assert hf is not None and h0 is not None and o0 is not None  # keep_hidden
+    xor_lr = adam_lr * (10 if not ctx.quick else 1)
+
+    def train(_, progress) -> dict[str, np.ndarray]:
+        config = rj.TrainConfig(epochs=xor_epochs, optimizer="adam", keep_hidden=True)
+        res = rj.train_networks(
+            data.x, data.targets, spec, config, gains=0.7, seeds=seeds, lrs=xor_lr, progress=progress
+        )
+        return rj.run_columns(res, curves=False, activations=True)
+
+    signature = {"study": "adam xor", "network": dataclasses.asdict(spec), "gain": 0.7, "lr": xor_lr}
+    signature |= {"epochs": xor_epochs, "seeds": np.asarray(seeds).tolist()}
+    (xor_runs,) = grouped_study(ctx, "xor-runs", signature, [0.7], float, train, len(seeds), xor_epochs)
+    hf, h0, o0 = xor_runs["hidden_final"], xor_runs["hidden_initial"], xor_runs["output_initial"]
     d = np.sqrt(((hf[:, :, None] - hf[:, None]) ** 2).sum(-1))  # (seeds, 4, 4)
     same = (d[:, 0, 3] + d[:, 1, 2]) / 2
     other = (d[:, 0, 1] + d[:, 0, 2] + d[:, 1, 3] + d[:, 2, 3]) / 4
@@ -100,7 +102,7 @@ def run(ctx: Context) -> dict:
         "table": table,
         "xor_equal_pair_ratio": ratio,
         "xor_equal_pair_ratio_per_seed": np.asarray(same / other, np.float64).tolist(),
-        "xor_final_loss_per_seed": np.asarray(res.loss, np.float64)[:, -1].tolist(),
+        "xor_final_loss_per_seed": np.asarray(xor_runs["final_loss"], np.float64).tolist(),
         "xor_predicted_ratio": pred_ratio,
         "final_h_correlation": corr,
         "adam_lr": adam_lr,

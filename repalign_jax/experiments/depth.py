@@ -30,14 +30,14 @@ def run(ctx: Context) -> dict:
     row = quick_row(DEFAULT) if ctx.quick else dataclasses.replace(DEFAULT, lr=st["lr"])
     epochs = 1500 if ctx.quick else st["epochs"]
     run_ = train_two_point(ctx, [row], np.arange(ctx.seeds), epochs, all_layers=True)[0]
-    fit = run_.fit  # (seeds, 1 pair, L layers)
-    ok = np.asarray(fit.success)[:, 0]  # (seeds, L)
+    runs = run_.runs  # fit fields (seeds, L layers)
+    ok = runs["fit_success"]  # (seeds, L)
     table = []
     for layer in range(row.depth):
         good = ok[:, layer]
 
         def mean(field, layer=layer, good=good):
-            return mean_or_nan(np.asarray(getattr(fit, field))[:, 0, layer], good)
+            return mean_or_nan(runs["fit_" + field][:, layer], good)
 
         table.append(
             {
@@ -79,7 +79,7 @@ def run(ctx: Context) -> dict:
         "per_seed": {  # (seeds, layers): what the verdicts read
             "fit_ok": ok.tolist(),
             **{
-                k: np.asarray(getattr(fit, k), np.float64)[:, 0, :].tolist()
+                k: np.asarray(runs["fit_" + k], np.float64).tolist()
                 for k in ("eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w")
             },
         },

@@ -42,7 +42,7 @@ import numpy as np
 import repalign_jax as rj
 from repalign_jax.plots import plot_hyw, pyplot
 
-from ._common import Context, mean_or_nan
+from ._common import Context, grouped_study, mean_or_nan
 
 MNIST_TRAIN = 60000
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the authors' standardisation (pixels in [0, 1])
@@ -102,20 +102,22 @@ def prediction(st: dict, data, n: int, idx, sub) -> np.ndarray:
     return e[idx] @ a @ e[:, idx]
 
 
-def plot_pair(path, traj, fit, pair_labels) -> None:
-    rates = rj.EffectiveRates(fit.eta_enc[0, 0], fit.eta_dec[0, 0])
-    theory = rj.solve_effective(
-        fit.h0[0, 0], fit.y0[0, 0], fit.w0[0, 0], dx2=traj.dx2[0], dy2=traj.dy2[0], rates=rates, ts=traj.ts
-    )
-    measured = [np.asarray(v)[0, 0][None] for v in (traj.h, traj.y, traj.w)]
+def plot_pair(path, runs: dict, dx2: float, dy2: float, pair_labels) -> None:
+    """Seed 0's `h, y, w` (the study's columns `runs`) against the theory at its fitted rates."""
+    dt = runs["h"].dtype
+    rates = rj.EffectiveRates(runs["fit_eta_enc"][0], runs["fit_eta_dec"][0])
+    ts = np.arange(runs["h"].shape[1], dtype=dt)
+    h0, y0, w0 = (runs[f"fit_{k}0"][0] for k in "hyw")
+    theory = rj.solve_effective(h0, y0, w0, dx2=dt.type(dx2), dy2=dt.type(dy2), rates=rates, ts=ts)
+    measured = [runs[k][0][None] for k in "hyw"]
+    r2 = {k: float(runs[f"fit_r2_{k}"][0]) for k in "hyw"}
     plot_hyw(
         path,
-        np.asarray(traj.ts),
+        ts,
         measured,
         [np.asarray(v)[None] for v in theory],
         [pair_labels],
-        title=f"{pair_labels}: tracked hidden layer, seed 0 (R^2 h {float(fit.r2_h[0, 0]):.3f}, "
-        f"y {float(fit.r2_y[0, 0]):.3f}, w {float(fit.r2_w[0, 0]):.3f})",
+        title=f"{pair_labels}: tracked hidden layer, seed 0 (R^2 h {r2['h']:.3f}, y {r2['y']:.3f}, w {r2['w']:.3f})",
     )
 
 
@@ -162,19 +164,41 @@ def run(ctx: Context) -> dict:
     config = rj.TrainConfig(epochs=sched["epochs"], batch_size=batch, keep_hidden=True, track_layer=layer)
     seeds = np.arange(ctx.seeds)
     ctx.say(f"  ({source}: {n} training digits, {sched['epochs']} epochs, lr {sched['lr']:g}, pair {pair})")
+    signature = {
+        "study": "digits",
+        "source": source,
+        "n_train": int(n),
+        "settings": st,
+        "schedule": sched,
+        "pair": [int(i) for i in pair],
+    }
+
+    def hidden_of_the_100(res: rj.TrainResult) -> dict[str, np.ndarray]:
+        """The tracked layer at the start and the end, of the 100 digits of Figure 9 only."""
+        h0, hf = res.hidden_initial, res.hidden_final
+        assert h0 is not None and hf is not None  # keep_hidden
+        return {"hidden_initial": np.asarray(h0)[:, idx], "hidden_final": np.asarray(hf)[:, idx]}
+
     # Figure 4: the pair through training and the fitted theory (failed fits come back with success=False).
-    res, traj, fit = rj.train_and_fit(
-        x, y, spec, config, gains=gain, seeds=seeds, lrs=sched["lr"], pairs=[pair], progress=ctx.progress
-    )
-    ok = ~np.asarray(res.diverged)
-    fitted = np.asarray(fit.success)[:, 0] & ok
-    r2 = {k: np.asarray(getattr(fit, f"r2_{k}"))[:, 0] for k in "hyw"}
+    def train_pair(_, progress) -> dict[str, np.ndarray]:
+        res, _, fit = rj.train_and_fit(
+            x, y, spec, config, gains=gain, seeds=seeds, lrs=sched["lr"], pairs=[pair], progress=progress
+        )
+        return rj.run_columns(res, fit) | hidden_of_the_100(res)
+
+    (runs,) = grouped_study(ctx, "runs", signature, ["pair"], str, train_pair, len(seeds), sched["epochs"])
+    ok = ~runs["diverged"]
+    fitted = runs["fit_success"] & ok
+    r2 = {k: runs[f"fit_r2_{k}"] for k in "hyw"}
     pair_name = "first 0 and 1" if st["pair"] == "first" else f"random 0 and 1 {pair}"
     if fitted[0]:
-        plot_pair(ctx.out / "digits_pair.png", traj, fit, pair_name)
+        i, j = pair
+        dx2 = float(((np.asarray(x[j], np.float64) - np.asarray(x[i], np.float64)) ** 2).sum())
+        dy2 = float(((np.asarray(y[j], np.float64) - np.asarray(y[i], np.float64)) ** 2).sum())
+        plot_pair(ctx.out / "digits_pair.png", runs, dx2, dy2, pair_name)
 
     # Figure 9: final structure of the first 100 digits against exponential weighting.
-    structure = res
+    structure = runs
     trials = len(seeds)
     if st["structure_optimizer"] != "sgd":  # the authors' separate structure networks (Adam, 10 trials)
         trials = ctx.seeds if ctx.quick else st["structure_trials"]
@@ -189,27 +213,41 @@ def run(ctx: Context) -> dict:
             track_layer=layer,
             optimizer=st["structure_optimizer"],
         )
-        structure = rj.train_networks(
-            x,
-            y,
-            spec,
-            sconfig,
-            gains=gain,
-            seeds=np.arange(100, 100 + trials),
-            lrs=sched["structure_lr"],
-            pairs=[pair],
-            progress=ctx.progress,
+
+        def train_structure(_, progress) -> dict[str, np.ndarray]:
+            res = rj.train_networks(
+                x,
+                y,
+                spec,
+                sconfig,
+                gains=gain,
+                seeds=np.arange(100, 100 + trials),
+                lrs=sched["structure_lr"],
+                pairs=[pair],
+                progress=progress,
+            )
+            return rj.run_columns(res, curves=False) | hidden_of_the_100(res)
+
+        (structure,) = grouped_study(
+            ctx,
+            "structure-runs",
+            signature | {"trials": trials},
+            ["structure"],
+            str,
+            train_structure,
+            trials,
+            sched["structure_epochs"],
         )
-    sok = ~np.asarray(structure.diverged)
+    sok = ~structure["diverged"]
     predicted = prediction(st, data, n, idx, sub)
     different = sub_labels[:, None] != sub_labels[None, :]
 
     def correlations(hidden):
-        d2 = rj.pairwise_distances(hidden[idx]) ** 2
+        d2 = rj.pairwise_distances(hidden) ** 2  # the 100 digits' rows (`idx`) only
         return rj.pearson_offdiagonal(d2, predicted), rj.pearson_offdiagonal(d2, predicted, different), d2
 
-    final = [correlations(h) for h in np.asarray(structure.hidden_final)[sok]]
-    initial = [correlations(h) for h in np.asarray(structure.hidden_initial)[sok]]
+    final = [correlations(h) for h in structure["hidden_final"][sok]]
+    initial = [correlations(h) for h in structure["hidden_initial"][sok]]
     if sok[0]:
         plot_structure(ctx.out / "digits_structure.png", final[0][2], predicted, sub_labels, final[0][0], final[0][1])
 
@@ -218,7 +256,7 @@ def run(ctx: Context) -> dict:
     corr, corr_off = mean([c[0] for c in final]), mean([c[1] for c in final])
     corr0, corr0_off = mean([c[0] for c in initial]), mean([c[1] for c in initial])
     r2m = {k: mean(v[fitted]) for k, v in r2.items()}
-    loss = np.asarray(res.loss)
+    loss = runs["loss"]
     table = [
         {
             "seed": int(s),
@@ -226,8 +264,8 @@ def run(ctx: Context) -> dict:
             "loss_initial": float(loss[k, 0]),
             "loss_final": float(loss[k, -1]),
             "fitted": bool(fitted[k]),
-            "eta_enc": float(np.asarray(fit.eta_enc)[k, 0]),
-            "eta_dec": float(np.asarray(fit.eta_dec)[k, 0]),
+            "eta_enc": float(runs["fit_eta_enc"][k]),
+            "eta_dec": float(runs["fit_eta_dec"][k]),
             "r2_h": float(r2["h"][k]),
             "r2_y": float(r2["y"][k]),
             "r2_w": float(r2["w"][k]),

@@ -38,7 +38,7 @@ import numpy as np
 import repalign_jax as rj
 from repalign_jax.plots import pyplot
 
-from ._common import Context, mean_or_nan
+from ._common import Context, grouped_study, mean_or_nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Setting:
 WIDTH, DEPTH, BATCH, LAYER = 100, 4, 64, 2
 
 
-def settings(quick: bool, st: dict) -> list[Setting]:
+def blob_settings(quick: bool, st: dict) -> list[Setting]:
     if not quick:  # repalign_jax._paper: the profile's feature-collapse table
         return [Setting(*n) for n in st["nets"]]
     # 12 x 12 blob positions (288 points, 5 mini-batches an epoch instead of 29),
@@ -126,27 +126,36 @@ def plot(path, sets, coords, meta) -> None:
     plt.close(fig)
 
 
-def _train(ctx: Context, data, spec, sets, seeds, optimizer: str) -> dict:
-    """Every setting of `sets` for every seed (settings of equal epochs as one batch): per setting name
-    `(initial hidden, final hidden, final loss, diverged)`, each with a leading seed axis."""
-    results: dict = {}
-    groups: dict = {}
-    for s in sets:
-        groups.setdefault(s.epochs, []).append(s)
-    for epochs, group in groups.items():
+def _train(ctx: Context, data, spec, sets: list[Setting], seeds, optimizer: str) -> dict:
+    """Every setting of `sets` for every seed (settings of equal epochs as one batch; a study in
+    `OPTIMIZER-runs/`, `grouped_study`): per setting name `(initial hidden, final hidden, final
+    loss, diverged)`, each with a leading seed axis."""
+
+    def train(group: list[Setting], progress) -> dict[str, np.ndarray]:
         config = rj.TrainConfig(
-            epochs=epochs, batch_size=BATCH, keep_hidden=True, track_layer=LAYER, optimizer=optimizer
+            epochs=group[0].epochs, batch_size=BATCH, keep_hidden=True, track_layer=LAYER, optimizer=optimizer
         )
         gains, sds, lrs = rj.run_grid([s.gain for s in group], [s.lr for s in group], seeds)
-        res = rj.train_networks(
-            data.x, data.targets, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=ctx.progress
-        )
-        h0, hf = res.hidden_initial, res.hidden_final
-        assert h0 is not None and hf is not None  # keep_hidden
-        for k, s in enumerate(group):
-            sl = slice(k * len(seeds), (k + 1) * len(seeds))
-            results[s.name] = (h0[sl], hf[sl], np.asarray(res.loss)[sl, -1], np.asarray(res.diverged)[sl])
-    return results
+        res = rj.train_networks(data.x, data.targets, spec, config, gains=gains, seeds=sds, lrs=lrs, progress=progress)
+        return rj.run_columns(res, curves=False, activations=True)
+
+    signature = {
+        "study": "feature_collapse",
+        "settings": [dataclasses.asdict(s) for s in sets],
+        "seeds": np.asarray(seeds).tolist(),
+        "optimizer": optimizer,
+        "network": dataclasses.asdict(spec),
+        "points": int(data.x.shape[0]),
+        "batch_size": BATCH,
+        "track_layer": LAYER,
+    }
+    per_setting = grouped_study(
+        ctx, f"{optimizer}-runs", signature, sets, lambda s: s.epochs, train, len(seeds), max(s.epochs for s in sets)
+    )
+    return {
+        s.name: (r["hidden_initial"], r["hidden_final"], r["final_loss"], r["diverged"])
+        for s, r in zip(sets, per_setting)
+    }
 
 
 def _summary(s: Setting, result, data, optimizer: str) -> dict:
@@ -185,7 +194,7 @@ def run(ctx: Context) -> dict:
     data = rj.gaussian_blobs(n=12) if ctx.quick else rj.gaussian_blobs()
     meta = data.meta
     st = ctx.settings("feature_collapse")
-    sets = settings(ctx.quick, st)
+    sets = blob_settings(ctx.quick, st)
     spec = rj.NetworkSpec(d_in=data.x.shape[1], d_out=1, width=WIDTH, depth=DEPTH, activation=st["activation"])
     seeds = np.arange(ctx.seeds)
     results = _train(ctx, data, spec, sets, seeds, "sgd")

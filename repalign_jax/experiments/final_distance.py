@@ -33,14 +33,16 @@ The rates enter only through `eta_enc / eta_dec`, which does not depend on the
 learning rate, so rates fitted at the row's learning rate predict the slower
 grid runs.
 
-Each network is saved as it finishes (`STEM.network.json`, its averaged rates
-first as `STEM.rates.json`, with the settings, the machine and the wall time),
-and its grid's training saves a snapshot every `GRID_SNAPSHOT_EVERY` seconds
-(`STEM.grid.npz`, removed once the network is saved), so an interrupted run
-loses at most those seconds of training; `reproduce --resume` reuses the saved
-pieces whose settings match, continues the grid from its snapshot (on the same
-number of devices; on another, the grid starts again) and computes the rest
-(e.g. the networks that finished on a GPU, the rest elsewhere).
+Both trainings of a network are studies of the run-grid layer
+(`repalign_jax.RunStore`): the rate trials in `rates-ROW/`, the grid in
+`grid-STEM/`, each saved as it finishes under the settings that made it, and the
+grid's training saves a snapshot every `GRID_SNAPSHOT_EVERY` seconds
+(`grid-STEM/grid.snapshot.npz`, removed once the grid is saved), so an
+interrupted run loses at most those seconds of training; `reproduce --resume`
+reuses what was saved (a store of other settings is refused), continues the
+grid from its snapshot (on the same number of devices; on another, the grid
+starts again) and computes the rest (e.g. the networks that finished on a GPU,
+the rest elsewhere). Each network's numbers are written as `STEM.network.json`.
 Each network of the JSON carries its `wall_seconds` and `machine`, and
 `h_dx_exponent`: how its measured and predicted final `h` scale with `||dx||`
 (`repalign_jax.verdicts.dx_exponent`; the theory's is about 1).
@@ -49,19 +51,14 @@ Each network of the JSON carries its `wall_seconds` and `machine`, and
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
-import time
-from collections.abc import Callable
 
 import numpy as np
 
 import repalign_jax as rj
 from repalign_jax.plots import colours, plot_predicted_vs_measured, pyplot
-from repalign_jax.results import atomic_save_npz, load_npz
 from repalign_jax.verdicts import dx_exponent, line_stats
 
-from ._common import Context, averaged_rates, mean_or_nan, rates_json, table1_rows
+from ._common import Context, averaged_rates, mean_or_nan, rates_json, run_study, study_store, table1_rows
 
 COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured", "ratio")
 FORMATS = {
@@ -89,9 +86,8 @@ def _settings(ctx: Context) -> dict:
     return st
 
 
-def chosen_rows(ctx: Context) -> list:
-    """The Table-1 rows named by `--networks` (default: the default network only, a CPU's budget)."""
-    return table1_rows(ctx, default="default")
+#: The Table-1 rows `--networks` defaults to: the default network only, a CPU's budget.
+NETWORKS = "default"
 
 
 @dataclasses.dataclass
@@ -106,27 +102,17 @@ class GridRuns:
     h_at_tol: np.ndarray  # h at the first epoch whose loss is below stop_loss (NaN if never)
     epoch_at_tol: np.ndarray  # that epoch (-1 if never)
     final_loss: np.ndarray
-    converged: np.ndarray
+    diverged: np.ndarray
+
+    def converged(self, run_loss_max: float) -> np.ndarray:
+        """The runs kept: finite, not diverged, final loss at most `run_loss_max`."""
+        final = self.final_loss
+        return np.isfinite(final) & (final <= run_loss_max) & ~self.diverged & np.isfinite(self.h_final)
 
 
-def train_grid(
-    ctx: Context,
-    row,
-    dxs,
-    dys,
-    seeds,
-    lr: float,
-    epochs: int,
-    stop_loss: float | None,
-    run_loss_max: float,
-    checkpoint: tuple[pathlib.Path, dict] | None = None,
-) -> GridRuns:
-    """Every grid point and seed of `row` as one batch (per-run two-point data).
-
-    With `checkpoint = (path, key)` the training's snapshots are saved to `path`
-    (`GRID_SNAPSHOT_EVERY`), with `key`; with `ctx.resume` a snapshot saved there
-    with the same key is continued.
-    """
+def grid_group(ctx: Context, store: rj.RunStore, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss) -> rj.Group:
+    """Every grid point and seed of `row` as one group, one batch (per-run two-point data), its
+    training saving snapshots in `store` (`RunStore.train`). Its columns are `GridRuns`' fields."""
     spec = row.spec()
     config = rj.TrainConfig(epochs=epochs, stop_loss=stop_loss, track_layer=row.track_layer)
     stop = float("-inf") if stop_loss is None else stop_loss
@@ -134,42 +120,43 @@ def train_grid(
     n = len(seeds)
     dx = np.repeat([p[0] for p in points], n)
     dy = np.repeat([p[1] for p in points], n)
-    tasks = [rj.two_point(dx2=float(a) ** 2, dy2=float(b) ** 2) for a, b in zip(dx, dy)]
-    x, t = np.stack([d.x for d in tasks]), np.stack([d.targets for d in tasks])
-    ctx.say(
-        f"  {row.name}: {len(points)} grid points x {n} seed(s) as one batch, lr {lr:g}, "
-        f"{'up to ' if stop_loss is not None else ''}{epochs} epochs"
-        f"{f' (each run stops at loss < {stop_loss:g})' if stop_loss is not None else ''}"
-    )
-
     # A fresh initialisation at every grid point and replicate, as the authors' loop draws one
     # per trial (`grid_seeds`).
     run_seeds = grid_seeds(len(points), n)
 
-    def train(**snapshots) -> rj.TrainResult:
-        return rj.train_networks(
-            x, t, spec, config, gains=row.gain, seeds=run_seeds, lrs=lr, progress=ctx.progress, **snapshots
+    def compute(meter) -> dict[str, np.ndarray]:
+        ctx.say(
+            f"  {row.name}: {len(points)} grid points x {n} seed(s) as one batch, lr {lr:g}, "
+            f"{'up to ' if stop_loss is not None else ''}{epochs} epochs"
+            f"{f' (each run stops at loss < {stop_loss:g})' if stop_loss is not None else ''}"
         )
+        tasks = [rj.two_point(dx2=float(a) ** 2, dy2=float(b) ** 2) for a, b in zip(dx, dy)]
+        x, t = np.stack([d.x for d in tasks]), np.stack([d.targets for d in tasks])
 
-    res = train() if checkpoint is None else train_resumably(ctx, train, *checkpoint)
-    loss = np.asarray(res.loss, np.float64)
-    h = np.asarray(res.h, np.float64)[:, :, 0]
-    below = np.isfinite(loss) & (loss < stop)
-    epoch_at = np.where(below.any(axis=1), np.argmax(below, axis=1), -1)
-    h_at = np.where(epoch_at >= 0, h[np.arange(len(h)), np.maximum(epoch_at, 0)], np.nan)
-    final = loss[:, -1]
-    conv = np.isfinite(final) & (final <= run_loss_max) & ~np.asarray(res.diverged) & np.isfinite(h[:, -1])
-    return GridRuns(
-        dx=dx,
-        dy=dy,
-        h0=h[:, 0],
-        y0=np.asarray(res.y, np.float64)[:, 0, 0],
-        h_final=h[:, -1],
-        h_at_tol=h_at,
-        epoch_at_tol=epoch_at,
-        final_loss=final,
-        converged=conv,
-    )
+        def train(**snapshots) -> rj.TrainResult:
+            return rj.train_networks(
+                x, t, spec, config, gains=row.gain, seeds=run_seeds, lrs=lr, progress=meter or False, **snapshots
+            )
+
+        res = store.train("grid", train, every=GRID_SNAPSHOT_EVERY, say=ctx.say)
+        loss = np.asarray(res.loss, np.float64)
+        h = np.asarray(res.h, np.float64)[:, :, 0]
+        below = np.isfinite(loss) & (loss < stop)
+        epoch_at = np.where(below.any(axis=1), np.argmax(below, axis=1), -1)
+        h_at = np.where(epoch_at >= 0, h[np.arange(len(h)), np.maximum(epoch_at, 0)], np.nan)
+        return {
+            "dx": dx,
+            "dy": dy,
+            "h0": h[:, 0],
+            "y0": np.asarray(res.y, np.float64)[:, 0, 0],
+            "h_final": h[:, -1],
+            "h_at_tol": h_at,
+            "epoch_at_tol": epoch_at,
+            "final_loss": loss[:, -1],
+            "diverged": np.asarray(res.diverged),
+        }
+
+    return rj.Group("grid", compute, len(dx))
 
 
 def grid_seeds(n_points: int, n_replicates: int) -> np.ndarray:
@@ -183,36 +170,6 @@ def grid_seeds(n_points: int, n_replicates: int) -> np.ndarray:
 #: full grid takes minutes on a CPU; a snapshot of the default network's 25 runs holds their
 #: ~120 million weights, ~500 MB: random weights of that size saved in 1.6 s uncompressed, 16.8 s compressed).
 GRID_SNAPSHOT_EVERY = 300.0
-
-
-def train_resumably(ctx: Context, train: Callable[..., rj.TrainResult], path: pathlib.Path, key: dict):
-    """`train(checkpoint=..., checkpoint_every=..., resume=...)` (keywords of `train_networks`) saving
-    its snapshots to `path`, continuing the one there (`ctx.resume`) when it was saved with `key` and
-    of the same training (`run` removes the file once the network is saved)."""
-    tag = json.dumps(key, sort_keys=True)
-    snap = None
-    if ctx.resume and path.exists():
-        try:
-            saved = load_npz(path)
-        except (OSError, ValueError):
-            saved = {}
-            ctx.say(f"  {path.name}: unreadable, training the grid from the start")
-        if saved and str(saved.pop("key", "")) == tag:
-            snap = saved
-            ctx.say(f"  {path.name}: continuing the grid after epoch {int(saved.get('epoch', 0))}")
-        elif saved:
-            ctx.say(f"  {path.name}: saved with other settings, training the grid from the start")
-
-    def save(s):
-        atomic_save_npz(path, {**s, "key": np.asarray(tag)}, compressed=False)
-
-    try:
-        return train(checkpoint=save, checkpoint_every=GRID_SNAPSHOT_EVERY, resume=snap)
-    except rj.SnapshotMismatch as e:
-        if snap is None:
-            raise
-        ctx.say(f"  {path.name}: {e}; training the grid from the start")
-        return train(checkpoint=save, checkpoint_every=GRID_SNAPSHOT_EVERY)
 
 
 def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
@@ -239,21 +196,13 @@ def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
 
 def run(ctx: Context) -> dict:
     s = settings(ctx)
-    rows = chosen_rows(ctx)
+    rows = table1_rows(ctx, default=NETWORKS)
     networks = {}
     for row in rows:
         stem = "final_distance" if len(rows) == 1 else "final_distance_" + row.name.split(" (")[0].replace(" ", "_")
-        key = piece_key(ctx, row, s=s)
-        numbers = saved_piece(ctx, ctx.out / f"{stem}.network.json", key, f"{row.name}: reusing the saved network")
-        if numbers is None:
-            t0 = time.perf_counter()
-            numbers = run_network(ctx, row, s, stem=stem, key=key)
-            numbers.update(wall_seconds=time.perf_counter() - t0, machine=ctx.machine)
-            ctx.write_json(f"{stem}.network.json", {"key": key, **numbers})
-            (ctx.out / f"{stem}.grid.npz").unlink(missing_ok=True)  # the grid's snapshot, now superseded
-        numbers.pop("claim", None)  # pieces saved before verdicts moved to repalign_jax.verdicts carried one
+        numbers = run_network(ctx, row, s, stem=stem)
+        ctx.write_json(f"{stem}.network.json", numbers)
         runs = numbers["per_run"]
-        # Computed here, from the saved numbers, so that resumed pieces have them too.
         numbers["h_dx_exponent"] = {
             k: dx_exponent(runs["dx"], runs["dy"], runs[k], runs["converged"]) for k in ("measured", "predicted")
         }
@@ -272,67 +221,42 @@ def run(ctx: Context) -> dict:
     }
 
 
-def piece_key(ctx: Context, row, **settings) -> dict:
-    """What a saved piece of `row` was computed with (compared on `--resume`), as plain JSON values."""
-    key = {"network": dataclasses.asdict(row), "profile": ctx.profile, "quick": ctx.quick, **settings}
-    return json.loads(json.dumps(key))
-
-
-def saved_piece(ctx: Context, path: pathlib.Path, key: dict, reusing: str) -> dict | None:
-    """The piece saved at `path` (without its key) when `ctx.resume` is on and its key is `key`, else `None`."""
-    if not (ctx.resume and path.exists()):
-        return None
-    try:
-        piece = json.loads(path.read_text())
-    except (OSError, ValueError):
-        ctx.say(f"  {path.name}: unreadable, recomputing")
-        return None
-    if piece.pop("key", None) != key:
-        ctx.say(f"  {path.name}: saved with other settings, recomputing")
-        return None
-    ctx.say(f"  {reusing} ({path.name}, {piece.get('wall_seconds', float('nan')):.0f} s on {piece.get('machine')})")
-    return piece
-
-
 def network_rates(ctx: Context, row, s: dict, stem: str) -> tuple[rj.EffectiveRates, int]:
-    """`averaged_rates` of `row` under the final-distance trial rules, saved as `STEM.rates.json`."""
-    rule = {k: s[k] for k in ("n_trials", "fit_epochs", "trial_loss_max")}
-    key = piece_key(ctx, row, **rule)
-    piece = saved_piece(ctx, ctx.out / f"{stem}.rates.json", key, f"{row.name}: reusing the fitted rates")
-    if piece is not None:
-        return rj.EffectiveRates(**piece["rates"]), int(piece["trials_kept"])
-    t0 = time.perf_counter()
+    """`averaged_rates` of `row` under the final-distance trial rules, also written as `STEM.rates.json`."""
     rates, n_fitted = averaged_rates(ctx, row, s["n_trials"], s["fit_epochs"], s["trial_loss_max"])
-    ctx.write_json(
-        f"{stem}.rates.json",
-        {
-            "key": key,
-            "rates": rates_json(rates),
-            "trials_kept": n_fitted,
-            "wall_seconds": time.perf_counter() - t0,
-            "machine": ctx.machine,
-        },
-    )
+    ctx.write_json(f"{stem}.rates.json", {"rates": rates_json(rates), "trials_kept": n_fitted})
     return rates, n_fitted
 
 
-def run_network(ctx: Context, row, s: dict, stem: str, key: dict | None = None) -> dict:
-    """Rates, grid, prediction and figures of one Table-1 network (with `key`, the grid's training
-    saves snapshots to `STEM.grid.npz`, see `train_resumably`)."""
+def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
+    """Rates, grid, prediction and figures of one Table-1 network (the grid a study in `grid-STEM/`)."""
     rates, n_fitted = network_rates(ctx, row, s, stem)
     dxs = np.linspace(0.5, 1.5, s["grid"])
     dys = np.linspace(0.0, 1.0, s["grid"])
     seeds = np.arange(s["seeds_per_point"])
     lr = row.lr * s["lr_factor"]
-    checkpoint = None if key is None else (ctx.out / f"{stem}.grid.npz", key)
-    runs = train_grid(ctx, row, dxs, dys, seeds, lr, s["epochs"], s["stop_loss"], s["run_loss_max"], checkpoint)
+    signature = {
+        "study": "final_distance grid",
+        "network": dataclasses.asdict(row),
+        "dx": dxs.tolist(),
+        "dy": dys.tolist(),
+        "seeds_per_point": len(seeds),
+        "lr": lr,
+        "epochs": s["epochs"],
+        "stop_loss": s["stop_loss"],
+    }
+    store = study_store(ctx, f"grid-{stem}", signature)
+    group = grid_group(ctx, store, row, dxs, dys, seeds, lr, s["epochs"], s["stop_loss"])
+    runs = GridRuns(**run_study(ctx, store, [group], s["epochs"]))
+    took = store.info("grid")
+    converged = runs.converged(s["run_loss_max"])
 
     pred = np.asarray(rj.final_distance(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates), np.float64)
     a_low, a_high = (
         np.asarray(v, np.float64)
         for v in rj.structure_scales(runs.h0, runs.y0, dx2=runs.dx**2, dy2=runs.dy**2, rates=rates)
     )
-    keep = runs.converged & np.isfinite(pred)
+    keep = converged & np.isfinite(pred)
     stats = line_stats(pred[keep], runs.h_final[keep])
     at_tol = keep & np.isfinite(runs.h_at_tol)
     stats_at_tol = line_stats(pred[at_tol], runs.h_at_tol[at_tol])
@@ -376,6 +300,8 @@ def run_network(ctx: Context, row, s: dict, stem: str, key: dict | None = None) 
 
     n_runs, n_kept = int(runs.dx.size), int(keep.sum())
     return {
+        "wall_seconds": took["seconds"],  # the grid's training (reused: when it was computed)
+        "machine": took["machine"],
         "rates": rates_json(rates),
         "rate_ratio": float(rates.eta_enc / rates.eta_dec),
         "rate_trials": s["n_trials"],
@@ -405,7 +331,7 @@ def run_network(ctx: Context, row, s: dict, stem: str, key: dict | None = None) 
                 "h_at_loss_tol": runs.h_at_tol,
                 "epoch_at_loss_tol": runs.epoch_at_tol,
                 "final_loss": runs.final_loss,
-                "converged": runs.converged,
+                "converged": converged,
             }.items()
         },
         "settings": {

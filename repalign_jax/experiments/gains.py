@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from repalign_jax import gainsweep
 
-from ._common import Context, run_study
+from ._common import Context, run_study, study_store
 
 
 def run(ctx: Context) -> dict:
@@ -36,7 +36,7 @@ def run(ctx: Context) -> dict:
         lr_source="paper",
         **shape,
     )
-    arrays = run_study(ctx, "chunks", cfg.signature(), gainsweep.sweep_groups(cfg), cfg.epochs)
+    arrays = run_study(ctx, study_store(ctx, "chunks", cfg.signature()), gainsweep.sweep_groups(cfg), cfg.epochs)
     table = gainsweep.write_outputs(ctx.out, arrays, cfg, plots=True)
     ctx.say(ctx.write_table("gains", table, gainsweep.TABLE_COLUMNS, gainsweep.TABLE_FORMATS))
     per_run = gainsweep.summary_rows(arrays, cfg)  # one row per gain and seed (what the verdicts read)

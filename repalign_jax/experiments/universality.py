@@ -18,6 +18,9 @@ from repalign_jax.plots import pyplot
 
 from ._common import Context, mean_or_nan, table1_rows, train_two_point
 
+#: The Table-1 rows `--networks` defaults to: every one.
+NETWORKS = "all"
+
 COLUMNS = (
     "network",
     "activation",
@@ -51,11 +54,12 @@ FORMATS = {
 
 
 def summarise(run) -> dict:
-    fit, res = run.fit, run.result
-    ok = np.asarray(fit.success).ravel() & ~np.asarray(res.diverged)
+    runs = run.runs
+    diverged = runs["diverged"]
+    ok = runs["fit_success"] & ~diverged
 
     def mean(field):
-        return mean_or_nan(np.asarray(getattr(fit, field)).ravel(), ok)
+        return mean_or_nan(runs["fit_" + field], ok)
 
     row = run.row
     return {
@@ -67,16 +71,16 @@ def summarise(run) -> dict:
         "width": row.width,
         "seeds": int(ok.size),
         "fitted": int(ok.sum()),
-        "explained": int(np.sum(np.asarray(fit.explains).ravel() & ~np.asarray(res.diverged))),
-        "diverged": int(np.sum(res.diverged)),
+        "explained": int(np.sum(runs["fit_explains"] & ~diverged)),
+        "diverged": int(np.sum(diverged)),
         **{k: mean(k) for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")},
         # per seed (what the verdicts read): the fit's success and every R^2
         "per_seed": {
             "fit_ok": ok.tolist(),
-            "diverged": np.asarray(res.diverged).ravel().tolist(),
-            "final_loss": np.asarray(res.loss, np.float64)[:, -1].tolist(),
+            "diverged": diverged.tolist(),
+            "final_loss": np.asarray(runs["loss"], np.float64)[:, -1].tolist(),
             **{
-                k: np.asarray(getattr(fit, k), np.float64).ravel().tolist()
+                k: np.asarray(runs["fit_" + k], np.float64).tolist()
                 for k in ("eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w", "r2_loss")
             },
         },
@@ -89,26 +93,25 @@ def plot_grid(path, runs) -> None:
     cols = 5
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.4 * cols, 2.6 * -(-n // cols)), squeeze=False)
     for ax, run in zip(axes.ravel(), runs):
-        fit, traj = run.fit, run.traj
+        runs = run.runs
         ax.set_title(run.row.name, fontsize=9)
-        if not bool(np.asarray(fit.success)[0, 0]):
+        if not bool(runs["fit_success"][0]):
             ax.text(0.5, 0.5, "fit failed", ha="center", transform=ax.transAxes)
             continue
         th = rj.solve_effective(
-            fit.h0[0, 0],
-            fit.y0[0, 0],
-            fit.w0[0, 0],
-            dx2=traj.dx2[0],
-            dy2=traj.dy2[0],
-            rates=rj.EffectiveRates(fit.eta_enc[0, 0], fit.eta_dec[0, 0]),
-            ts=traj.ts,
+            runs["fit_h0"][0],
+            runs["fit_y0"][0],
+            runs["fit_w0"][0],
+            dx2=run.dx2,
+            dy2=run.dy2,
+            rates=rj.EffectiveRates(runs["fit_eta_enc"][0], runs["fit_eta_dec"][0]),
+            ts=run.ts,
         )
-        ts = np.asarray(traj.ts)
-        for k, (name, meas, pred) in enumerate(zip("hyw", (traj.h, traj.y, traj.w), th)):
-            m, p = np.asarray(meas)[0, 0], np.asarray(pred)
+        for k, (name, pred) in enumerate(zip("hyw", th)):
+            m, p = runs[name][0], np.asarray(pred)
             scale = np.max(np.abs(m)) or 1.0
-            ax.plot(ts, m / scale, color=f"C{k}", lw=1.4, label=name)
-            ax.plot(ts, p / scale, color=f"C{k}", lw=1.0, ls="--")
+            ax.plot(run.ts, m / scale, color=f"C{k}", lw=1.4, label=name)
+            ax.plot(run.ts, p / scale, color=f"C{k}", lw=1.0, ls="--")
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
@@ -121,9 +124,9 @@ def plot_grid(path, runs) -> None:
 
 def run(ctx: Context) -> dict:
     st = ctx.settings("universality")
-    rows = table1_rows(ctx, default="all")
+    rows = table1_rows(ctx, default=NETWORKS)
     epochs = 1000 if ctx.quick else st["epochs"]
-    runs = train_two_point(ctx, rows, np.arange(ctx.seeds), epochs)
+    runs = train_two_point(ctx, rows, np.arange(ctx.seeds), epochs, name="runs")
     table = [summarise(r) for r in runs]
     md = ctx.write_table("universality", table, COLUMNS, FORMATS)
     ctx.say(md)

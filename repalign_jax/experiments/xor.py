@@ -33,7 +33,7 @@ import numpy as np
 import repalign_jax as rj
 from repalign_jax.plots import pyplot
 
-from ._common import Context, default_rates, mean_or_nan, rates_json
+from ._common import Context, default_rates, grouped_study, mean_or_nan, rates_json
 
 EQUAL = ((0, 3), (1, 2))  # targets 0, 0 and 1, 1
 OTHER = ((0, 1), (0, 2), (1, 3), (2, 3))
@@ -73,34 +73,44 @@ def pair_ratios(dist) -> np.ndarray:
     return np.array([dist[i, j] / other for i, j in EQUAL])
 
 
-def train_group(ctx: Context, nets: list[Net], x, y, rates):
-    """Train networks of one shape as one batch; per net: measured, predicted matrices `(S, 4, 4)`, losses."""
-    net0 = nets[0]
+def train_nets(ctx: Context, nets: list[Net], x, y, rates) -> list[tuple]:
+    """Train every net for every seed, nets of one shape as one batch (a study, `grouped_study`);
+    per net: measured, predicted and initial distance matrices `(S, 4, 4)`, final losses, diverged."""
     st = ctx.settings("xor")
-    spec = rj.NetworkSpec(d_in=2, d_out=1, width=net0.width, depth=net0.depth, activation=st["activation"])
     seeds = np.arange(ctx.seeds)
-    config = rj.TrainConfig(epochs=net0.epochs, keep_hidden=True, track_layer=net0.depth // 2, loss=st["loss"])
-    gains, sds, lrs = rj.run_grid([n.gain for n in nets], [n.lr for n in nets], seeds)
-    res = rj.train_networks(
-        x,
-        y,
-        spec,
-        config,
-        gains=gains,
-        seeds=sds,
-        lrs=lrs,
-        pairs=[(0, 3)],
-        progress=ctx.progress,
+
+    def train(group: list[Net], progress) -> dict[str, np.ndarray]:
+        net0 = group[0]
+        spec = rj.NetworkSpec(d_in=2, d_out=1, width=net0.width, depth=net0.depth, activation=st["activation"])
+        config = rj.TrainConfig(epochs=net0.epochs, keep_hidden=True, track_layer=net0.depth // 2, loss=st["loss"])
+        gains, sds, lrs = rj.run_grid([n.gain for n in group], [n.lr for n in group], seeds)
+        res = rj.train_networks(x, y, spec, config, gains=gains, seeds=sds, lrs=lrs, pairs=[(0, 3)], progress=progress)
+        return rj.run_columns(res, curves=False, activations=True)
+
+    signature = {
+        "study": "xor",
+        "nets": [dataclasses.asdict(n) for n in nets],
+        "seeds": seeds.tolist(),
+        "activation": st["activation"],
+        "loss": st["loss"],
+    }
+    per_net = grouped_study(
+        ctx,
+        "runs",
+        signature,
+        nets,
+        lambda n: (n.width, n.depth, n.epochs),
+        train,
+        len(seeds),
+        max(n.epochs for n in nets),
     )
-    h0, hf, o0 = res.hidden_initial, res.hidden_final, res.output_initial
-    assert h0 is not None and hf is not None and o0 is not None  # keep_hidden
     out = []
-    for k, _ in enumerate(nets):
-        runs = range(k * len(seeds), (k + 1) * len(seeds))
-        meas = np.stack([rj.pairwise_distances(hf[r]) for r in runs])
-        pred = np.stack([rj.predicted_final_distances(x, y, h0[r], o0[r], rates).distance for r in runs])
-        init = np.stack([rj.pairwise_distances(h0[r]) for r in runs])
-        out.append((meas, pred, np.asarray(res.loss)[list(runs), -1], np.asarray(res.diverged)[list(runs)], init))
+    for runs in per_net:
+        h0, hf, o0 = runs["hidden_initial"], runs["hidden_final"], runs["output_initial"]
+        meas = np.stack([rj.pairwise_distances(h) for h in hf])
+        pred = np.stack([rj.predicted_final_distances(x, y, a, b, rates).distance for a, b in zip(h0, o0)])
+        init = np.stack([rj.pairwise_distances(h) for h in h0])
+        out.append((meas, pred, runs["final_loss"], runs["diverged"], init))
     return out
 
 
@@ -165,13 +175,7 @@ def run(ctx: Context) -> dict:
     data = rj.xor()
     nets = networks(ctx)
     st = ctx.settings("xor")
-    groups: dict = {}
-    for net in nets:
-        groups.setdefault((net.width, net.depth, net.epochs), []).append(net)
-    results = {}
-    for group in groups.values():
-        for net, r in zip(group, train_group(ctx, group, data.x, data.targets, rates)):
-            results[net.name] = r
+    results = {net.name: r for net, r in zip(nets, train_nets(ctx, nets, data.x, data.targets, rates))}
     table = [summarise(net, *results[net.name]) for net in nets]
     cols = [
         "network",

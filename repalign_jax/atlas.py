@@ -69,10 +69,12 @@ from . import (
     AUTO_LR_C,
     GridMismatch,
     GroupDone,
+    Progress,
     RunStore,
     __version__,
     enable_compile_cache,
     run_groups,
+    todo,
     use_host_cores,
 )
 from ._cli import (
@@ -339,7 +341,14 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     with Interruptible() as run:
-        run_groups(store, atlas_groups(cfg, mine, progress=not args.quiet, devices=jax.local_devices()), report=report)
+        groups = atlas_groups(cfg, mine, devices=jax.local_devices())
+        left = todo(store, groups)
+        meter = Progress(cfg.epochs, len(left), label="atlas") if left and not args.quiet else None
+        try:  # one bar over the shapes left, each a chunk of it
+            run_groups(store, groups, meter=meter, report=report)
+        finally:
+            if meter is not None:
+                meter.close()
     if run.interrupted:
         return run.resume_hint("atlas", "finished shapes", out, where=store.folder)
     if size > 1:

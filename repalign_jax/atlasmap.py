@@ -137,12 +137,13 @@ class AtlasConfig:
         return cap, self.epochs + 1 - cap
 
 
-def atlas_groups(cfg: AtlasConfig, cells=None, *, progress: bool = False, devices=None) -> list[rj.Group]:
-    """The atlas's runs as one group per network shape (`cells`, default all), named `cell_name`."""
+def atlas_groups(cfg: AtlasConfig, cells=None, *, devices=None) -> list[rj.Group]:
+    """The atlas's runs as one group per network shape (`cells`, default all), named `cell_name`;
+    each trains reporting to the meter `run_groups` hands it (none: quiet)."""
     n = len(cfg.activations) * len(cfg.gains) * len(cfg.seeds)
 
     def compute(cell):
-        return lambda meter: run_cell(cfg, cell, progress=progress, devices=devices)
+        return lambda meter: run_cell(cfg, cell, progress=meter or False, devices=devices)
 
     return [rj.Group(cell_name(c), compute(c), n) for c in (cfg.cells() if cells is None else cells)]
 

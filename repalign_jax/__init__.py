@@ -42,6 +42,7 @@ from ._paper import table1 as table1
 from ._pipeline import TrainedAndFitted as TrainedAndFitted
 from ._pipeline import run_grid as run_grid
 from ._pipeline import train_and_fit as train_and_fit
+from ._progress import Meter as Meter
 from ._progress import Progress as Progress
 from ._rates import EffectiveRates as EffectiveRates
 from ._rungrid import GridMismatch as GridMismatch
@@ -67,7 +68,6 @@ from ._theory import PairwiseDistances as PairwiseDistances
 from ._theory import SolverOptions as SolverOptions
 from ._theory import conserved_c as conserved_c
 from ._theory import coupling as coupling
-from ._theory import effective_term as effective_term
 from ._theory import final_distance as final_distance
 from ._theory import final_distance_matrix as final_distance_matrix
 from ._theory import fixed_points as fixed_points
@@ -95,6 +95,7 @@ from .verdicts import evaluate_claim as evaluate_claim
 __all__ = [
     "Chunk",
     "plan_chunks",
+    "Meter",
     "Progress",
     "GridMismatch",
     "Group",
@@ -133,7 +134,6 @@ __all__ = [
     "conserved_c",
     "coupling",
     "digits",
-    "effective_term",
     "enable_compile_cache",
     "evaluate_claim",
     "exponential_weighting",

@@ -37,6 +37,9 @@ def add_compile_cache_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_RANGE = 100_000  # values one START:STOP:STEP may give (a typo in STEP must not hang the tool)
+
+
 def parse_range(text: str, name: str, *, integer: bool = False, default_step: float = 0.1) -> list:
     """`START:STOP[:STEP]` (inclusive) or a comma list of positive numbers, all distinct.
 
@@ -50,11 +53,15 @@ def parse_range(text: str, name: str, *, integer: bool = False, default_step: fl
                 raise ValueError
             start, stop = parts[0], parts[1]
             step = parts[2] if len(parts) == 3 else default_step
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise UsageError(f"--{name}: START, STOP and STEP must be finite, got {text!r}")
             if step <= 0:
                 raise UsageError(f"--{name}: STEP must be positive, got {step:g}")
             if stop < start:
                 raise UsageError(f"--{name}: STOP ({stop:g}) is below START ({start:g})")
             n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if n > MAX_RANGE:
+                raise UsageError(f"--{name}: {text!r} gives {n} values, more than {MAX_RANGE}; use a larger STEP")
             values = [round(start + k * step, 10) for k in range(n)]
         else:
             values = [float(p) for p in text.split(",") if p.strip()]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -31,7 +30,7 @@ from jax.core import Tracer
 from jaxtyping import Array
 
 from ._chunks import plan_chunks
-from ._progress import Progress, report_computed
+from ._progress import Meter, Progress, report_computed
 from ._rates import EffectiveRates
 from ._theory import SolverOptions, max_step, representation_loss, solve_single, state_scale
 from ._trajectory import PairTrajectory
@@ -504,7 +503,11 @@ def _check(traj: PairTrajectory):
 
 
 def fit_effective_rates(
-    traj: PairTrajectory, options: FitOptions = FitOptions(), *, progress: bool | Callable[[int], None] = False
+    traj: PairTrajectory,
+    options: FitOptions = FitOptions(),
+    *,
+    start: EffectiveRates | None = None,
+    progress: bool | Meter = False,
 ) -> FitResult:
     """Fit `eta_enc`, `eta_dec` (and `tau`) to measured trajectories (paper Eq. 49).
 
@@ -512,8 +515,13 @@ def fit_effective_rates(
 
     - `traj`: a `PairTrajectory`, with any leading batch shape.
     - `options`: `FitOptions` (solver tolerances, optimiser limits, fallback grid).
-    - `progress`: `True` for a progress bar on stderr, or a callable of the number of
-      fits done (trajectories, then the failed ones retried from the fallback grid,
+    - `start`: where the fits start, `EffectiveRates` per epoch broadcast to the batch
+      shape of `traj` (`tau` unused), e.g. the fits of a neighbouring gain; default
+      the data-driven `initial_guess` of each trajectory. A start that is not positive
+      and finite is replaced by `1e-3`; a fit that fails from it is retried from the
+      fallback grid.
+    - `progress`: `True` for a progress bar on stderr, or a `Meter` (a `Progress`,
+      or any callable of one integer) given the number of fits done (trajectories, then the failed ones retried from the fallback grid,
       which extend the total), called as each chunk has been computed. Fits run one
       trajectory at a time on a CPU, so this is where a large batch spends its time.
 
@@ -548,12 +556,19 @@ def fit_effective_rates(
     loss = None if traj.loss is None else flat(traj.loss, (T,))
     m0 = None if traj.m0 is None else flat(traj.m0)
 
-    start = _guess_batch(ts, states, dx2, dy2)
+    if start is None:
+        starts = _guess_batch(ts, states, dx2, dy2)
+    else:
+        try:
+            starts = jnp.stack([flat(start.eta_enc), flat(start.eta_dec)], -1)
+        except (ValueError, TypeError):
+            shapes = (jnp.shape(start.eta_enc), jnp.shape(start.eta_dec))
+            raise ValueError(f"start rates of shapes {shapes} do not broadcast to the batch shape {batch}") from None
     traced = isinstance(ts, Tracer)
     bar = Progress(B, label="fit", unit="fit") if progress is True and not traced else None
     report = bar if bar is not None else (progress if callable(progress) and not traced else None)
     try:
-        result = _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, start, options, report)
+        result = _fit_sorted_chunks(ts, states, dx2, dy2, loss, m0, starts, options, report)
         if options.fallback_grid > 0 and not traced:
             result = _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, report)
     finally:

@@ -8,7 +8,7 @@ that way, written once, on the public API only.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -17,6 +17,7 @@ from jaxtyping import ArrayLike
 
 from ._fit import FitOptions, FitResult, FitWarning, fit_effective_rates
 from ._networks import NetworkSpec
+from ._progress import Meter
 from ._train import TrainConfig, TrainResult, train_networks
 from ._trajectory import PairTrajectory, to_pair_trajectory
 
@@ -57,7 +58,7 @@ def train_and_fit(
     config: TrainConfig,
     *,
     pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
-    progress: bool | Callable[[int], None] = False,
+    progress: bool | Meter = False,
     fit_options: FitOptions = FitOptions(),
     quiet_fit: bool = True,
     **train_options: Any,

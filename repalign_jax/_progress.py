@@ -9,8 +9,21 @@ callers wait on a result before they report it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import jax
+
+
+@runtime_checkable
+class Meter(Protocol):
+    """What long work reports to: called with the amount of work *done* so far.
+
+    A `Progress` bar is one; so is any callable of one integer (`list.append`, a
+    logger). `train_networks(progress=...)`, `fit_effective_rates(progress=...)` and
+    `train_and_fit(progress=...)` take a meter, or `True` for a bar of their own.
+    """
+
+    def __call__(self, done: int, /) -> None: ...
 
 
 class Progress:

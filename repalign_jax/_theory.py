@@ -36,6 +36,9 @@ def vector_field(t, state: Array, args) -> Array:
       against `state[..., 0]`.
 
     **Returns:** `d(h, y, w)/dt`, same shape as `state`.
+
+    For a diffrax solve of your own: `diffrax.ODETerm(vector_field)`, with
+    `args=(eta_enc, eta_dec, dx2, dy2)` (`solve_effective` does this for you).
     """
     del t
     eta_enc, eta_dec, dx2, dy2 = args
@@ -45,10 +48,6 @@ def vector_field(t, state: Array, args) -> Array:
     dy = -w * (eta_dec * h + enc * y / h)
     dw = -0.5 * eta_dec * h * (3.0 * w - y + dy2) - 0.5 * enc * w * (y + w) / h
     return jnp.stack([dh, dy, dw], axis=-1)
-
-
-#: The 3-variable system as a `diffrax.ODETerm`; `args = (eta_enc, eta_dec, dx2, dy2)`.
-effective_term = diffrax.ODETerm(vector_field)
 
 
 def coupling(eta_enc: ArrayLike, eta_dec: ArrayLike, dx2: ArrayLike) -> Array:

@@ -31,11 +31,22 @@ def colours(n: int):
     return plt.cm.viridis(np.linspace(0.0, 0.9, max(n, 1)))
 
 
+def _check_lines(figure: str, ts, labels, **curves) -> None:
+    """A one-line `ValueError` unless every curve array is `(len(labels), len(ts))`."""
+    want = (len(labels), np.shape(ts)[-1])
+    for name, v in curves.items():
+        if v is not None and np.shape(v)[:2] != want:
+            raise ValueError(f"{figure}: {name} has shape {np.shape(v)}, expected (labels, epochs) = {want}")
+
+
 def plot_hyw(path: str | os.PathLike, ts, measured, theory, labels, title="") -> None:
     """Measured (solid) against theory (dashed) `h`, `y`, `w`, one colour per label (Figure 2).
 
-    `measured`, `theory`: tuples `(h, y, w)` of arrays `(n_lines, T)`.
+    `measured`, `theory`: tuples `(h, y, w)` of arrays `(n_lines, T)`, one line per label
+    (else `ValueError`).
     """
+    for part, (meas, th) in zip("hyw", zip(measured, theory, strict=True)):
+        _check_lines("plot_hyw", ts, labels, **{f"measured {part}": meas, f"theory {part}": th})
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     palette = colours(len(labels))
@@ -53,7 +64,14 @@ def plot_hyw(path: str | os.PathLike, ts, measured, theory, labels, title="") ->
 
 
 def plot_loss(path: str | os.PathLike, ts, measured, theory, labels, plateaus=None, title="") -> None:
-    """Loss curves, measured (solid) against theory (dashed), log scale (Figure 3)."""
+    """Loss curves, measured (solid) against theory (dashed), log scale (Figure 3).
+
+    `measured`, `theory` (or `None`): `(n_lines, T)`, one line per label (else `ValueError`);
+    `plateaus`: one epoch (or NaN) per label, marked with a dotted line.
+    """
+    _check_lines("plot_loss", ts, labels, measured=measured, theory=theory)
+    if plateaus is not None and len(plateaus) != len(labels):
+        raise ValueError(f"plot_loss: {len(plateaus)} plateaus for {len(labels)} labels")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     palette = colours(len(labels))

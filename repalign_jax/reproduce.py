@@ -57,10 +57,8 @@ from collections.abc import Sequence
 
 import jax
 
-from . import GridMismatch
+from . import GridMismatch, enable_compile_cache, use_host_cores
 from ._cli import ArgParser, Interruptible, UsageError, add_compile_cache_flag, describe_machine
-from ._compile_cache import enable_compile_cache
-from ._sharding import use_host_cores
 from .claims import EXPERIMENTS, format_registry
 from .experiments._common import Context, table1_rows
 from .reproduction_report import write_report
@@ -179,52 +177,8 @@ def main(argv=None) -> int:
             print(format_registry(), end="")
             return 0
         if args.name == "report":  # reads JSON only: no JAX set-up
-            dirs = [pathlib.Path(d) for d in (args.dirs or [args.out])]
-            missing = [str(d) for d in dirs if not d.is_dir()]
-            if missing:
-                raise UsageError(f"report: no such folder: {', '.join(missing)}")
-            extra = []
-            for f in args.include:
-                try:
-                    extra.append(pathlib.Path(f).read_text())
-                except OSError as e:
-                    raise UsageError(f"report: cannot read --include {f}: {e.strerror or e}") from None
-            text = report(dirs, relative_to=pathlib.Path(args.write).parent if args.write else None, appendices=extra)
-            if args.write:
-                pathlib.Path(args.write).write_text(text)
-            else:
-                print(text, end="")
-            return 0
-        if args.write or args.include:
-            raise UsageError("--write and --include apply to report")
-        use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
-        if not args.no_compile_cache:
-            enable_compile_cache()
-        if args.dirs:
-            raise UsageError(f"unexpected arguments {' '.join(args.dirs)} (folders are for `report`)")
-        names = EXPERIMENTS if args.name == "all" else tuple(n.strip() for n in args.name.split(","))
-        unknown = [n for n in names if n not in EXPERIMENTS]
-        if unknown:
-            raise UsageError(f"unknown experiment {unknown[0]!r}; choose from all, {', '.join(EXPERIMENTS)}")
-        seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
-        if seeds < 1:
-            raise UsageError("--seeds must be at least 1")
-        if args.mnist is not None and not pathlib.Path(args.mnist).is_dir():
-            raise UsageError(f"--mnist {args.mnist} is not a folder")
-        overrides = {}
-        for item in args.overrides:
-            key, sep, value = item.partition("=")
-            if not sep or not key or not value:
-                raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-            overrides[key.strip()] = value.strip()
-        # what an experiment accepts is what its module declares: `settings(ctx)` for --set, NETWORKS for --networks
-        modules = {n: importlib.import_module(f"repalign_jax.experiments.{n}") for n in EXPERIMENTS}
-        overridable = [n for n, m in modules.items() if hasattr(m, "settings")]
-        if overrides and (len(names) != 1 or names[0] not in overridable):
-            raise UsageError(f"--set applies to one of: {', '.join(overridable)}")
-        with_rows = [n for n, m in modules.items() if hasattr(m, "NETWORKS")]
-        if args.networks is not None and not set(names) & set(with_rows):
-            raise UsageError(f"--networks applies to {' and '.join(with_rows)}")
+            return _report_command(args)
+        names, seeds, overrides, modules = _plan(args)
     except UsageError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
@@ -264,22 +218,9 @@ def main(argv=None) -> int:
             f"== {name} ({args.settings} settings{', quick' if args.quick else ''}"
             f"{', overrides ' + str(overrides) if overrides else ''}; {jax.default_backend()}) =="
         )
-        with Interruptible() as run:  # Ctrl-C or SIGTERM
-            try:
-                numbers = run_experiment(name, ctx)
-            except GridMismatch as e:  # --resume into a folder saved with other settings
-                print(
-                    f"reproduce: error: {e}; rerun without --resume to recompute, or choose another --out",
-                    file=sys.stderr,
-                )
-                return 2
-        if run.interrupted:
-            print(
-                f"reproduce: interrupted during {name}; what it finished is saved in {root}; "
-                "continue it with the same command and --resume",
-                file=sys.stderr,
-            )
-            return 130
+        numbers = _run_one(name, ctx, root)
+        if isinstance(numbers, int):  # an exit code: refused or interrupted
+            return numbers
         _print_verdicts(name, numbers, say)
         say(f"  wrote {out} ({numbers['wall_seconds']:.0f} s)")
 
@@ -299,6 +240,84 @@ def main(argv=None) -> int:
     if failed:
         say(f"claims that did not hold in: {', '.join(failed)} (see each NAME.json)")
     return 0
+
+
+def _report_command(args) -> int:
+    """`reproduce report [DIR ...] [--write FILE] [--include FILE ...]` (`UsageError` on bad paths)."""
+    dirs = [pathlib.Path(d) for d in (args.dirs or [args.out])]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise UsageError(f"report: no such folder: {', '.join(missing)}")
+    extra = []
+    for f in args.include:
+        try:
+            extra.append(pathlib.Path(f).read_text())
+        except OSError as e:
+            raise UsageError(f"report: cannot read --include {f}: {e.strerror or e}") from None
+    text = report(dirs, relative_to=pathlib.Path(args.write).parent if args.write else None, appendices=extra)
+    if args.write:
+        pathlib.Path(args.write).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def _plan(args) -> tuple[tuple[str, ...], int, dict, dict]:
+    """`(experiment names, seeds, --set overrides, every experiment's module)` of a run, its
+    arguments checked (`UsageError`); JAX set up (host cores, compilation cache)."""
+    if args.write or args.include:
+        raise UsageError("--write and --include apply to report")
+    use_host_cores()  # one JAX device per core on a CPU: before JAX starts (see its docstring)
+    if not args.no_compile_cache:
+        enable_compile_cache()
+    if args.dirs:
+        raise UsageError(f"unexpected arguments {' '.join(args.dirs)} (folders are for `report`)")
+    names = EXPERIMENTS if args.name == "all" else tuple(n.strip() for n in args.name.split(","))
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise UsageError(f"unknown experiment {unknown[0]!r}; choose from all, {', '.join(EXPERIMENTS)}")
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
+    if seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    if args.mnist is not None and not pathlib.Path(args.mnist).is_dir():
+        raise UsageError(f"--mnist {args.mnist} is not a folder")
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    # what an experiment accepts is what its module declares: `settings(ctx)` for --set, NETWORKS for --networks
+    modules = {n: importlib.import_module(f"repalign_jax.experiments.{n}") for n in EXPERIMENTS}
+    overridable = [n for n, m in modules.items() if hasattr(m, "settings")]
+    if overrides and (len(names) != 1 or names[0] not in overridable):
+        raise UsageError(f"--set applies to one of: {', '.join(overridable)}")
+    with_rows = [n for n, m in modules.items() if hasattr(m, "NETWORKS")]
+    if args.networks is not None and not set(names) & set(with_rows):
+        raise UsageError(f"--networks applies to {' and '.join(with_rows)}")
+    return names, seeds, overrides, modules
+
+
+def _run_one(name: str, ctx: Context, root: pathlib.Path) -> dict | int:
+    """Experiment `name`'s numbers, or the exit code that ends the command: 2 (`--resume`
+    into a folder of other settings), 130 (interrupted; what finished is saved)."""
+    with Interruptible() as run:  # Ctrl-C or SIGTERM
+        try:
+            numbers = run_experiment(name, ctx)
+        except GridMismatch as e:  # --resume into a folder saved with other settings
+            print(
+                f"reproduce: error: {e}; rerun without --resume to recompute, or choose another --out",
+                file=sys.stderr,
+            )
+            return 2
+    if run.interrupted:
+        print(
+            f"reproduce: interrupted during {name}; what it finished is saved in {root}; "
+            "continue it with the same command and --resume",
+            file=sys.stderr,
+        )
+        return 130
+    return numbers
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ from scipy.integrate import solve_ivp
 # the device count under the other tests, so it is chosen here: one (JAX's default).
 # Tests of several devices run in subprocesses (test_sharding.py, test_sweep.py).
 jax.config.update("jax_num_cpu_devices", 1)
+# The tools turn on JAX's persistent compilation cache (`enable_compile_cache`); called in
+# this process they must not write every executable the suite compiles into the user's
+# cache (thousands: jaxlib 0.10.2 once crashed serialising one, in a CI run of the whole suite).
+# The cache itself is tested in subprocesses (test_atlas.py).
+jax.config.update("jax_enable_compilation_cache", False)
 
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # JAX's event: one per XLA executable

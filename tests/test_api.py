@@ -15,8 +15,9 @@ def test_all_names_exist_and_nothing_private_is_exported():
     assert len(rj.__all__) == len(set(rj.__all__))
     assert all(hasattr(rj, n) for n in rj.__all__)
     assert not [n for n in rj.__all__ if n.startswith("_")]
-    # implementation details stay out (issue "One resumable run-grid layer ...": plain_dots)
+    # implementation details stay out (issue "One resumable run-grid layer ...": plain_dots, effective_term)
     assert "plain_dots" not in rj.__all__ and not hasattr(rj, "plain_dots")
+    assert "effective_term" not in rj.__all__ and not hasattr(rj, "effective_term")  # diffrax.ODETerm(vector_field)
 
 
 def test_every_exported_name_is_in_the_api_reference():

@@ -90,6 +90,8 @@ def test_parse_range_inclusive_and_bad_input():
         ("nan", r"values must be positive"),
         ("1,inf", r"values must be positive"),
         ("1,2,1", r"^--gains: repeated values in '1,2,1'$"),
+        ("1:inf", r"^--gains: START, STOP and STEP must be finite, got '1:inf'$"),
+        ("0.1:1e9:1e-3", r"^--gains: '0.1:1e9:1e-3' gives \d+ values, more than 100000; use a larger STEP$"),
     ],
 )
 def test_parse_range_refusals(text, match):

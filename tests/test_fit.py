@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import repalign_jax as rj
-from repalign_jax import _fit
 
 
 def _traj(s, idx: slice | int | np.ndarray = slice(None), noise=0.0, seed=0, loss=False, m0=False):
@@ -225,18 +224,31 @@ def test_solver_step_limit_flags_instead_of_raising(synthetic):
 
 
 @pytest.mark.parametrize("chunk_size", [None, 4])
-def test_fallback_grid_rescues_a_bad_start(synthetic, x64, monkeypatch, chunk_size):
-    # A data-driven start of 10 per epoch: the solves cannot finish, the first fit fails,
+def test_fallback_grid_rescues_a_bad_start(synthetic, x64, chunk_size):
+    # A start of 10 per epoch: the solves cannot finish, the first fit fails,
     # and the coarse grid search must find the basin again. chunk_size None retries one
     # trajectory at a time on a CPU; 4 retries both as one padded batch.
     traj = _traj(synthetic, slice(4, 6))
-    monkeypatch.setattr(_fit, "_guess_batch", lambda ts, *a: jnp.full((ts.shape[0], 2), 10.0, ts.dtype))
-    no_grid = rj.fit_effective_rates(traj, rj.FitOptions(fallback_grid=0, chunk_size=chunk_size))
+    bad = rj.EffectiveRates(10.0, 10.0)
+    no_grid = rj.fit_effective_rates(traj, rj.FitOptions(fallback_grid=0, chunk_size=chunk_size), start=bad)
     assert not np.any(no_grid.success)
-    res = rj.fit_effective_rates(traj, rj.FitOptions(chunk_size=chunk_size))
+    res = rj.fit_effective_rates(traj, rj.FitOptions(chunk_size=chunk_size), start=bad)
     assert np.all(res.success)
     np.testing.assert_allclose(res.eta_enc, synthetic["rates"][4:6, 0], rtol=1e-4)
     np.testing.assert_allclose(res.eta_dec, synthetic["rates"][4:6, 1], rtol=1e-4)
+
+
+def test_start_per_trajectory_and_its_shape_checked(synthetic, x64):
+    """`start` broadcasts to the batch: the true rates of each trajectory give the same fit as
+    the data-driven start; rates that do not broadcast are a one-line ValueError."""
+    traj = _traj(synthetic, slice(4, 6))
+    true = synthetic["rates"][4:6]
+    res = rj.fit_effective_rates(traj, start=rj.EffectiveRates(true[:, 0], true[:, 1]))
+    assert np.all(res.success)
+    np.testing.assert_allclose(res.eta_enc, true[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(res.eta_dec, true[:, 1], rtol=1e-6)
+    with pytest.raises(ValueError, match="do not broadcast to the batch shape"):
+        rj.fit_effective_rates(traj, start=rj.EffectiveRates(np.ones(3), np.ones(3)))
 
 
 def test_api_edges_integer_input_and_no_dynamics():
@@ -301,13 +313,13 @@ def test_progress_counts_fits_as_they_are_computed(synthetic, chunk_size, want):
     np.testing.assert_array_equal(res.eta_enc, quiet.eta_enc)  # reporting changes nothing
 
 
-def test_progress_counts_fits_retried_from_the_grid(synthetic, x64, monkeypatch, capsys):
+def test_progress_counts_fits_retried_from_the_grid(synthetic, x64, capsys):
     traj = _traj(synthetic, slice(4, 6))
-    monkeypatch.setattr(_fit, "_guess_batch", lambda ts, *a: jnp.full((ts.shape[0], 2), 10.0, ts.dtype))
+    bad = rj.EffectiveRates(10.0, 10.0)
     seen = []
-    res = rj.fit_effective_rates(traj, progress=seen.append)
+    res = rj.fit_effective_rates(traj, start=bad, progress=seen.append)
     assert np.all(res.success)
     assert seen == [1, 2, 3, 4]  # two first fits (both fail), then their two retries
-    rj.fit_effective_rates(traj, progress=True)
+    rj.fit_effective_rates(traj, start=bad, progress=True)
     err = capsys.readouterr().err
     assert "fit: 100%" in err and "4/4" in err, err[-300:]

@@ -92,6 +92,21 @@ def test_plot_hyw_without_a_title_has_no_suptitle(tmp_path, drawn):
     assert drawn[0].get_suptitle() == ""
 
 
+def test_lines_that_do_not_match_the_labels_are_refused_before_drawing(tmp_path, drawn):
+    ts, measured, theory = hyw_data(n=3)
+    with pytest.raises(ValueError, match=r"^plot_hyw: measured h has shape \(3, 50\), expected"):
+        plots.plot_hyw(tmp_path / "a.png", ts, measured, theory, ["one", "two"])
+    with pytest.raises(ValueError, match=r"^plot_hyw: theory w has shape \(3, 49\)"):
+        plots.plot_hyw(tmp_path / "a.png", ts, measured, theory[:2] + (theory[2][:, 1:],), ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"^plot_loss: 1 plateaus for 3 labels$"):
+        plots.plot_loss(tmp_path / "b.png", ts, measured[0], None, ["a", "b", "c"], plateaus=[1.0])
+    with pytest.raises(
+        ValueError, match=r"^plot_loss: measured has shape \(3, 50\), expected \(labels, epochs\) = \(2, 50\)$"
+    ):
+        plots.plot_loss(tmp_path / "b.png", ts, measured[0], None, ["a", "b"])
+    assert not drawn and not list(tmp_path.iterdir())  # nothing drawn, nothing written
+
+
 def test_plot_loss_curves_plateaus_and_log_floor(tmp_path, drawn):
     ts = np.arange(100.0)
     measured = np.stack([np.exp(-ts / 20), np.exp(-ts / 40)])

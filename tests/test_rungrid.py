@@ -113,24 +113,6 @@ def test_the_meter_moves_over_the_groups_left(tmp_path):
     assert [c[1] for c in calls] == [meter, meter]
 
 
-def test_progress_start_chunk_counts_after_the_chunks_before():
-    bar = rj.Progress(10, chunks=3, stream=open("/dev/null", "w"))
-    try:
-        bar(4)
-        assert bar._bar.n == 4
-        bar.start_chunk(2)
-        bar(5)
-        assert bar.chunk == 2 and bar._bar.n == 25
-        bar(3)  # never backwards
-        assert bar._bar.n == 25
-        with pytest.raises(ValueError, match=r"chunks 0\.\.2"):
-            bar.start_chunk(3)
-        bar.extend(5)
-        assert bar._bar.total == 45
-    finally:
-        bar.close()
-
-
 def test_run_columns_take_every_per_run_field(x64):
     n, T, P = 3, 5, 2
     rng = np.random.default_rng(0)

@@ -39,27 +39,35 @@ def test_use_host_cores_keeps_a_count_the_user_chose():
 
 
 SCRIPT = """
-import json, sys
+import json, logging
+import jax
 import numpy as np
 import repalign_jax as rj
-from repalign_jax import _train
 rj.use_host_cores(2)
-sizes = []
-real = _train.run_mesh
-_train.run_mesh = lambda devices=None: (sizes.append(len(devices)), real(devices))[1]
+compiled = []  # JAX's log of each compilation: the shapes and the shardings of its arguments
+class Log(logging.Handler):
+    def emit(self, record):
+        if record.getMessage().startswith("Compiling"):
+            compiled.append(record.getMessage())
+logging.getLogger("jax").addHandler(Log())
+jax.config.update("jax_log_compiles", True)
 d = rj.two_point()
 spec = rj.NetworkSpec(d_in=1, d_out=1, width=16, depth=4)
-out = {}
+out, meshes = {}, {}
 for runs in (1, 3):
+    compiled.clear()
     res = rj.train_networks(d.x, d.targets, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(runs), lrs=0.05)
     out[runs] = res.h.tolist()
-print(json.dumps({"sizes": sizes, "h": out}))
+    meshes[runs] = [("Mesh(" in m, "Mesh('runs': 2" in m) for m in compiled]
+print(json.dumps({"meshes": meshes, "h": out}))
 """
 
 
 def test_a_batch_spreads_over_host_devices_at_most_one_per_run():
     got = json.loads(_python(SCRIPT))
-    assert got["sizes"] == [1, 2]  # one run: one device (no padding run); three runs: both
+    one, three = got["meshes"]["1"], got["meshes"]["3"]
+    assert one and not any(mesh for mesh, _ in one)  # one run: one device (no padding run on the other)
+    assert three and any(both for _, both in three)  # three runs: split over both devices
     d = rj.two_point()
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=16, depth=4)
     alone = rj.train_networks(d.x, d.targets, spec, rj.TrainConfig(epochs=40), gains=1.0, seeds=np.arange(3), lrs=0.05)

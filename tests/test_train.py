@@ -1,5 +1,9 @@
 """The vectorised training engine: records, batching, divergence, precision, chunking."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,62 +183,75 @@ def test_progress_reports_epochs():
     assert seen == [10, 20, 30, 40]
 
 
-def test_progress_reports_computed_epochs_not_queued_ones(monkeypatch):
-    """JAX dispatches asynchronously: a report must wait until its segment has been computed."""
-    queued = []  # (epoch the segment ends at, its losses)
-    segment = _train._segment_jit
-
-    def spy(carry, x, targets, pairs, runs, epoch0, **kw):
-        carry, (loss, rec) = segment(carry, x, targets, pairs, runs, epoch0, **kw)
-        queued.append((int(epoch0) + _train.segment_length(kw["config"]), loss))
-        return carry, (loss, rec)
+def test_progress_reports_computed_epochs_not_queued_ones():
+    """JAX dispatches asynchronously: a report must wait until its segment has been computed,
+    so the last report comes once the whole training is (no array JAX holds is still pending;
+    reporting at dispatch left the last segment's 20 outputs pending)."""
+    pending = []  # at each report: the live JAX arrays not yet computed
 
     def report(epoch):
-        done = [end for end, loss in queued if loss.is_ready()]
-        assert epoch in done, (epoch, done)  # the segment ending at `epoch` has been computed
+        pending.append((epoch, sum(not a.is_ready() for a in jax.live_arrays())))
 
-    monkeypatch.setattr(_train.driver, "_segment_jit", spy)
-    seen = []
     spec = rj.NetworkSpec(d_in=1, d_out=1, width=256, depth=6)  # segments slow enough to be queued
     config = rj.TrainConfig(epochs=600, progress_every=200)
-    _train_small(spec=spec, config=config, seeds=[0, 1, 2, 3], progress=lambda e: (report(e), seen.append(e)))
-    assert seen == [200, 400, 600] and len(queued) == 3
+    _train_small(spec=spec, config=config, seeds=[0, 1, 2, 3], progress=report)
+    assert [e for e, _ in pending] == [200, 400, 600]
+    assert pending[-1] == (600, 0), pending
 
 
-def _lowered(spec, config=rj.TrainConfig(epochs=4, progress_every=2)):
-    """The compiled epoch-loop segment of a chunk of two runs (what the training spends its time in)."""
-    core = spec.shape()
-    data = (jnp.asarray(DATA.x), jnp.asarray(DATA.targets), jnp.array([[0, 1]]))
-    acts = jnp.full(2, rj.ACTIVATION_NAMES.index(spec.activation), jnp.int32)
-    runs = (jnp.ones(2), jnp.arange(2, dtype=jnp.uint32), jnp.full(2, 0.01), acts)
-    carry, per_run, _ = _train._start_jit(*data, *runs, spec=core, config=config)
-    return _train._segment_jit.lower(carry, *data, per_run, np.int32(0), spec=core, config=config)
+# The epoch-loop segment `train_networks` compiles for two runs of each of these networks,
+# as XLA dumps it (what the training spends its time in): (width, precision, optimizer).
+HLO_CASES = [(32, "highest", "sgd"), (32, "default", "sgd"), (48, "highest", "sgd"), (48, "highest", "adam")]
+DUMP = """
+import numpy as np
+import repalign_jax as rj
+d = rj.two_point(dx2=1.0, dy2=0.5)
+for width, precision, optimizer in CASES:
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=width, depth=4, precision=precision)
+    config = rj.TrainConfig(epochs=4, optimizer=optimizer, progress_every=2)
+    rj.train_networks(d.x, d.targets, spec, config, gains=1.0, seeds=np.arange(2), lrs=0.01)
+"""
 
 
-def _dot_precisions(spec):
-    text = _lowered(spec).as_text()
-    lines = [ln for ln in text.splitlines() if "dot_general" in ln]
+@pytest.fixture(scope="module")
+def segment_hlo(tmp_path_factory):
+    """`{case: (HLO before, after optimisation)}` of the segment each case compiles (XLA's
+    `--xla_dump_to`, in a subprocess: the flag is read when JAX starts; no compilation cache,
+    which would skip the compilation)."""
+    out = tmp_path_factory.mktemp("hlo")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_COMPILATION_CACHE="false")
+    env["XLA_FLAGS"] = f"--xla_dump_to={out} --xla_dump_hlo_as_text --xla_dump_hlo_module_re=jit__segment"
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    code = f"CASES = {HLO_CASES!r}\n{DUMP}"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stages = [
+        sorted(out.glob(f"module_*.jit__segment.{s}.txt")) for s in ("before_optimizations", "*after_optimizations")
+    ]
+    assert len(stages[0]) == len(stages[1]) == len(HLO_CASES), stages  # one compilation per case, in order
+    return {c: (b.read_text(), a.read_text()) for c, b, a in zip(HLO_CASES, *stages)}
+
+
+def _dot_lines(text):
+    lines = [ln for ln in text.splitlines() if " dot(" in ln]
     assert lines
     return lines
 
 
-def test_full_float32_precision_reaches_the_compiled_step():
-    lines = _dot_precisions(SMALL)
-    assert all("HIGHEST" in ln for ln in lines), lines[:3]
-    default = _dot_precisions(rj.NetworkSpec(d_in=1, d_out=1, width=32, depth=4, precision="default"))
-    assert not any("HIGHEST" in ln for ln in default)
+def test_full_float32_precision_reaches_the_compiled_step(segment_hlo):
+    lines = _dot_lines(segment_hlo[32, "highest", "sgd"][0])
+    assert all("operand_precision={highest,highest}" in ln for ln in lines), lines[:3]
+    assert not any("highest" in ln for ln in _dot_lines(segment_hlo[32, "default", "sgd"][0]))
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_weights_are_updated_in_place(optimizer):
+def test_weights_are_updated_in_place(segment_hlo, optimizer):
     """The compiled epoch loop neither copies a weight matrix nor writes its gradient with a matmul.
 
     Both used to cost two extra passes over the weights per step (the update could
     not be ordered after the backward matmul; the gradient was a matmul output).
     """
-    spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
-    text = _lowered(spec, rj.TrainConfig(epochs=4, optimizer=optimizer, progress_every=2)).compile().as_text()
-    assert text is not None
+    text = segment_hlo[48, "highest", optimizer][1]
     body, weight = [], "f32[2,48,48]"
     inside = False
     for ln in text.splitlines():
@@ -249,16 +266,14 @@ def test_weights_are_updated_in_place(optimizer):
     assert not [ln for ln in made if " dot(" in ln], [ln for ln in made if " dot(" in ln][:2]
 
 
-def test_backward_reads_square_weights_with_a_reduction_not_a_matmul():
+def test_backward_reads_square_weights_with_a_reduction_not_a_matmul(segment_hlo):
     """For a few points the backward product `d @ w.T` is a multiply-reduce (XLA:CPU's
     batched matmul kernel is slower with two rows); the forward stays a matmul."""
-    spec = rj.NetworkSpec(d_in=1, d_out=1, width=48, depth=4)
-    text = _lowered(spec).compile().as_text()
-    assert text is not None
+    text = segment_hlo[48, "highest", "sgd"][1]
     dots = [ln for ln in text.splitlines() if " dot(" in ln and "= f32[2,2,48]" in ln]
     forward = [ln for ln in dots if "rhs_contracting_dims={1}" in ln]
     backward = [ln for ln in dots if "rhs_contracting_dims={2}" in ln]
-    assert len(forward) >= spec.depth - 1  # one per square layer (the compiler may repeat the loop body)
+    assert len(forward) >= 4 - 1  # one per square layer (the compiler may repeat the loop body)
     assert not backward, backward[:2]
 
 
@@ -419,8 +434,7 @@ def test_initial_params_start_the_runs():
 
 
 def test_chunk_planner_pads_to_one_shape():
-    from repalign_jax._chunks import plan_chunks
-
+    plan_chunks = rj.plan_chunks
     chunks = plan_chunks(7, 3)
     assert [c.index.tolist() for c in chunks] == [[0, 1, 2], [3, 4, 5], [6, 6, 6]]
     assert [c.real for c in chunks] == [3, 3, 1]

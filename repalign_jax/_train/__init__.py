@@ -35,7 +35,7 @@ from jaxtyping import ArrayLike
 from .. import _snapshot
 from .._chunks import Chunk, plan_chunks
 from .._networks import NetworkSpec, activation_indices, init_state
-from .._progress import Progress
+from .._progress import Meter, Progress
 from .._sharding import replicate, round_up, run_mesh, shard_runs
 
 # The package's rooms: the compiled core, the host driver, memory sizing. What the rest of the
@@ -72,7 +72,7 @@ def train_networks(
     pairs: Sequence[tuple[int, int]] | ArrayLike = ((0, 1),),
     initial_params=None,
     chunk_size: int | None = None,
-    progress: bool | Callable[[int], None] = False,
+    progress: bool | Meter = False,
     devices: Sequence | None = None,
     compact: bool | None = None,
     checkpoint: Callable[[dict[str, np.ndarray]], None] | None = None,
@@ -106,8 +106,8 @@ def train_networks(
       converts a PyTorch `state_dict` of the authors' models.
     - `chunk_size`: runs per compiled call; default, as many as fit in 70% of the
       device's free memory (see `bytes_per_run`).
-    - `progress`: `True` for a progress bar on stderr, or a callable of the epoch
-      reached in the current chunk, called as each compiled segment of
+    - `progress`: `True` for a progress bar on stderr, or a `Meter` (a `Progress`,
+      or any callable of one integer) given the epoch reached in the current chunk, called as each compiled segment of
       `segment_length(config)` epochs has been computed (not when it is queued:
       JAX dispatches asynchronously); a `Progress` passed in is left open for
       the caller.

@@ -68,11 +68,11 @@ def _train_chunk(
         losses.append(loss)
         recs.append(rec)
         if report is not None and len(losses) > 1:
-            report_computed(report, losses[-2], epoch0)
+            report_computed(report, (losses[-2], recs[-2]), epoch0)
         if save is not None and epoch0 + S < E:
             save(functools.partial(_plain_state, epoch0 + S, carry, losses, recs))
     if report is not None:
-        report_computed(report, losses[-1], E)
+        report_computed(report, (losses[-1], recs[-1]), E)
     loss_series = jnp.concatenate(losses)[:E]
     rec_series = tuple(jnp.concatenate(parts)[:E] for parts in zip(*recs))
     return _finish_jit(carry, x, targets, pairs, runs, loss_series, rec_series, initial, **kw)

@@ -147,6 +147,34 @@ def plot_structure(path, measured, predicted, labels, corr, corr_off) -> None:
     plt.close(fig)
 
 
+SEED_COLUMNS = [
+    "seed",
+    "diverged",
+    "loss_initial",
+    "loss_final",
+    "fitted",
+    "eta_enc",
+    "eta_dec",
+    "r2_h",
+    "r2_y",
+    "r2_w",
+]
+STRUCTURE_COLUMNS = ["trial", "corr", "corr_without_blocks", "corr_initial", "corr_initial_without_blocks"]
+FORMATS = {
+    "loss_initial": ".3e",
+    "loss_final": ".3e",
+    "eta_enc": ".3e",
+    "eta_dec": ".3e",
+    "r2_h": ".3f",
+    "r2_y": ".3f",
+    "r2_w": ".3f",
+    "corr": ".3f",
+    "corr_without_blocks": ".3f",
+    "corr_initial": ".3f",
+    "corr_initial_without_blocks": ".3f",
+}
+
+
 def run(ctx: Context) -> dict:
     st = ctx.settings("digits")
     data = rj.digits(ctx.mnist)
@@ -198,95 +226,16 @@ def run(ctx: Context) -> dict:
         plot_pair(ctx.out / "digits_pair.png", runs, dx2, dy2, pair_name)
 
     # Figure 9: final structure of the first 100 digits against exponential weighting.
-    structure = runs
-    trials = len(seeds)
+    structure, trials = runs, len(seeds)
     if st["structure_optimizer"] != "sgd":  # the authors' separate structure networks (Adam, 10 trials)
         trials = ctx.seeds if ctx.quick else st["structure_trials"]
-        ctx.say(
-            f"  (structure: {trials} {st['structure_optimizer']} trials, {sched['structure_epochs']} epochs, "
-            f"lr {sched['structure_lr']:g})"
-        )
-        sconfig = rj.TrainConfig(
-            epochs=sched["structure_epochs"],
-            batch_size=batch,
-            keep_hidden=True,
-            track_layer=layer,
-            optimizer=st["structure_optimizer"],
-        )
-
-        def train_structure(_, progress) -> dict[str, np.ndarray]:
-            res = rj.train_networks(
-                x,
-                y,
-                spec,
-                sconfig,
-                gains=gain,
-                seeds=np.arange(100, 100 + trials),
-                lrs=sched["structure_lr"],
-                pairs=[pair],
-                progress=progress,
-            )
-            return rj.run_columns(res, curves=False) | hidden_of_the_100(res)
-
-        (structure,) = grouped_study(
-            ctx,
-            "structure-runs",
-            signature | {"trials": trials},
-            ["structure"],
-            str,
-            train_structure,
-            trials,
-            sched["structure_epochs"],
-        )
-    sok = ~structure["diverged"]
+        structure = structure_runs(ctx, st, sched, trials, (x, y, spec, pair), signature, hidden_of_the_100)
     predicted = prediction(st, data, n, idx, sub)
-    different = sub_labels[:, None] != sub_labels[None, :]
-
-    def correlations(hidden):
-        d2 = rj.pairwise_distances(hidden) ** 2  # the 100 digits' rows (`idx`) only
-        return rj.pearson_offdiagonal(d2, predicted), rj.pearson_offdiagonal(d2, predicted, different), d2
-
-    final = [correlations(h) for h in structure["hidden_final"][sok]]
-    initial = [correlations(h) for h in structure["hidden_initial"][sok]]
-    if sok[0]:
-        plot_structure(ctx.out / "digits_structure.png", final[0][2], predicted, sub_labels, final[0][0], final[0][1])
+    final, initial = structure_correlations(ctx, structure, predicted, sub_labels)
 
     mean = mean_or_nan
-
-    corr, corr_off = mean([c[0] for c in final]), mean([c[1] for c in final])
-    corr0, corr0_off = mean([c[0] for c in initial]), mean([c[1] for c in initial])
-    r2m = {k: mean(v[fitted]) for k, v in r2.items()}
-    loss = runs["loss"]
-    table = [
-        {
-            "seed": int(s),
-            "diverged": bool(not ok[k]),
-            "loss_initial": float(loss[k, 0]),
-            "loss_final": float(loss[k, -1]),
-            "fitted": bool(fitted[k]),
-            "eta_enc": float(runs["fit_eta_enc"][k]),
-            "eta_dec": float(runs["fit_eta_dec"][k]),
-            "r2_h": float(r2["h"][k]),
-            "r2_y": float(r2["y"][k]),
-            "r2_w": float(r2["w"][k]),
-        }
-        for k, s in enumerate(seeds)
-    ]
-    cols = ["seed", "diverged", "loss_initial", "loss_final", "fitted", "eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w"]
-    fmts = {
-        "loss_initial": ".3e",
-        "loss_final": ".3e",
-        "eta_enc": ".3e",
-        "eta_dec": ".3e",
-        "r2_h": ".3f",
-        "r2_y": ".3f",
-        "r2_w": ".3f",
-        "corr": ".3f",
-        "corr_without_blocks": ".3f",
-        "corr_initial": ".3f",
-        "corr_initial_without_blocks": ".3f",
-    }
-    ctx.say(ctx.write_table("digits", table, cols, fmts))
+    table = seed_table(seeds, runs, fitted)
+    ctx.say(ctx.write_table("digits", table, SEED_COLUMNS, FORMATS))
     stable = [
         {
             "trial": k,
@@ -297,14 +246,7 @@ def run(ctx: Context) -> dict:
         }
         for k, (c, c0) in enumerate(zip(final, initial))
     ]
-    ctx.say(
-        ctx.write_table(
-            "digits_structure",
-            stable,
-            ["trial", "corr", "corr_without_blocks", "corr_initial", "corr_initial_without_blocks"],
-            fmts,
-        )
-    )
+    ctx.say(ctx.write_table("digits_structure", stable, STRUCTURE_COLUMNS, FORMATS))
 
     return {
         "source": source,
@@ -324,9 +266,92 @@ def run(ctx: Context) -> dict:
         "prediction_inputs": st["prediction_inputs"],
         "table": table,
         "structure_table": stable,
-        "r2": r2m,
-        "correlation": corr,
-        "correlation_without_blocks": corr_off,
-        "correlation_initial": corr0,
-        "correlation_initial_without_blocks": corr0_off,
+        "r2": {k: mean(v[fitted]) for k, v in r2.items()},
+        "correlation": mean([c[0] for c in final]),
+        "correlation_without_blocks": mean([c[1] for c in final]),
+        "correlation_initial": mean([c[0] for c in initial]),
+        "correlation_initial_without_blocks": mean([c[1] for c in initial]),
     }
+
+
+def structure_runs(ctx: Context, st: dict, sched: dict, trials: int, problem, signature: dict, hidden) -> dict:
+    """The columns of the separate structure networks (`trials` seeds from 100, the profile's
+    optimizer; a study of their own): `problem` is `(x, y, spec, pair)`, `hidden(result)`
+    the 100 digits' hidden layers to keep."""
+    x, y, spec, pair = problem
+    ctx.say(
+        f"  (structure: {trials} {st['structure_optimizer']} trials, {sched['structure_epochs']} epochs, "
+        f"lr {sched['structure_lr']:g})"
+    )
+    sconfig = rj.TrainConfig(
+        epochs=sched["structure_epochs"],
+        batch_size=st["batch_size"],
+        keep_hidden=True,
+        track_layer=st["track_layer"],
+        optimizer=st["structure_optimizer"],
+    )
+
+    def train_structure(_, progress) -> dict[str, np.ndarray]:
+        res = rj.train_networks(
+            x,
+            y,
+            spec,
+            sconfig,
+            gains=st["gain"],
+            seeds=np.arange(100, 100 + trials),
+            lrs=sched["structure_lr"],
+            pairs=[pair],
+            progress=progress,
+        )
+        return rj.run_columns(res, curves=False) | hidden(res)
+
+    (structure,) = grouped_study(
+        ctx,
+        "structure-runs",
+        signature | {"trials": trials},
+        ["structure"],
+        str,
+        train_structure,
+        trials,
+        sched["structure_epochs"],
+    )
+    return structure
+
+
+def structure_correlations(ctx: Context, structure: dict, predicted, labels) -> tuple[list, list]:
+    """`(final, initial)`: for each run that did not diverge, the Pearson correlations of its
+    squared hidden distances (the 100 digits) with `predicted`, with and without the
+    within-digit blocks, and those distances; at the end of training and at initialisation.
+    Plots the first run's final structure (`digits_structure.png`)."""
+    sok = ~structure["diverged"]
+    different = labels[:, None] != labels[None, :]
+
+    def correlations(hidden):
+        d2 = rj.pairwise_distances(hidden) ** 2  # the 100 digits' rows (`idx`) only
+        return rj.pearson_offdiagonal(d2, predicted), rj.pearson_offdiagonal(d2, predicted, different), d2
+
+    final = [correlations(h) for h in structure["hidden_final"][sok]]
+    initial = [correlations(h) for h in structure["hidden_initial"][sok]]
+    if sok[0]:
+        plot_structure(ctx.out / "digits_structure.png", final[0][2], predicted, labels, final[0][0], final[0][1])
+    return final, initial
+
+
+def seed_table(seeds, runs: dict, fitted) -> list[dict]:
+    """One row per seed of the pair's runs: divergence, loss, and the fit."""
+    loss = runs["loss"]
+    return [
+        {
+            "seed": int(s),
+            "diverged": bool(runs["diverged"][k]),
+            "loss_initial": float(loss[k, 0]),
+            "loss_final": float(loss[k, -1]),
+            "fitted": bool(fitted[k]),
+            "eta_enc": float(runs["fit_eta_enc"][k]),
+            "eta_dec": float(runs["fit_eta_dec"][k]),
+            "r2_h": float(runs["fit_r2_h"][k]),
+            "r2_y": float(runs["fit_r2_y"][k]),
+            "r2_w": float(runs["fit_r2_w"][k]),
+        }
+        for k, s in enumerate(seeds)
+    ]

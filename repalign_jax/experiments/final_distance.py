@@ -228,6 +228,36 @@ def network_rates(ctx: Context, row, s: dict, stem: str) -> tuple[rj.EffectiveRa
     return rates, n_fitted
 
 
+def grid_table(runs: GridRuns, dxs, dys, keep, pred, a_low, a_high) -> list[dict]:
+    """One row per grid point `(dx, dy)`: its runs, the converged ones (`keep`), and their means
+    (epochs to the loss tolerance, `h0`, the structure scales, predicted and measured final `h`)."""
+    table = []
+    for dx in dxs:
+        for dy in dys:
+            at = (runs.dx == dx) & (runs.dy == dy)
+            k = at & keep
+
+            def mean(v, k=k):
+                return mean_or_nan(v, k)
+
+            table.append(
+                {
+                    "dx": float(dx),
+                    "dy": float(dy),
+                    "runs": int(at.sum()),
+                    "converged": int(k.sum()),
+                    "epochs_to_tol": mean(runs.epoch_at_tol.astype(float)),
+                    "h0": mean(runs.h0),
+                    "A_low": float(a_low[at][0]),
+                    "A_high": mean(a_high),
+                    "predicted": mean(pred),
+                    "measured": mean(runs.h_final),
+                    "ratio": mean(runs.h_final / np.where(pred > 0, pred, np.nan)),
+                }
+            )
+    return table
+
+
 def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
     """Rates, grid, prediction and figures of one Table-1 network (the grid a study in `grid-STEM/`)."""
     rates, n_fitted = network_rates(ctx, row, s, stem)
@@ -262,30 +292,7 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
     stats_at_tol = line_stats(pred[at_tol], runs.h_at_tol[at_tol])
     merge = keep & (runs.dy == 0)
 
-    table = []
-    for dx in dxs:
-        for dy in dys:
-            at = (runs.dx == dx) & (runs.dy == dy)
-            k = at & keep
-
-            def mean(v, k=k):
-                return mean_or_nan(v, k)
-
-            table.append(
-                {
-                    "dx": float(dx),
-                    "dy": float(dy),
-                    "runs": int(at.sum()),
-                    "converged": int(k.sum()),
-                    "epochs_to_tol": mean(runs.epoch_at_tol.astype(float)),
-                    "h0": mean(runs.h0),
-                    "A_low": float(a_low[at][0]),
-                    "A_high": mean(a_high),
-                    "predicted": mean(pred),
-                    "measured": mean(runs.h_final),
-                    "ratio": mean(runs.h_final / np.where(pred > 0, pred, np.nan)),
-                }
-            )
+    table = grid_table(runs, dxs, dys, keep, pred, a_low, a_high)
     ctx.say(ctx.write_table(stem, table, COLUMNS, FORMATS))
 
     plot_predicted_vs_measured(

@@ -515,14 +515,15 @@ def fit_effective_rates(
 
     - `traj`: a `PairTrajectory`, with any leading batch shape.
     - `options`: `FitOptions` (solver tolerances, optimiser limits, fallback grid).
-    - `start`: where the fits start, `EffectiveRates` per epoch broadcast to the batch
-      shape of `traj` (`tau` unused), e.g. the fits of a neighbouring gain; default
+    - `start`: where the fits start, `EffectiveRates` (rates per epoch) broadcast to the
+      batch shape of `traj` (`tau` unused), e.g. the fits of a neighbouring gain; default
       the data-driven `initial_guess` of each trajectory. A start that is not positive
       and finite is replaced by `1e-3`; a fit that fails from it is retried from the
       fallback grid.
-    - `progress`: `True` for a progress bar on stderr, or a `Meter` (a `Progress`,
-      or any callable of one integer) given the number of fits done (trajectories, then the failed ones retried from the fallback grid,
-      which extend the total), called as each chunk has been computed. Fits run one
+    - `progress`: `True` for a progress bar on stderr, or a `Meter` (a `Progress`, or any
+      callable of one integer) given the number of fits done (trajectories, then the
+      failed ones retried from the fallback grid, which extend the total), called as
+      each chunk has been computed. Fits run one
       trajectory at a time on a CPU, so this is where a large batch spends its time.
 
     **Returns:** a `FitResult` whose fields have the batch shape of `traj`.

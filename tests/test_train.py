@@ -201,13 +201,14 @@ def test_progress_reports_computed_epochs_not_queued_ones():
 
 # The epoch-loop segment `train_networks` compiles for two runs of each of these networks,
 # as XLA dumps it (what the training spends its time in): (width, precision, optimizer).
+HLO_DEPTH = 4
 HLO_CASES = [(32, "highest", "sgd"), (32, "default", "sgd"), (48, "highest", "sgd"), (48, "highest", "adam")]
 DUMP = """
 import numpy as np
 import repalign_jax as rj
 d = rj.two_point(dx2=1.0, dy2=0.5)
 for width, precision, optimizer in CASES:
-    spec = rj.NetworkSpec(d_in=1, d_out=1, width=width, depth=4, precision=precision)
+    spec = rj.NetworkSpec(d_in=1, d_out=1, width=width, depth=DEPTH, precision=precision)
     config = rj.TrainConfig(epochs=4, optimizer=optimizer, progress_every=2)
     rj.train_networks(d.x, d.targets, spec, config, gains=1.0, seeds=np.arange(2), lrs=0.01)
 """
@@ -222,7 +223,7 @@ def segment_hlo(tmp_path_factory):
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_COMPILATION_CACHE="false")
     env["XLA_FLAGS"] = f"--xla_dump_to={out} --xla_dump_hlo_as_text --xla_dump_hlo_module_re=jit__segment"
     env.pop("JAX_NUM_CPU_DEVICES", None)
-    code = f"CASES = {HLO_CASES!r}\n{DUMP}"
+    code = f"CASES, DEPTH = {HLO_CASES!r}, {HLO_DEPTH}\n{DUMP}"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     stages = [
@@ -273,7 +274,7 @@ def test_backward_reads_square_weights_with_a_reduction_not_a_matmul(segment_hlo
     dots = [ln for ln in text.splitlines() if " dot(" in ln and "= f32[2,2,48]" in ln]
     forward = [ln for ln in dots if "rhs_contracting_dims={1}" in ln]
     backward = [ln for ln in dots if "rhs_contracting_dims={2}" in ln]
-    assert len(forward) >= 4 - 1  # one per square layer (the compiler may repeat the loop body)
+    assert len(forward) >= HLO_DEPTH - 1  # one per square layer (the compiler may repeat the loop body)
     assert not backward, backward[:2]
 
 
@@ -434,15 +435,14 @@ def test_initial_params_start_the_runs():
 
 
 def test_chunk_planner_pads_to_one_shape():
-    plan_chunks = rj.plan_chunks
-    chunks = plan_chunks(7, 3)
+    chunks = rj.plan_chunks(7, 3)
     assert [c.index.tolist() for c in chunks] == [[0, 1, 2], [3, 4, 5], [6, 6, 6]]
     assert [c.real for c in chunks] == [3, 3, 1]
-    ordered = plan_chunks(4, 3, order=[2, 0, 3, 1])
+    ordered = rj.plan_chunks(4, 3, order=[2, 0, 3, 1])
     assert [c.index.tolist() for c in ordered] == [[2, 0, 3], [1, 1, 1]]
-    assert plan_chunks(2, 5)[0].index.tolist() == [0, 1]
+    assert rj.plan_chunks(2, 5)[0].index.tolist() == [0, 1]
     with pytest.raises(ValueError):
-        plan_chunks(0, 3)
+        rj.plan_chunks(0, 3)
 
 
 def test_mixed_activations_train_as_each_would_alone():

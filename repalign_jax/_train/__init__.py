@@ -106,11 +106,11 @@ def train_networks(
       converts a PyTorch `state_dict` of the authors' models.
     - `chunk_size`: runs per compiled call; default, as many as fit in 70% of the
       device's free memory (see `bytes_per_run`).
-    - `progress`: `True` for a progress bar on stderr, or a `Meter` (a `Progress`,
-      or any callable of one integer) given the epoch reached in the current chunk, called as each compiled segment of
-      `segment_length(config)` epochs has been computed (not when it is queued:
-      JAX dispatches asynchronously); a `Progress` passed in is left open for
-      the caller.
+    - `progress`: `True` for a progress bar on stderr, or a `Meter` (a `Progress`, or any
+      callable of one integer) given the epoch reached in the current chunk, called as
+      each compiled segment of `segment_length(config)` epochs has been computed
+      (not when it is queued: JAX dispatches asynchronously); a `Progress` passed in
+      is left open for the caller.
     - `devices`: devices to spread the runs over (default: all that JAX sees, at
       most one per run; on a CPU see `use_host_cores`); with more than one, each
       chunk is sharded along the run axis (`jax.sharding`, a mesh axis `"runs"`).

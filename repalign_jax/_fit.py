@@ -202,11 +202,12 @@ def _start_state(params: Array, states: Array) -> Array:
     return states[0] + scale * params[2:]
 
 
-def _residuals(params: Array, data, options: SolverOptions) -> Array:
-    """Residuals of the paper's objective for one trajectory.
+def _residuals_and_solution(params: Array, data, options: SolverOptions) -> tuple[Array, tuple[Array, Array]]:
+    """Residuals of the paper's objective for one trajectory, and the solve they came from.
 
     `params` is `(log eta_enc, log eta_dec)`, or those and three shifts of the
-    initial state (`FitOptions.fit_initial_state`). Returns `(3 T,)`.
+    initial state (`FitOptions.fit_initial_state`). Returns `(3 T,)` residuals and
+    `(states (T, 3), ok)` of the solve.
     """
     ts, states, dx2, dy2 = data
     rates = jnp.exp(params[:2])
@@ -214,7 +215,12 @@ def _residuals(params: Array, data, options: SolverOptions) -> Array:
     r = (sol - states).reshape(-1)
     # A failed solve gives a residual larger than any reachable one, so LM rejects the step.
     penalty = 1e3 * (jnp.max(jnp.abs(states)) + 1.0)
-    return jnp.where(ok & jnp.all(jnp.isfinite(r)), r, penalty)
+    return jnp.where(ok & jnp.all(jnp.isfinite(r)), r, penalty), (sol, ok)
+
+
+def _residuals(params: Array, data, options: SolverOptions) -> Array:
+    """`_residuals_and_solution`'s residuals alone: `(3 T,)`."""
+    return _residuals_and_solution(params, data, options)[0]
 
 
 def fit_objective(log_rates: Array, traj: PairTrajectory, solver: SolverOptions = SolverOptions()) -> Array:
@@ -257,14 +263,23 @@ def _tau_residuals(params: Array, data) -> Array:
     return excess - 0.5 * m0 * jnp.exp(-2.0 * t / tau)
 
 
-def _fit_one(ts, states, dx2, dy2, loss, m0, valid, start, options: FitOptions):
-    """Fit one (possibly invalid, then neutralised) trajectory from `start` rates."""
+class _RatesFit(eqx.Module):
+    """What the fit of the rates gives one trajectory (`_fit_rates_one`, the first of the fit's two
+    stages; `_fit_tau_one` is the second)."""
+
+    params: Array  # the optimum: log-rates (and initial-state shifts)
+    state0: Array  # the theory's initial state
+    sol: Array  # (T, 3): the theory at the optimum
+    ok: Array  # valid, converged, solved, identifiable, finite
+    identifiable: Array
+    fit_loss: Array
+    num_steps: Array
+
+
+def _fit_rates_one(ts, states, dx2, dy2, valid, start, options: FitOptions) -> _RatesFit:
+    """Fit the rates of one (possibly invalid, then neutralised) trajectory from `start` rates."""
     dtype = states.dtype
-    nan = jnp.array(jnp.nan, dtype)
-    # Invalid elements are replaced by a fixed point of the system (zero residual at any
-    # rates), so that they never hold the vmapped optimiser loop open.
-    neutral = jnp.broadcast_to(jnp.stack([jnp.ones((), dtype), dy2, jnp.zeros((), dtype)]), states.shape)
-    states = jnp.where(valid, states, neutral)
+    states = _neutral_where_invalid(states, dy2, valid)
     start = jnp.where(valid & jnp.all(jnp.isfinite(start)) & jnp.all(start > 0), start, 1e-3)
     data = (ts, states, dx2, dy2)
     residuals = functools.partial(_residuals, options=options.solver)
@@ -274,15 +289,33 @@ def _fit_one(ts, states, dx2, dy2, loss, m0, valid, start, options: FitOptions):
     params, converged, n_steps = _lm(residuals, p0, data, options, dtype)
     rates = jnp.exp(params[:2])
     state0 = _start_state(params, states)
-    sol, solve_ok, _ = solve_single(state0, (rates[0], rates[1], dx2, dy2), ts, options.solver)
+    # The solve at the optimum and, in the same forward-mode pass (one solve compiled, not two),
+    # the identifiability: does the objective respond to each log-rate there?
+    jac, (sol, solve_ok) = jax.jacfwd(
+        lambda r: _residuals_and_solution(jnp.concatenate([r, params[2:]]), data, options.solver), has_aux=True
+    )(params[:2])
     fit_loss = jnp.sum((sol - states) ** 2)
-    r2 = [_r2(states[:, k], sol[:, k]) for k in range(3)]
-    # Identifiability: does the objective respond to each log-rate at the optimum?
-    jac = jax.jacfwd(lambda r: residuals(jnp.concatenate([r, params[2:]]), data))(params[:2])
     scale = jnp.sqrt(jnp.sum(states**2)) + jnp.finfo(dtype).tiny
     identifiable = jnp.all(jnp.sqrt(jnp.sum(jac**2, axis=0)) > 1e-6 * scale)
     ok = valid & converged & solve_ok & identifiable & jnp.all(jnp.isfinite(rates)) & jnp.isfinite(fit_loss)
+    return _RatesFit(params, state0, sol, ok, identifiable, fit_loss, n_steps)
 
+
+def _neutral_where_invalid(states, dy2, valid):
+    """Invalid elements are replaced by a fixed point of the system (zero residual at any
+    rates), so that they never hold the vmapped optimiser loop open."""
+    dtype = states.dtype
+    neutral = jnp.broadcast_to(jnp.stack([jnp.ones((), dtype), dy2, jnp.zeros((), dtype)]), states.shape)
+    return jnp.where(valid, states, neutral)
+
+
+def _fit_tau_one(ts, states, dy2, loss, m0, valid, fit: _RatesFit, options: FitOptions) -> FitResult:
+    """The fit's second stage: `tau` (and `m0`) fitted to the loss curve with the rates held,
+    and the `FitResult` of one trajectory."""
+    dtype = states.dtype
+    nan = jnp.array(jnp.nan, dtype)
+    states = _neutral_where_invalid(states, dy2, valid)
+    sol = fit.sol
     if loss is None:
         tau = m0_out = tau_loss = r2_loss = nan
         tau_ok = True
@@ -307,29 +340,31 @@ def _fit_one(ts, states, dx2, dy2, loss, m0, valid, start, options: FitOptions):
         r2_loss = _r2(loss, loss - excess + fitted)
         tau_ok = tau_conv & (m0_start > 0) & jnp.isfinite(tau) & jnp.isfinite(tau_loss)
 
-    success = ok & tau_ok
+    success = fit.ok & tau_ok
+    rates = jnp.exp(fit.params[:2])
+    r2 = [_r2(states[:, k], sol[:, k]) for k in range(3)]
 
     def mask(v):
         return jnp.where(success, v, nan)
 
     return FitResult(
-        h0=mask(state0[0]),
-        y0=mask(state0[1]),
-        w0=mask(state0[2]),
+        h0=mask(fit.state0[0]),
+        y0=mask(fit.state0[1]),
+        w0=mask(fit.state0[2]),
         eta_enc=mask(rates[0]),
         eta_dec=mask(rates[1]),
         tau=mask(tau),
         m0=mask(m0_out),
-        fit_loss=jnp.where(valid, fit_loss, nan),
+        fit_loss=jnp.where(valid, fit.fit_loss, nan),
         tau_fit_loss=jnp.where(valid, tau_loss, nan),
         success=success,
-        identifiable=valid & identifiable,
+        identifiable=valid & fit.identifiable,
         explains=success & (r2[0] >= EXPLAINS_R2) & (r2[1] >= EXPLAINS_R2),
         r2_h=jnp.where(valid, r2[0], nan),
         r2_y=jnp.where(valid, r2[1], nan),
         r2_w=jnp.where(valid, r2[2], nan),
         r2_loss=jnp.where(valid, r2_loss, nan),
-        num_steps=n_steps,
+        num_steps=fit.num_steps,
     )
 
 
@@ -346,19 +381,42 @@ def _valid(ts, states, loss):
     return ok
 
 
+_valid_jit = jax.jit(_valid)
+
+
 @jax.jit
 def _guess_batch(ts, states, dx2, dy2):
     return jax.vmap(lambda t, s, a, b: initial_guess(t, s[:, 0], s[:, 1], s[:, 2], a, b))(ts, states, dx2, dy2)
 
 
-@eqx.filter_jit
 def _fit_batch(ts, states, dx2, dy2, loss, m0, start, options: FitOptions):
-    valid = _valid(ts, states, loss)
+    """The compiled fit of a batch; `options` only by the fields the compiled program reads, so
+    that another fallback grid or chunk size (host-side settings) compiles nothing new."""
+    host_side = dict(fallback_grid=0, grid_range=FitOptions.grid_range, chunk_size=None)
+    return _fit_batch_jit(ts, states, dx2, dy2, loss, m0, start, dataclasses.replace(options, **host_side))
+
+
+def _fit_batch_jit(ts, states, dx2, dy2, loss, m0, start, options: FitOptions) -> FitResult:
+    """The fit of a batch, as two compiled programs: the rates, whose program (the optimiser
+    through the ODE solves: seconds to compile) serves fits with and without a loss curve or a
+    given `m0`, and then `tau` with the result."""
+    valid = _valid_jit(ts, states, loss)
+    rates = _fit_rates_batch(ts, states, dx2, dy2, valid, start, options)
+    return _fit_tau_batch(ts, states, dy2, loss, m0, valid, rates, options)
+
+
+@eqx.filter_jit
+def _fit_rates_batch(ts, states, dx2, dy2, valid, start, options: FitOptions) -> _RatesFit:
+    return jax.vmap(lambda *a: _fit_rates_one(*a, options=options))(ts, states, dx2, dy2, valid, start)
+
+
+@eqx.filter_jit
+def _fit_tau_batch(ts, states, dy2, loss, m0, valid, rates: _RatesFit, options: FitOptions) -> FitResult:
     fit = jax.vmap(
-        lambda *a: _fit_one(*a, options=options),
-        in_axes=(0, 0, 0, 0, None if loss is None else 0, None if m0 is None else 0, 0, 0),
+        lambda *a: _fit_tau_one(*a, options=options),
+        in_axes=(0, 0, 0, None if loss is None else 0, None if m0 is None else 0, 0, 0),
     )
-    return fit(ts, states, dx2, dy2, loss, m0, valid, start)
+    return fit(ts, states, dy2, loss, m0, valid, rates)
 
 
 @eqx.filter_jit
@@ -463,14 +521,14 @@ def _check(traj: PairTrajectory):
                 raise ValueError(f"{name} of shape {v.shape} does not broadcast to the batch shape {batch}") from None
     if traj.loss is not None and traj.loss.shape != h.shape:
         raise ValueError(f"loss must have the shape of h, {h.shape}, got {traj.loss.shape}")
+    concrete = not any(isinstance(v, Tracer) for v in jax.tree_util.tree_leaves(traj))
     try:
-        tsb = jnp.broadcast_to(ts, batch + (T,))
+        tsb = np.broadcast_to(np.asarray(ts), batch + (T,)) if concrete else jnp.broadcast_to(ts, batch + (T,))
     except ValueError:
         raise ValueError(f"ts of shape {ts.shape} does not broadcast to {batch + (T,)}") from None
 
-    concrete = not any(isinstance(v, Tracer) for v in jax.tree_util.tree_leaves(traj))
     if concrete:
-        tsn = np.asarray(tsb)
+        tsn = tsb
         if np.all(np.isfinite(tsn)) and not np.all(np.diff(tsn, axis=-1) > 0):
             raise ValueError("ts must be strictly increasing")
         if not np.all(np.isfinite(tsn)):
@@ -547,12 +605,16 @@ def fit_effective_rates(
     batch, T, tsb = _check(traj)
     dtype = jnp.result_type(traj.h.dtype, traj.y.dtype, traj.w.dtype, traj.ts.dtype)
     B = int(np.prod(batch)) if batch else 1
+    traced = any(isinstance(v, Tracer) for v in jax.tree_util.tree_leaves((traj, start)))
+    # Concrete input is laid out with NumPy: eager JAX operations would compile one small
+    # program per operation and shape (hundreds over a session of fits of several shapes).
+    xp = jnp if traced else np
 
     def flat(v, trailing=()):
-        return jnp.broadcast_to(jnp.asarray(v, dtype), batch + trailing).reshape((B,) + trailing)
+        return xp.broadcast_to(xp.asarray(v, dtype), batch + trailing).reshape((B,) + trailing)
 
     ts = flat(tsb, (T,))
-    states = jnp.stack([flat(traj.h, (T,)), flat(traj.y, (T,)), flat(traj.w, (T,))], -1)
+    states = xp.stack([flat(traj.h, (T,)), flat(traj.y, (T,)), flat(traj.w, (T,))], -1)
     dx2, dy2 = flat(traj.dx2), flat(traj.dy2)
     loss = None if traj.loss is None else flat(traj.loss, (T,))
     m0 = None if traj.m0 is None else flat(traj.m0)
@@ -561,11 +623,10 @@ def fit_effective_rates(
         starts = _guess_batch(ts, states, dx2, dy2)
     else:
         try:
-            starts = jnp.stack([flat(start.eta_enc), flat(start.eta_dec)], -1)
+            starts = xp.stack([flat(start.eta_enc), flat(start.eta_dec)], -1)
         except (ValueError, TypeError):
             shapes = (jnp.shape(start.eta_enc), jnp.shape(start.eta_dec))
             raise ValueError(f"start rates of shapes {shapes} do not broadcast to the batch shape {batch}") from None
-    traced = isinstance(ts, Tracer)
     bar = Progress(B, label="fit", unit="fit") if progress is True and not traced else None
     report = bar if bar is not None else (progress if callable(progress) and not traced else None)
     try:
@@ -575,14 +636,16 @@ def fit_effective_rates(
     finally:
         if bar is not None:
             bar.close()
-    return jax.tree_util.tree_map(lambda v: v.reshape(batch), result)
+    if traced:
+        return jax.tree_util.tree_map(lambda v: v.reshape(batch), result)
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(np.asarray(v).reshape(batch)), result)
 
 
 def _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, report):
     """The second chance, outside the jitted fit: valid trajectories whose fit failed,
     restarted from the best point of a coarse log-grid. `report` counts on from the
     batch size (a `Progress` grows by the retries)."""
-    valid = np.asarray(_valid(ts, states, loss))
+    valid = np.asarray(_valid_jit(ts, states, loss))
     redo = np.flatnonzero(valid & ~np.asarray(result.success))
     if not redo.size:
         return result
@@ -606,4 +669,10 @@ def _retry_from_grid(ts, states, dx2, dy2, loss, m0, result, options, dtype, rep
     improved = np.asarray(retry.success)[: redo.size]
     take = redo[improved]
     src = np.flatnonzero(improved)
-    return jax.tree_util.tree_map(lambda r, n: r.at[take].set(n[src]), result, retry)
+
+    def merged(r, n):  # on the host: `.at[].set` would compile a scatter per field and shape
+        r = np.array(r)
+        r[take] = np.asarray(n)[src]
+        return jnp.asarray(r)
+
+    return jax.tree_util.tree_map(merged, result, retry)

@@ -11,11 +11,14 @@ Conventions: `h = ||dh||^2`, `y = ||dyh||^2`, `w = y - dy . dyh`, time in epochs
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
 from jaxtyping import Array, ArrayLike
 
 from ._rates import EffectiveRates
@@ -400,10 +403,6 @@ def solve_single(state0: Array, args, ts: Array, options: SolverOptions = Solver
     return states, ok, sol.stats["num_steps"]
 
 
-def _batch_shape(*arrays) -> tuple[int, ...]:
-    return jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
-
-
 def valid_state(h: ArrayLike, y: ArrayLike, w: ArrayLike, *, dx2: ArrayLike, dy2: ArrayLike) -> Array:
     """Whether `(h, y, w)` is a state the theory can start from (docs/theory.md section 3).
 
@@ -446,20 +445,33 @@ def solve_effective(
     `|y0 - w0| > sqrt(dy2 * y0)` (Cauchy-Schwarz, section 3; equality, which 1-d
     outputs always reach, is allowed to rounding), or with `dx2 <= 0` or `dy2 < 0`.
     """
-    ts = jnp.asarray(ts)
-    dtype = jnp.result_type(h0, y0, w0, ts, float)
-    batch = _batch_shape(h0, y0, w0, dx2, dy2, rates.eta_enc, rates.eta_dec, ts[..., 0])
+    values = (h0, y0, w0, dx2, dy2, rates.eta_enc, rates.eta_dec)
+    # Concrete input is broadcast and flattened with NumPy, so that one compiled program per
+    # batch size (not per batch shape) serves every call; under tracing, with jax.numpy.
+    traced = any(isinstance(v, Tracer) for v in (*values, ts))
+    xp = jnp if traced else np
+    dtype = jnp.result_type(*values[:3], ts, float)
+    ts = xp.asarray(ts, dtype)
+    batch = tuple(np.broadcast_shapes(*(np.shape(v) for v in values), ts.shape[:-1]))
     T = ts.shape[-1]
+    flat = [xp.broadcast_to(xp.asarray(v, dtype), batch).reshape(-1) for v in values]
+    if ts.ndim > 1:
+        ts = xp.broadcast_to(ts, batch + (T,)).reshape(-1, T)
+    h, y, w = _solve_flat(*flat, ts, options)
+    return h.reshape(batch + (T,)), y.reshape(batch + (T,)), w.reshape(batch + (T,))
 
-    def flat(v):
-        return jnp.broadcast_to(jnp.asarray(v, dtype), batch).reshape(-1)
 
-    state0 = jnp.stack([flat(h0), flat(y0), flat(w0)], -1)
-    args = tuple(flat(v) for v in (rates.eta_enc, rates.eta_dec, dx2, dy2))
-    tsb = jnp.broadcast_to(ts.astype(dtype), batch + (T,)).reshape(-1, T)
-    states, ok, _ = jax.vmap(lambda s, a, t: solve_single(s, a, t, options))(state0, args, tsb)
-    ok = ok & valid_state(state0[:, 0], state0[:, 1], state0[:, 2], dx2=args[2], dy2=args[3])
-    states = jnp.where(ok[:, None, None], states, jnp.nan).reshape(batch + (T, 3))
+@functools.partial(jax.jit, static_argnums=8)
+def _solve_flat(h0, y0, w0, dx2, dy2, eta_enc, eta_dec, ts, options: SolverOptions):
+    """`solve_effective` of `(N,)` arguments and `(T,)` or `(N, T)` times: `(N, T)` each of
+    `h, y, w`, one compiled program per `N` (eagerly, every operation of the set-up would compile
+    one of its own)."""
+    state0 = jnp.stack([h0, y0, w0], -1)
+    args = (eta_enc, eta_dec, dx2, dy2)
+    in_ts = 0 if ts.ndim > 1 else None
+    states, ok, _ = jax.vmap(lambda s, a, t: solve_single(s, a, t, options), in_axes=(0, 0, in_ts))(state0, args, ts)
+    ok = ok & valid_state(h0, y0, w0, dx2=dx2, dy2=dy2)
+    states = jnp.where(ok[:, None, None], states, jnp.nan)
     return states[..., 0], states[..., 1], states[..., 2]
 
 

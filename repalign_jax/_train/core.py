@@ -328,7 +328,7 @@ def _epoch_shapes(spec, config, data: _Data, runs: _Runs, states, opt_states):
     return jax.eval_shape(lambda s, o: _train_epoch(spec, config, data, runs, s, o, jnp.int32(0)), states, opt_states)
 
 
-def _initial_carry(spec, config, data: _Data, runs: _Runs, states, opt_states) -> _Carry:
+def _initial_carry(spec, config, data: _Data, runs: _Runs, states, opt_states, epochs) -> _Carry:
     R = runs.lrs.shape[0]
     carry = _Carry(states, opt_states, jnp.ones(R, bool), jnp.full(R, -1, jnp.int32))
     if config.stop_loss is None:
@@ -336,10 +336,10 @@ def _initial_carry(spec, config, data: _Data, runs: _Runs, states, opt_states) -
     shapes = _epoch_shapes(spec, config, data, runs, states, opt_states)
     last0 = jax.tree_util.tree_map(lambda v: jnp.zeros(v.shape, v.dtype), shapes[2:])
     return carry._replace(
-        halt_epoch=jnp.int32(config.epochs),
+        halt_epoch=jnp.asarray(epochs, jnp.int32),
         last=last0,
         frozen=jnp.zeros(R, bool),
-        run_stop=jnp.full(R, config.epochs, jnp.int32),
+        run_stop=jnp.full(R, epochs, jnp.int32),
     )
 
 
@@ -403,8 +403,18 @@ def segment_length(config: TrainConfig) -> int:
     return target
 
 
-def _start(x, targets, pairs, gains, seeds, lrs, acts, params=None, *, spec: NetworkSpec, config: TrainConfig):
-    """A chunk's initial carry, per-run inputs and (with `keep_hidden`) initial evaluation."""
+def start_config(config: TrainConfig) -> TrainConfig:
+    """`config` as `_start` reads it: the epoch count (an argument of its own), the segment length
+    and the value of `stop_loss` get fixed values, so that trainings differing only in those share
+    the compiled start."""
+    return dataclasses.replace(
+        config, epochs=1, progress_every=None, stop_loss=None if config.stop_loss is None else 1.0
+    )
+
+
+def _start(x, targets, pairs, gains, seeds, lrs, acts, params, epochs, *, spec: NetworkSpec, config: TrainConfig):
+    """A chunk's initial carry, per-run inputs and (with `keep_hidden`) initial evaluation, for a
+    training of `epochs` (traced) epochs; `config` as `start_config` leaves it."""
     data = _Data(x, targets, pairs)
     states, opt_states, runs = _init(spec, config, gains, seeds, lrs, acts, params)
     initial = None
@@ -413,7 +423,7 @@ def _start(x, targets, pairs, gains, seeds, lrs, acts, params=None, *, spec: Net
             lambda s, x, t, a: _evaluate(spec, config, s, x, t, a), in_axes=(0, data.axis, data.axis, 0)
         )
         initial = evaluate(states, data.x, data.targets, runs.acts)
-    return _initial_carry(spec, config, data, runs, states, opt_states), runs, initial
+    return _initial_carry(spec, config, data, runs, states, opt_states, epochs), runs, initial
 
 
 def _segment(carry: _Carry, x, targets, pairs, runs: _Runs, epoch0, *, spec: NetworkSpec, config: TrainConfig):

@@ -13,7 +13,7 @@ import numpy as np
 from .. import _snapshot
 from .._progress import report_computed
 from .._sharding import round_up, shard_runs
-from .core import TrainResult, _Carry, _finish_jit, _Runs, _segment_jit, _start_jit, segment_length
+from .core import TrainResult, _Carry, _finish_jit, _Runs, _segment_jit, _start_jit, segment_length, start_config
 
 
 def _train_chunk(
@@ -49,7 +49,19 @@ def _train_chunk(
     continue from (its `"epoch"` epochs are not run again).
     """
     kw = dict(spec=spec, config=config)
-    carry, runs, initial = _start_jit(x, targets, pairs, gains, seeds, lrs, acts, params, **kw)
+    carry, runs, initial = _start_jit(
+        x,
+        targets,
+        pairs,
+        gains,
+        seeds,
+        lrs,
+        acts,
+        params,
+        np.int32(config.epochs),
+        spec=spec,
+        config=start_config(config),
+    )
     if config.stop_loss is not None:
         carry, loss_series, rec_series = _stopping_loop(
             carry, x, targets, pairs, runs, report, compact, mesh, save, snap, **kw
@@ -89,9 +101,31 @@ def _plain_state(reached: int, carry: _Carry, losses, recs) -> dict:
     }
 
 
+def _on_host() -> bool:
+    """Whether the arrays live in host memory (a CPU backend): there, rows are picked and joined
+    with NumPy, where a device gather or concatenation would compile one program per shape."""
+    return jax.default_backend() == "cpu"
+
+
+def _host_array(v) -> bool:
+    """Whether `v` is handled with NumPy (`_on_host`; random keys have no NumPy form)."""
+    return _on_host() and not jnp.issubdtype(v.dtype, jax.dtypes.prng_key)
+
+
+def _rows(v, idx):
+    """`v[idx]` along the leading axis (with NumPy on a CPU, see `_on_host`)."""
+    return np.asarray(v)[idx] if _host_array(v) else v[idx]
+
+
+def _joined(parts, order):
+    """The runs of `parts` (arrays with a leading run axis) concatenated, then put in `order`."""
+    xp = np if _host_array(parts[0]) else jnp
+    return xp.concatenate([xp.asarray(a) for a in parts])[order]
+
+
 def _take(tree, idx, mesh=None):
     """Runs `idx` of a pytree whose leaves all have the leading run axis (split over `mesh`)."""
-    return jax.tree_util.tree_map(lambda v: shard_runs(mesh, v[idx]), tree)
+    return jax.tree_util.tree_map(lambda v: shard_runs(mesh, _rows(v, idx)), tree)
 
 
 def _stopping_loop(
@@ -211,7 +245,7 @@ class _StoppingLoop:
         self.carry = _take(self.carry._replace(halt_epoch=None), keep, mesh)._replace(halt_epoch=halt)
         self.runs = _take(self.runs, keep, mesh)
         if self.per_run:
-            self.x, self.targets = shard_runs(mesh, self.x[keep]), shard_runs(mesh, self.targets[keep])
+            self.x, self.targets = shard_runs(mesh, _rows(self.x, keep)), shard_runs(mesh, _rows(self.targets, keep))
         self.active = self.active[keep]
 
     def snapshot(self) -> dict:
@@ -245,8 +279,8 @@ class _StoppingLoop:
         if len(self.active) < self.R:
             self.runs = _take(self.runs, self.active, mesh)
             if self.per_run:
-                self.x = shard_runs(mesh, self.x[self.active])
-                self.targets = shard_runs(mesh, self.targets[self.active])
+                self.x = shard_runs(mesh, _rows(self.x, self.active))
+                self.targets = shard_runs(mesh, _rows(self.targets, self.active))
 
     def finish(self):
         """The chunk's full final carry (parked runs back in place) and its series as JAX arrays."""
@@ -256,8 +290,6 @@ class _StoppingLoop:
             parts = self.parked + [(self.active, carry._replace(halt_epoch=None))]
             order = np.argsort(np.concatenate([i for i, _ in parts]))
             halt = carry.halt_epoch
-            carry = jax.tree_util.tree_map(
-                lambda *v: shard_runs(self.mesh, jnp.concatenate(v)[order]), *[t for _, t in parts]
-            )
+            carry = jax.tree_util.tree_map(lambda *v: shard_runs(self.mesh, _joined(v, order)), *[t for _, t in parts])
             carry = carry._replace(halt_epoch=halt)
         return carry, jnp.asarray(self.bufs[0]), tuple(jnp.asarray(b) for b in self.bufs[1:])

@@ -1,6 +1,8 @@
 """Shared fixtures: fixed PRNG seeds, x64 for the tight checks, scipy references."""
 
 import contextlib
+import ctypes
+import gc
 from collections.abc import Iterator
 
 import jax
@@ -18,6 +20,52 @@ jax.config.update("jax_num_cpu_devices", 1)
 # cache (thousands: jaxlib 0.10.2 once crashed serialising one, in a CI run of the whole suite).
 # The cache itself is tested in subprocesses (test_atlas.py).
 jax.config.update("jax_enable_compilation_cache", False)
+
+
+#: Above this resident size (after freed memory went back) a finished test module empties JAX's caches.
+RSS_LIMIT_MB = 1500
+
+
+def _rss_mb() -> float:
+    """This process's resident size in MB (Linux; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def _trim() -> None:
+    """Hand memory freed by XLA's compiler back to the system (glibc keeps it otherwise)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+@pytest.fixture(autouse=True)
+def _return_freed_memory():
+    """After every test (a few ms): the whole suite in one process once grew to 7 GB, most of it
+    memory the compiler had freed (about 600 MB after the first fit compiled)."""
+    yield
+    _trim()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bound_compiled_programs():
+    """The compiled programs (about 50 MB each) stay until JAX's caches are cleared. A module's
+    tests share theirs, and modules that train the same shapes share them too, so the caches are
+    cleared only between modules, once the process holds more than `RSS_LIMIT_MB`."""
+    yield
+    if _rss_mb() > RSS_LIMIT_MB:
+        jax.clear_caches()
+        gc.collect()
+        _trim()
+
+
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+    _LIBC.malloc_trim  # noqa: B018 (glibc only)
+except (OSError, AttributeError):
+    _LIBC = None
 
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # JAX's event: one per XLA executable

@@ -15,9 +15,12 @@ from conftest import count_compilations
 from repalign_jax import atlas
 from repalign_jax.atlasmap import COLUMNS
 
+# One shape (the smallest that has a hidden layer to track beside the first), two activations and
+# two gains: every code path of a cell, its figures and its resume. 120 epochs, as the sweep and
+# pipeline tests: one compiled fit (121 epochs) serves them all.
 TINY = [
-    "--widths", "8", "--depths", "1,3", "--archs", "mlp", "--activations", "tanh,relu",
-    "--gains", "0.9,1.3", "--epochs", "150", "--quiet",
+    "--widths", "8", "--depths", "2", "--archs", "mlp", "--activations", "tanh,relu",
+    "--gains", "0.9,1.3", "--epochs", "120", "--quiet",
 ]  # fmt: skip
 
 
@@ -30,21 +33,21 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "a"
     assert atlas.main(TINY + ["--out", str(out), "--no-compile-cache"]) == 0
     rows = _csv(out / "atlas.csv")
-    assert len(rows) == 2 * 2 * 2  # shapes x activations x gains
+    assert len(rows) == 1 * 2 * 2  # shapes x activations x gains
     assert list(rows[0]) == list(COLUMNS)
     assert {r["activation"] for r in rows} == {"tanh", "relu"}
     for r in rows:
         assert r["diverged"] == "false"
         lam, lr = float(r["lambda_max"]), float(r["lr"])
         np.testing.assert_allclose(lr, 0.1 / lam, rtol=1e-6)  # --lr auto
-        assert int(r["epochs_trained"]) <= 150
+        assert int(r["epochs_trained"]) <= 120
         assert r["fit_ok"] in ("true", "false")
     for name in ("atlas.md", "config.json", "fit_depth_width_mlp.png", "regime_gain_depth_mlp.png", "rates.png"):
         assert (out / name).exists(), name
     md = (out / "atlas.md").read_text()
     assert "Boundary" in md and "After the transient" in md
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["widths"] == [8] and cfg["depths"] == [1, 3]
+    assert cfg["widths"] == [8] and cfg["depths"] == [2]
 
     # the same --out again: refused, nothing touched
     before = (out / "atlas.csv").read_bytes()
@@ -87,15 +90,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, match):
 
 def test_run_cell_is_one_compiled_training_per_shape():
     """Every activation and gain of a shape trains in one batch: one compiled epoch-loop segment
-    (JAX's compilation events name it `jit(_segment)`)."""
+    (JAX's compilation events name it `jit(_segment)`). A shape no other test trains; the epochs
+    of TINY, so that the fit compiled there serves, and a loss no run reaches (a run that stops
+    shrinks the batch, which compiles a smaller segment)."""
     from repalign_jax.atlasmap import AtlasConfig, run_cell
 
     cfg = AtlasConfig(
-        widths=[8], depths=[2], gains=[0.8, 1.2], activations=["tanh", "relu", "swish"], archs=["mlp"],
-        seeds=[0], epochs=60, stop_loss=1e-5, lr="auto", lr_c=0.5, dx2=1.0, dy2=0.5, fit_from=None,
+        widths=[8], depths=[3], gains=[0.8, 1.2], activations=["tanh", "relu", "swish"], archs=["mlp"],
+        seeds=[0], epochs=120, stop_loss=1e-30, lr="auto", lr_c=0.5, dx2=1.0, dy2=0.5, fit_from=None,
     )  # fmt: skip
     with count_compilations() as compiled:
-        a = run_cell(cfg, ("mlp", 8, 2))
+        a = run_cell(cfg, ("mlp", 8, 3))
     assert compiled.count("jit(_segment)") == 1
     assert len(a["gain"]) == 6 and list(a["activation"][:2]) == ["tanh", "tanh"]
     assert np.all(np.isnan(a["r2_h_after"]))
@@ -122,6 +127,7 @@ TWO_PROCESS_GRID = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # two processes of its own (`jax.distributed`): ~2 minutes of JAX start-up and compilation
 def test_two_processes_equal_one(tmp_path):
     """`jax.distributed` with 2 local CPU processes (coordinator on 127.0.0.1): the shapes are divided,
     process 0 gathers, and the atlas equals, bit for bit, a single-process run of the same grid with
@@ -185,12 +191,27 @@ print(json.dumps({"rc": rc, "hits": ev["/jax/compilation_cache/cache_hits"],
 """
 
 
+@pytest.mark.slow  # a cold persistent cache needs fresh processes (two JAX start-ups)
 def test_second_invocation_compiles_nothing(tmp_path):
     """The persistent compilation cache: a second run of the same shapes loads every executable."""
     env = _env(REPALIGN_JAX_CACHE=str(tmp_path / "cache"))
     stats = []
+    grid = [
+        "--widths",
+        "8",
+        "--depths",
+        "1",
+        "--archs",
+        "mlp",
+        "--activations",
+        "tanh",
+        "--gains",
+        "1.0",
+        "--epochs",
+        "60",
+    ]
     for k in range(2):
-        argv = TINY[:-1] + ["--quiet", "--no-plots", "--out", str(tmp_path / f"run{k}")]
+        argv = grid + ["--quiet", "--no-plots", "--out", str(tmp_path / f"run{k}")]
         done = subprocess.run([sys.executable, "-c", COUNT, *argv], env=env, capture_output=True, text=True, check=True)
         stats.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert stats[0]["rc"] == stats[1]["rc"] == 0

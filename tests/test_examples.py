@@ -11,6 +11,7 @@ pytest.importorskip("ipykernel")
 NOTEBOOK = pathlib.Path(__file__).parent.parent / "examples" / "fit_effective_rates.ipynb"
 
 
+@pytest.mark.slow  # a Jupyter kernel is a process of its own (JAX import and every compilation again)
 def test_fit_notebook_executes(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(

@@ -37,7 +37,7 @@ def test_forward_shapes_and_hidden_layers():
     for arch in ("mlp", "resnet", "cnn"):
         spec = NetworkSpec(d_in=2, d_out=3, width=40, depth=4, arch=arch, kernel=5, channels=6)
         state = init_state(spec, 1.0, jax.random.key(0))
-        out, hidden = apply(spec, state, jnp.ones((7, 2)))
+        out, hidden = jax.jit(apply, static_argnums=0)(spec, state, jnp.ones((7, 2)))  # one compilation, not per op
         assert out.shape == (7, 3)
         assert tuple(h.shape[1] for h in hidden) == spec.hidden_sizes()
         assert all(h.shape[0] == 7 for h in hidden)
@@ -127,14 +127,15 @@ def test_dense_gradient_equals_plain_autodiff(n_points):
     def reference(ks, bs):  # the same network with jnp.dot and JAX's own derivative
         return 0.5 * jnp.mean((reference_out(x, ks, bs, spec.depth) - t) ** 2)
 
-    grads = jax.grad(lambda s: 0.5 * jnp.mean((apply(spec, s, x)[0] - t) ** 2))(state)
-    ref_k, ref_b = jax.grad(reference, argnums=(0, 1))(kernels, biases)
+    # (jitted: one compilation each, where eager autodiff compiles every operation)
+    grads = jax.jit(jax.grad(lambda s: 0.5 * jnp.mean((apply(spec, s, x)[0] - t) ** 2)))(state)
+    ref_k, ref_b = jax.jit(jax.grad(reference, argnums=(0, 1)))(kernels, biases)
     for i in range(spec.depth + 1):
         np.testing.assert_allclose(grads["layers"][i]["kernel"][...], ref_k[i], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(grads["layers"][i]["bias"][...], ref_b[i], rtol=1e-5, atol=1e-7)
     # Gradients with respect to the inputs pass through as well.
-    gx = jax.grad(lambda v: apply(spec, state, v)[0].sum())(x)
-    ref_gx = jax.grad(lambda v: reference_out(v, kernels, biases, spec.depth).sum())(x)
+    gx = jax.jit(jax.grad(lambda v: apply(spec, state, v)[0].sum()))(x)
+    ref_gx = jax.jit(jax.grad(lambda v: reference_out(v, kernels, biases, spec.depth).sum()))(x)
     np.testing.assert_allclose(gx, ref_gx, rtol=1e-5, atol=1e-7)
 
 

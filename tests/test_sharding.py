@@ -7,8 +7,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import repalign_jax as rj
+
+# Every test here starts a process of its own: the CPU device count is fixed when JAX starts.
+pytestmark = pytest.mark.slow
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 ENV.pop("XLA_FLAGS", None)

@@ -197,17 +197,20 @@ def test_solve_vmap_equals_loop(x64):
         one = rj.solve_effective(*s0[i], dx2=dx2[i], dy2=dy2[i], rates=rj.EffectiveRates(ee[i], ed[i]), ts=ts)
         for b, o in zip(batch, one):
             np.testing.assert_allclose(b[i], o, rtol=1e-12, atol=1e-15)
-    # Broadcasting: a (2, 1) batch of h0 against (3,) rates gives (2, 3, T).
+    # Broadcasting: a (2, 1) batch of h0 against (2,) rates gives (2, 2, T) (4 solves: the
+    # executable of the batch above), each element the solve of its own arguments.
     h, _, _ = rj.solve_effective(
         np.array([[0.5], [1.0]]),
         1e-6,
         0.0,
         dx2=1.0,
         dy2=0.5,
-        rates=rj.EffectiveRates(np.array([1e-3, 2e-3, 3e-3]), 1e-2),
+        rates=rj.EffectiveRates(np.array([1e-3, 3e-3]), 1e-2),
         ts=ts,
     )
-    assert h.shape == (2, 3, 50)
+    assert h.shape == (2, 2, 50)
+    corner, _, _ = rj.solve_effective(1.0, 1e-6, 0.0, dx2=1.0, dy2=0.5, rates=rj.EffectiveRates(3e-3, 1e-2), ts=ts)
+    np.testing.assert_allclose(h[1, 1], corner, rtol=1e-12, atol=1e-15)
 
 
 def test_solve_is_jittable_and_differentiable(x64):

@@ -49,19 +49,8 @@ def _train_chunk(
     continue from (its `"epoch"` epochs are not run again).
     """
     kw = dict(spec=spec, config=config)
-    carry, runs, initial = _start_jit(
-        x,
-        targets,
-        pairs,
-        gains,
-        seeds,
-        lrs,
-        acts,
-        params,
-        np.int32(config.epochs),
-        spec=spec,
-        config=start_config(config),
-    )
+    start_args = (x, targets, pairs, gains, seeds, lrs, acts, params, np.int32(config.epochs))
+    carry, runs, initial = _start_jit(*start_args, spec=spec, config=start_config(config))
     if config.stop_loss is not None:
         carry, loss_series, rec_series = _stopping_loop(
             carry, x, targets, pairs, runs, report, compact, mesh, save, snap, **kw

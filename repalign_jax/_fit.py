@@ -389,17 +389,13 @@ def _guess_batch(ts, states, dx2, dy2):
     return jax.vmap(lambda t, s, a, b: initial_guess(t, s[:, 0], s[:, 1], s[:, 2], a, b))(ts, states, dx2, dy2)
 
 
-def _fit_batch(ts, states, dx2, dy2, loss, m0, start, options: FitOptions):
-    """The compiled fit of a batch; `options` only by the fields the compiled program reads, so
-    that another fallback grid or chunk size (host-side settings) compiles nothing new."""
-    host_side = dict(fallback_grid=0, grid_range=FitOptions.grid_range, chunk_size=None)
-    return _fit_batch_jit(ts, states, dx2, dy2, loss, m0, start, dataclasses.replace(options, **host_side))
-
-
-def _fit_batch_jit(ts, states, dx2, dy2, loss, m0, start, options: FitOptions) -> FitResult:
+def _fit_batch(ts, states, dx2, dy2, loss, m0, start, options: FitOptions) -> FitResult:
     """The fit of a batch, as two compiled programs: the rates, whose program (the optimiser
     through the ODE solves: seconds to compile) serves fits with and without a loss curve or a
-    given `m0`, and then `tau` with the result."""
+    given `m0`, and then `tau` with the result. Both see `options` only by the fields they read,
+    so that another fallback grid or chunk size (host-side settings) compiles nothing new."""
+    host_side = dict(fallback_grid=0, grid_range=FitOptions.grid_range, chunk_size=None)
+    options = dataclasses.replace(options, **host_side)
     valid = _valid_jit(ts, states, loss)
     rates = _fit_rates_batch(ts, states, dx2, dy2, valid, start, options)
     return _fit_tau_batch(ts, states, dy2, loss, m0, valid, rates, options)
@@ -528,10 +524,9 @@ def _check(traj: PairTrajectory):
         raise ValueError(f"ts of shape {ts.shape} does not broadcast to {batch + (T,)}") from None
 
     if concrete:
-        tsn = tsb
-        if np.all(np.isfinite(tsn)) and not np.all(np.diff(tsn, axis=-1) > 0):
+        if np.all(np.isfinite(tsb)) and not np.all(np.diff(tsb, axis=-1) > 0):
             raise ValueError("ts must be strictly increasing")
-        if not np.all(np.isfinite(tsn)):
+        if not np.all(np.isfinite(tsb)):
             raise ValueError("ts has non-finite values")
         if np.any(np.asarray(traj.dx2) <= 0) or not np.all(np.isfinite(np.asarray(traj.dx2))):
             raise ValueError("dx2 must be positive and finite (the two inputs must differ)")

@@ -90,26 +90,26 @@ def _plain_state(reached: int, carry: _Carry, losses, recs) -> dict:
     }
 
 
-def _on_host() -> bool:
+def _cpu_backend() -> bool:
     """Whether the arrays live in host memory (a CPU backend): there, rows are picked and joined
     with NumPy, where a device gather or concatenation would compile one program per shape."""
     return jax.default_backend() == "cpu"
 
 
 def _host_array(v) -> bool:
-    """Whether `v` is handled with NumPy (`_on_host`; random keys have no NumPy form)."""
-    return _on_host() and not jnp.issubdtype(v.dtype, jax.dtypes.prng_key)
+    """Whether `v` is handled with NumPy (`_cpu_backend`; random keys have no NumPy form)."""
+    return _cpu_backend() and not jnp.issubdtype(v.dtype, jax.dtypes.prng_key)
 
 
 def _rows(v, idx):
-    """`v[idx]` along the leading axis (with NumPy on a CPU, see `_on_host`)."""
+    """`v[idx]` along the leading axis (with NumPy on a CPU, see `_cpu_backend`)."""
     return np.asarray(v)[idx] if _host_array(v) else v[idx]
 
 
 def _joined(parts, order):
     """The runs of `parts` (arrays with a leading run axis) concatenated, then put in `order`."""
     xp = np if _host_array(parts[0]) else jnp
-    return xp.concatenate([xp.asarray(a) for a in parts])[order]
+    return xp.concatenate(parts)[order]
 
 
 def _take(tree, idx, mesh=None):

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax import paper
 from repalign_jax._networks import conv_general_dilated
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -82,8 +83,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     chans = [(1, CHANNELS)] + [(CHANNELS, CHANNELS)] * (CONVS - 2) + [(CHANNELS, 1)]
     z = jnp.asarray(rng.standard_normal((2, WIDTH, 1), np.float32))
-    conv_row = next(r for r in rj.table1("code") if r.name == "convolution")
-    default_row = next(r for r in rj.table1("code") if r.name == "default")
+    conv_row = next(r for r in paper.table1("code") if r.name == "convolution")
+    default_row = next(r for r in paper.table1("code") if r.name == "default")
     data = rj.two_point()
     rows = []
     for g in groups:

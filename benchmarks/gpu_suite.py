@@ -1247,7 +1247,7 @@ def section_universality(sz: Sizes, part: Part, clock: Clock, out: pathlib.Path,
 
     import repalign_jax as rj
     from repalign_jax import _pipeline, _train, reproduce
-    from repalign_jax.verdicts import evaluate
+    from repalign_jax.paper import evaluate
 
     sec = part.section("universality")
     root = out / "reproduce"

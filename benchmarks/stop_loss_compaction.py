@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax import paper
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _machine import describe  # noqa: E402
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     ap.add_argument("--segment", type=int, default=500, help="epochs per compiled segment")
     a = ap.parse_args(argv)
     jax.config.update("jax_enable_compilation_cache", False)
-    rows = {r.name: r for r in rj.table1("code")}
+    rows = {r.name: r for r in paper.table1("code")}
     if a.network not in rows:
         ap.error(f"unknown network {a.network!r}; Table 1 has: {', '.join(rows)}")
     row = rows[a.network]

@@ -22,9 +22,10 @@ import time
 import numpy as np
 
 import repalign_jax as rj
+from repalign_jax import paper
 
 
-def fit_at(row: rj.Table1Row, dx: float, seeds: int, epochs: int, progress: bool = False) -> dict:
+def fit_at(row: paper.Table1Row, dx: float, seeds: int, epochs: int, progress: bool = False) -> dict:
     """Rates of Table-1 network `row` fitted on the two-point task at `||dx|| = dx` (`||dy||^2 = 0.5`)."""
     data = rj.two_point(dx2=dx**2, dy2=0.5)
     spec = row.spec()
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=6000)
     p.add_argument("--out", default=None, help="write the numbers to this JSON file")
     args = p.parse_args(argv)
-    rows = {r.name: r for r in rj.table1("code")}
+    rows = {r.name: r for r in paper.table1("code")}
     names = [n.strip() for n in args.networks.split(",")]
     unknown = [n for n in names if n not in rows]
     if unknown:

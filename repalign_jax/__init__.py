@@ -27,6 +27,9 @@ from ._fit import FitWarning as FitWarning
 from ._fit import fit_effective_rates as fit_effective_rates
 from ._fit import fit_objective as fit_objective
 from ._fit import initial_guess as initial_guess
+from ._gain_series import GAIN_SERIES_GAINS as GAIN_SERIES_GAINS
+from ._gain_series import GAIN_SERIES_LRS as GAIN_SERIES_LRS
+from ._gain_series import paper_lr as paper_lr
 from ._networks import ACTIVATION_NAMES as ACTIVATION_NAMES
 from ._networks import ACTIVATIONS as ACTIVATIONS
 from ._networks import Network as Network
@@ -35,10 +38,6 @@ from ._networks import apply as apply
 from ._networks import init_state as init_state
 from ._networks import params_from_torch as params_from_torch
 from ._networks import xavier_normal as xavier_normal
-from ._paper import Table1Row as Table1Row
-from ._paper import paper_lr as paper_lr
-from ._paper import paper_settings as paper_settings
-from ._paper import table1 as table1
 from ._pipeline import TrainedAndFitted as TrainedAndFitted
 from ._pipeline import run_grid as run_grid
 from ._pipeline import train_and_fit as train_and_fit
@@ -85,11 +84,6 @@ from ._train import train_networks as train_networks
 from ._trajectory import PairTrajectory as PairTrajectory
 from ._trajectory import measure_hyw as measure_hyw
 from ._trajectory import to_pair_trajectory as to_pair_trajectory
-from .claims import CLAIMS as CLAIMS
-from .claims import Claim as Claim
-from .verdicts import Evaluation as Evaluation
-from .verdicts import Verdict as Verdict
-from .verdicts import evaluate_claim as evaluate_claim
 
 #: The public API: everything above, nothing else (`from repalign_jax import *`).
 __all__ = [
@@ -108,12 +102,11 @@ __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_NAMES",
     "AUTO_LR_C",
-    "CLAIMS",
-    "Claim",
     "Dataset",
     "EffectiveRates",
-    "Evaluation",
     "FitOptions",
+    "GAIN_SERIES_GAINS",
+    "GAIN_SERIES_LRS",
     "FitResult",
     "FitWarning",
     "FixedPoints",
@@ -123,11 +116,9 @@ __all__ = [
     "PairwiseDistances",
     "SnapshotMismatch",
     "SolverOptions",
-    "Table1Row",
     "TrainConfig",
     "TrainResult",
     "TrainedAndFitted",
-    "Verdict",
     "apply",
     "auto_lr",
     "classical_mds",
@@ -135,7 +126,6 @@ __all__ = [
     "coupling",
     "digits",
     "enable_compile_cache",
-    "evaluate_claim",
     "exponential_weighting",
     "final_distance",
     "final_distance_matrix",
@@ -154,7 +144,6 @@ __all__ = [
     "pair_indices",
     "pairwise_distances",
     "paper_lr",
-    "paper_settings",
     "params_from_torch",
     "pearson_offdiagonal",
     "predicted_final_distances",
@@ -164,7 +153,6 @@ __all__ = [
     "run_grid",
     "solve_effective",
     "structure_scales",
-    "table1",
     "theory_loss",
     "to_pair_trajectory",
     "train_and_fit",

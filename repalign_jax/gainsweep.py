@@ -165,7 +165,7 @@ def loss_shape(y, w, dy2) -> dict[str, np.ndarray]:
     at most `L0 / 2` (NaN: never), and `slope0 = (L(k) - L(0)) / k`, the initial slope over the
     first `k = max(1, floor(t_half / 100))` epochs. Arrays `(R,)` from `y, w` of shape `(R, T)`.
 
-    The shape `1 - |slope0| t_half / (L0 ln 2)` (`repalign_jax.verdicts.plateau_shape`) is 0 for an
+    The shape `1 - |slope0| t_half / (L0 ln 2)` (`repalign_jax.paper.gains.plateau_shape`) is 0 for an
     exponential decay and near 1 for a plateau, whatever the learning rate."""
     with np.errstate(invalid="ignore", over="ignore"):  # diverged runs hold inf and NaN
         rep = (dy2 - np.asarray(y, np.float64) + 2 * np.asarray(w, np.float64)) / 8

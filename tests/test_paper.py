@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import repalign_jax as rj
-from repalign_jax import _paper
-from repalign_jax.claims import EXPERIMENTS
+from repalign_jax import paper as _paper
+from repalign_jax.paper import EXPERIMENTS
 
 # Table 1 of EXPERIMENTS.md: name, nonlinearity, init gain, learning rate, hidden layers.
 TABLE1 = [
@@ -38,21 +38,21 @@ TABLE1 = [
 def test_profiles_and_the_default_profile_is_the_authors_code():
     assert _paper.PROFILES == ("code", "paper")
     for name in EXPERIMENTS:
-        assert rj.paper_settings(name) == rj.paper_settings(name, "code"), name
+        assert _paper.settings(name) == _paper.settings(name, "code"), name
 
 
 @pytest.mark.parametrize("profile", ["printed", "Code", "", "tables"])
 def test_unknown_profile_is_a_value_error_naming_the_choices(profile):
     with pytest.raises(ValueError, match=r"unknown settings profile .*; choose from code, paper"):
-        rj.paper_settings("xor", profile)
+        _paper.settings("xor", profile)
     with pytest.raises(ValueError, match="unknown settings profile"):
-        rj.table1(profile)
+        _paper.table1(profile)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_has_both_profiles_with_the_same_keys(name):
     """A key in one profile only would break the experiment run in the other profile."""
-    code, paper = rj.paper_settings(name, "code"), rj.paper_settings(name, "paper")
+    code, paper = _paper.settings(name, "code"), _paper.settings(name, "paper")
     assert isinstance(code, dict) and isinstance(paper, dict)
     assert set(code) == set(paper), name
 
@@ -60,36 +60,36 @@ def test_every_experiment_has_both_profiles_with_the_same_keys(name):
 @pytest.mark.parametrize("name", ["adam", "random_features"])
 def test_experiments_without_an_entry_get_an_empty_dict(name):
     """Documented: the authors' code is silent or the same in both profiles."""
-    assert rj.paper_settings(name, "code") == {} == rj.paper_settings(name, "paper")
+    assert _paper.settings(name, "code") == {} == _paper.settings(name, "paper")
     assert not _paper.differs(name)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 @pytest.mark.parametrize("profile", _paper.PROFILES)
 def test_settings_are_fresh_copies(name, profile):
-    first = rj.paper_settings(name, profile)
+    first = _paper.settings(name, profile)
     expected = copy.deepcopy(first)
     first["added"] = 1
     for key in list(first):
         if isinstance(first[key], dict):
             first[key]["added"] = 1
         first[key] = "changed"
-    assert rj.paper_settings(name, profile) == expected
+    assert _paper.settings(name, profile) == expected
 
 
 def test_the_shared_gain_series_is_copied_per_profile():
     """Both profiles of "gains" come from one dict: changing one result changes neither profile."""
-    code = rj.paper_settings("gains", "code")
+    code = _paper.settings("gains", "code")
     code["gains"] = (5.0,)
     code["epochs"] = 1
-    assert rj.paper_settings("gains", "paper")["gains"][0] == 0.9
-    assert rj.paper_settings("gains", "code")["epochs"] == 6000
+    assert _paper.settings("gains", "paper")["gains"][0] == 0.9
+    assert _paper.settings("gains", "code")["epochs"] == 6000
 
 
 @pytest.mark.parametrize("profile", _paper.PROFILES)
 def test_table1_matches_the_printed_table(profile):
-    rows = rj.table1(profile)
-    assert all(isinstance(r, rj.Table1Row) for r in rows)
+    rows = _paper.table1(profile)
+    assert all(isinstance(r, _paper.Table1Row) for r in rows)
     assert [(r.name, r.activation, r.gain, r.lr, r.depth) for r in rows] == TABLE1
     by_name = {r.name: r for r in rows}
     assert by_name["narrow (50 units)"].width == 50
@@ -98,30 +98,30 @@ def test_table1_matches_the_printed_table(profile):
     assert {r.arch for n, r in by_name.items() if n not in ("convolution", "skip connections")} == {"mlp"}
     assert by_name["dropout"].dropout == 0.1
     assert {r.dropout for n, r in by_name.items() if n != "dropout"} == {0.0}
-    assert rj.paper_settings("universality", profile)["epochs"] == 6000
+    assert _paper.settings("universality", profile)["epochs"] == 6000
 
 
 def test_table1_profiles_differ_only_in_the_tracked_layers():
     """Code: the authors' 'hidden_layer 5' is conv 5 of the CNN and hidden layer 2 of the dropout
     net; printed: 'the hidden layer halfway through the network' for every row."""
-    code, paper = rj.table1("code"), rj.table1("paper")
+    code, paper = _paper.table1("code"), _paper.table1("paper")
     assert all(r.track_layer is None for r in paper)
     assert {r.name: r.track_layer for r in code if r.track_layer is not None} == {"convolution": 5, "dropout": 2}
     for c, p in zip(code, paper):
         assert dataclasses.replace(c, track_layer=None) == p
     assert _paper.differs("universality")
-    assert rj.table1() == code
+    assert _paper.table1() == code
 
 
 def test_table1_rows_are_immutable():
-    row = rj.table1()[0]
+    row = _paper.table1()[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         row.gain = 2.0  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("profile", _paper.PROFILES)
 def test_every_row_builds_its_network_and_tracks_one_of_its_layers(profile):
-    for row in rj.table1(profile):
+    for row in _paper.table1(profile):
         spec = row.spec()
         assert isinstance(spec, rj.NetworkSpec)
         assert (spec.d_in, spec.d_out) == (1, 1)  # the two-point task
@@ -135,17 +135,17 @@ def test_every_row_builds_its_network_and_tracks_one_of_its_layers(profile):
         assert row.activation in rj.ACTIVATION_NAMES
         if row.track_layer is not None:
             assert 0 <= row.track_layer < spec.n_hidden, row.name
-    wide = rj.table1()[0].spec(d_in=3, d_out=2)
+    wide = _paper.table1()[0].spec(d_in=3, d_out=2)
     assert (wide.d_in, wide.d_out) == (3, 2)
 
 
 def test_gain_series_holds_table1s_default_networks_and_the_codes_extra_gains():
-    st = rj.paper_settings("gains")
+    st = _paper.settings("gains")
     series = dict(zip(st["gains"], st["lrs"]))
     assert len(series) == len(st["gains"]) == len(st["lrs"])
     default_arch = [
         r
-        for r in rj.table1()
+        for r in _paper.table1()
         if (r.activation, r.arch, r.width, r.depth, r.dropout) == ("leaky_relu", "mlp", 500, 20, 0.0)
     ]
     assert {r.gain for r in default_arch} == {0.9, 1.0, 1.1, 1.3, 1.4}
@@ -168,7 +168,7 @@ def test_paper_lr_extrapolates_below_the_series_with_the_first_segment():
 
 
 def test_xor_profiles_follow_the_authors_notebook():
-    code, paper = rj.paper_settings("xor", "code"), rj.paper_settings("xor", "paper")
+    code, paper = _paper.settings("xor", "code"), _paper.settings("xor", "paper")
     assert (code["activation"], code["loss"]) == ("relu", "mse")
     assert (paper["activation"], paper["loss"]) == ("leaky_relu", "half_mse")
     # name: (gain, lr, epochs, width, hidden layers)
@@ -188,7 +188,7 @@ def test_xor_profiles_follow_the_authors_notebook():
 
 
 def test_feature_collapse_profiles_differ_only_in_the_nonlinearity():
-    code, paper = rj.paper_settings("feature_collapse", "code"), rj.paper_settings("feature_collapse", "paper")
+    code, paper = _paper.settings("feature_collapse", "code"), _paper.settings("feature_collapse", "paper")
     assert code["activation"] == "leaky_relu" and paper["activation"] == "tanh"
     assert {k: v for k, v in code.items() if k != "activation"} == {k: v for k, v in paper.items() if k != "activation"}
     assert (code["width"], code["depth"], code["batch_size"], code["track_layer"]) == (100, 4, 64, 2)
@@ -201,7 +201,7 @@ def test_feature_collapse_profiles_differ_only_in_the_nonlinearity():
 
 
 def test_digits_profiles():
-    code, paper = rj.paper_settings("digits", "code"), rj.paper_settings("digits", "paper")
+    code, paper = _paper.settings("digits", "code"), _paper.settings("digits", "paper")
     for st in (code, paper):  # shared by the printed table and the code
         assert (st["depth"], st["gain"], st["track_layer"]) == (4, 0.5, 2)
     assert (code["width"], code["lr"], code["epochs"], code["batch_size"]) == (200, 0.003, 200, 64)
@@ -221,19 +221,19 @@ def test_digits_profiles():
 
 
 def test_depth_profiles_keep_table1s_product_of_rate_and_epochs():
-    code, paper = rj.paper_settings("depth", "code"), rj.paper_settings("depth", "paper")
+    code, paper = _paper.settings("depth", "code"), _paper.settings("depth", "paper")
     assert (code["lr"], code["epochs"]) == (0.01, 3000)
-    default = rj.table1()[0]
+    default = _paper.table1()[0]
     assert (paper["lr"], paper["epochs"]) == (default.lr, 6000)
     assert code["lr"] * code["epochs"] == pytest.approx(paper["lr"] * paper["epochs"])
     assert _paper.differs("depth")
 
 
 def test_final_distance_profiles():
-    code, paper = rj.paper_settings("final_distance", "code"), rj.paper_settings("final_distance", "paper")
+    code, paper = _paper.settings("final_distance", "code"), _paper.settings("final_distance", "paper")
     for st in (code, paper):  # 50 trials for the rates, a 5 x 5 grid, runs above 1e-3 discarded
         assert (st["n_trials"], st["grid"], st["run_loss_max"]) == (50, 5, 1e-3)
-        assert st["fit_epochs"] == rj.paper_settings("universality")["epochs"]
+        assert st["fit_epochs"] == _paper.settings("universality")["epochs"]
     assert code["lr_factor"] == pytest.approx(2 / 5)  # "twice Table 1's divided by 5"
     assert (code["epochs"], code["stop_loss"], code["trial_loss_max"]) == (40_000, 1e-4, 1e-2)
     # as printed: "the same hyperparameter settings were used", no discard rule for the rates

@@ -1,7 +1,7 @@
 """`python -m repalign_jax.reproduce`: every experiment in --quick mode.
 
 Each experiment must write its JSON, figures and tables with finite numbers and
-every number its claims' tests read (`repalign_jax.verdicts`, which gives a quick
+every number its claims' tests read (`repalign_jax.paper`, which gives a quick
 run no verdict); the tests that hold even at quick sizes are run on the quick
 numbers (rich XOR merges the equal-output pairs, feature collapse lowers the
 irrelevant-feature variance at low gain). The experiments take from seconds to
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import repalign_jax as rj
+from repalign_jax import paper as V
 from repalign_jax import reproduce
-from repalign_jax import verdicts as V
-from repalign_jax.experiments._common import Context
+from repalign_jax.paper._common import Context
 
 CACHE: dict = {}  # the default network's rates, fitted once for the whole module
 
@@ -29,7 +29,7 @@ def _run(name, tmp_path_factory, profile="code"):
     assert (out / f"{name}.json").exists()
     assert json.loads((out / f"{name}.json").read_text())["quick"] is True
     assert list(out.glob("*.png")), "no figure written"
-    assert "claims" not in numbers  # verdicts come from repalign_jax.verdicts, not the experiment
+    assert "claims" not in numbers  # verdicts come from the claims' tests, not the experiment
     evaluations = V.evaluate(name, numbers)
     assert evaluations and all(
         e.verdict in (V.Verdict.NOT_RUN, V.Verdict.NOT_TESTABLE, V.Verdict.CANNOT_FAIL) for e in evaluations
@@ -89,7 +89,7 @@ def test_set_bad_input_exit_code_2_before_any_work(args, message, tmp_path, caps
 
 
 def test_set_overrides_settings_with_their_types(tmp_path):
-    from repalign_jax.experiments import final_distance
+    from repalign_jax.paper import final_distance
 
     ctx = Context(out=tmp_path, quick=False, overrides={"n_trials": "10", "lr_factor": "1", "epochs": "20000"})
     s = final_distance.settings(ctx)
@@ -103,7 +103,7 @@ def test_set_overrides_settings_with_their_types(tmp_path):
 
 def test_settings_profiles_are_data_in_one_place():
     """The authors' code (docs/experiments.md, last section) against the printed tables, where they differ."""
-    from repalign_jax import _paper
+    from repalign_jax import paper as _paper
 
     code, paper = _paper.settings("final_distance", "code"), _paper.settings("final_distance", "paper")
     assert (code["lr_factor"] * 0.005, code["epochs"], code["trial_loss_max"], code["run_loss_max"]) == pytest.approx(
@@ -162,7 +162,7 @@ def test_final_distance_saves_each_network_and_resumes(tmp_path, monkeypatch):
     """An interrupted `--networks` run keeps its finished networks' grids (a study per network);
     `--resume` reuses them, with the wall time and machine of the run that trained them, and
     refuses a folder saved with other settings (`GridMismatch`); without it everything is retrained."""
-    from repalign_jax.experiments import final_distance
+    from repalign_jax.paper import final_distance
 
     calls: list[str] = []
     real_train = rj.train_networks
@@ -227,7 +227,7 @@ def test_resume_into_a_folder_of_other_settings_exits_2(tmp_path, monkeypatch, c
     def other_study(name, ctx):
         raise rj.GridMismatch(ctx.out / "runs", ["epochs"])
 
-    monkeypatch.setattr(reproduce, "run_experiment", other_study)
+    monkeypatch.setattr("repalign_jax.paper.reproduce.run_experiment", other_study)
     assert reproduce.main(["xor", "--resume", "--out", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "differs in epochs" in err and "rerun without --resume" in err
@@ -238,7 +238,7 @@ def test_dx_exponent_recovers_a_power_law():
     and ||dy|| = 0 (the merge points) are left out, a ||dy|| with one ||dx|| cannot give a slope."""
     import numpy as np
 
-    from repalign_jax.verdicts import dx_exponent
+    from repalign_jax.paper.stats import dx_exponent
 
     dx, dy = (g.ravel() for g in np.meshgrid(np.linspace(0.5, 1.5, 5), np.linspace(0.0, 1.0, 5), indexing="ij"))
     for p in (1.0, 0.3, -0.2):
@@ -256,7 +256,7 @@ def test_grouped_study_trains_each_shape_once_and_gives_each_setting_its_runs(tm
     """`_common.grouped_study`: settings of one shape are one group (one `train` call), groups may
     differ in column shapes, every setting gets its own runs in the order given, and `--resume`
     reuses the saved groups without training."""
-    from repalign_jax.experiments._common import grouped_study
+    from repalign_jax.paper._common import grouped_study
 
     settings = [("a", 3), ("b", 5), ("c", 3)]  # (name, width): a and c share a shape
     calls = []

@@ -2,10 +2,10 @@
 
 import json
 
-from repalign_jax import claims as C
+from repalign_jax import paper as C
+from repalign_jax import paper as V
 from repalign_jax import reproduce
-from repalign_jax import verdicts as V
-from repalign_jax.reproduction_report import MAX_CELL_WORDS, aggregate, write_report
+from repalign_jax.paper.report import MAX_CELL_WORDS, aggregate, write_report
 
 
 def _save(root, name, numbers):

@@ -58,8 +58,7 @@ def test_sweep_outputs_and_plateau_falls_with_gain(tmp_path, capsys):
 
 
 def test_paper_learning_rates():
-    series = rj.paper_settings("gains")
-    for g, lr in zip(series["gains"], series["lrs"]):
+    for g, lr in zip(rj.GAIN_SERIES_GAINS, rj.GAIN_SERIES_LRS):
         assert rj.paper_lr(g) == pytest.approx(lr)
     assert rj.paper_lr(0.95) == pytest.approx(np.sqrt(0.015 * 0.005))
     assert rj.paper_lr(1.5) == pytest.approx(np.sqrt(0.00025 * 1.5e-6))  # between the code's 1.4 and 1.6

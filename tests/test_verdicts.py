@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from repalign_jax import gainsweep
-from repalign_jax import verdicts as V
+from repalign_jax import paper as V
+from repalign_jax.paper import stats as S
+from repalign_jax.paper.gains import plateau_shape
 
 R = V.Verdict
 
@@ -18,8 +20,8 @@ R = V.Verdict
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_seeds():
     rng = np.random.default_rng(1)
     small, large = rng.normal(1.0, 0.2, 5), rng.normal(1.0, 0.2, 200)
-    est_s, lo_s, hi_s = V.bootstrap(lambda i: float(np.mean(small[i])), np.arange(small.size))
-    est_l, lo_l, hi_l = V.bootstrap(lambda i: float(np.mean(large[i])), np.arange(large.size))
+    est_s, lo_s, hi_s = S.bootstrap(lambda i: float(np.mean(small[i])), np.arange(small.size))
+    est_l, lo_l, hi_l = S.bootstrap(lambda i: float(np.mean(large[i])), np.arange(large.size))
     assert lo_s <= est_s <= hi_s and lo_l <= est_l <= hi_l
     assert hi_l - lo_l < hi_s - lo_s
     # the normal approximation of the mean's interval: 1.96 * sd / sqrt(n), within 25%
@@ -29,26 +31,26 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_seeds():
 def test_bootstrap_resamples_within_strata_only():
     """Two strata of constant values: every resample keeps one unit of each, so the mean is fixed."""
     v = np.array([0.0, 0.0, 10.0, 10.0])
-    est, lo, hi = V.bootstrap(lambda i: float(np.mean(v[i])), [np.array([0, 1]), np.array([2, 3])])
+    est, lo, hi = S.bootstrap(lambda i: float(np.mean(v[i])), [np.array([0, 1]), np.array([2, 3])])
     assert est == lo == hi == 5.0
 
 
 def test_bootstrap_of_one_unit_per_stratum_is_the_estimate():
-    assert V.bootstrap(lambda i: float(len(i)), [np.array([0]), np.array([1])]) == (2.0, 2.0, 2.0)
+    assert S.bootstrap(lambda i: float(len(i)), [np.array([0]), np.array([1])]) == (2.0, 2.0, 2.0)
 
 
 def test_decide_needs_the_whole_interval_on_one_side():
-    assert V.decide((0.95, 0.92, 0.97), 0.9, "above") is True
-    assert V.decide((0.85, 0.80, 0.89), 0.9, "above") is False
-    assert V.decide((0.91, 0.85, 0.95), 0.9, "above") is None
-    assert V.decide((0.2, 0.1, 0.25), 0.3, "below") is True
+    assert S.decide((0.95, 0.92, 0.97), 0.9, "above") is True
+    assert S.decide((0.85, 0.80, 0.89), 0.9, "above") is False
+    assert S.decide((0.91, 0.85, 0.95), 0.9, "above") is None
+    assert S.decide((0.2, 0.1, 0.25), 0.3, "below") is True
     nan = float("nan")
-    assert V.decide((nan, nan, nan), 0.3, "below") is False
+    assert S.decide((nan, nan, nan), 0.3, "below") is False
     with pytest.raises(ValueError, match="side"):
-        V.decide((1, 1, 1), 0, "left")
-    assert V.combine([True, True]) is R.REPRODUCED
-    assert V.combine([True, None]) is R.UNDECIDED
-    assert V.combine([None, False]) is R.NETWORK_DIFFERS
+        S.decide((1, 1, 1), 0, "left")
+    assert S.combine([True, True]) is R.REPRODUCED
+    assert S.combine([True, None]) is R.UNDECIDED
+    assert S.combine([None, False]) is R.NETWORK_DIFFERS
 
 
 def _shape(curve):
@@ -56,7 +58,7 @@ def _shape(curve):
     dy2 = 0.5
     w = (8 * np.asarray(curve)[None] - dy2) / 2  # L = (dy2 - 0 + 2 w) / 8
     n = gainsweep.loss_shape(np.zeros_like(w), w, dy2)
-    return float(V.plateau_shape(n["rep_loss0"], n["rep_t_half"], n["rep_slope0"])[0])
+    return float(plateau_shape(n["rep_loss0"], n["rep_t_half"], n["rep_slope0"])[0])
 
 
 def test_plateau_shape_is_zero_for_an_exponential_and_near_one_for_a_plateau_whatever_the_rate():
@@ -73,17 +75,17 @@ def test_plateau_shape_is_zero_for_an_exponential_and_near_one_for_a_plateau_wha
 
 def test_log2_scores_and_fitted_baselines():
     m = np.array([1.0, 2.0, 4.0])
-    assert V.log2_score(m, m) == 0.0
-    assert V.log2_score(m, 2 * m) == 1.0
-    assert V.scaled_baseline_score(m, 5 * m) == pytest.approx(0.0)  # its constant is fitted
-    assert V.scaled_baseline_score(m, np.ones(3)) == pytest.approx(1.0)
-    assert V.min_r2([0.5, -3000.0, np.nan], [0.9, 0.8, 0.7]).tolist()[:2] == [0.5, -1.0]
+    assert S.log2_score(m, m) == 0.0
+    assert S.log2_score(m, 2 * m) == 1.0
+    assert S.scaled_baseline_score(m, 5 * m) == pytest.approx(0.0)  # its constant is fitted
+    assert S.scaled_baseline_score(m, np.ones(3)) == pytest.approx(1.0)
+    assert S.min_r2([0.5, -3000.0, np.nan], [0.9, 0.8, 0.7]).tolist()[:2] == [0.5, -1.0]
 
 
 def test_spearman():
-    assert V.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert V.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert math.isnan(V.spearman([1, 2], [1, 2]))
+    assert S.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert S.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(S.spearman([1, 2], [1, 2]))
 
 
 # ---------------------------------------------------------------- final distance

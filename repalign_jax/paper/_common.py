@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import pathlib
@@ -13,6 +14,8 @@ import numpy as np
 
 import repalign_jax as rj
 from repalign_jax.results import atomic_write_json, atomic_write_text, markdown_table, mean_or_nan, write_csv  # noqa: F401
+
+from ._table1 import Row, table1
 
 S = TypeVar("S")
 
@@ -31,7 +34,7 @@ class Context:
     - `overrides`: `--set KEY=VALUE` settings replacing an experiment's own (see
       `Context.override`); recorded in its JSON.
     - `profile`: `"code"` (what the authors' code ran, the default) or `"paper"`
-      (the printed tables); see `repalign_jax.paper_settings`.
+      (the printed tables); see `repalign_jax.paper.settings`.
     - `networks`: the Table-1 rows of `universality` and `final_distance`
       (`default`, `all`, or comma-separated row names; `None`: the experiment's
       default, see `table1_rows`).
@@ -55,9 +58,10 @@ class Context:
     resume: bool = False
     machine: str = ""
 
-    def settings(self, experiment: str) -> dict:
-        """The experiment's full-size settings in this context's profile (`repalign_jax.paper_settings`)."""
-        return rj.paper_settings(experiment, self.profile)
+    def settings(self, profiles: Mapping[str, dict]) -> dict:
+        """A fresh copy of an experiment's full-size settings (its module's `SETTINGS`, by profile) in
+        this context's profile."""
+        return copy.deepcopy(dict(profiles.get(self.profile, {})))
 
     def override(self, settings: dict) -> dict:
         """`settings` with `self.overrides` applied, each converted to the type of the value it replaces.
@@ -131,8 +135,7 @@ def run_study(
             meter.close()
 
 
-Row = rj.Table1Row
-TABLE1 = rj.table1("code")
+TABLE1 = table1("code")
 DEFAULT = TABLE1[0]
 EPOCHS = 6000
 
@@ -141,7 +144,7 @@ def table1_rows(ctx: Context, default: str) -> list:
     """The Table-1 rows (of `ctx.profile`) named by `ctx.networks`, or by `default` when it is `None`:
     `"all"`, or comma-separated row names (`"default"` is the default network). Quick stand-ins
     with `ctx.quick`. Raises `ValueError` naming an unknown row."""
-    table = list(ctx.settings("universality")["rows"])
+    table = list(table1(ctx.profile))
     names = default if ctx.networks is None else ctx.networks
     if names == "all":
         rows = table

@@ -2,7 +2,7 @@
 
 `write_report(roots)` reads the `NAME/NAME.json` files that `python -m
 repalign_jax.reproduce` saved under each root (a profile's output folder),
-evaluates every claim of `repalign_jax.claims` with `repalign_jax.verdicts`, and
+evaluates every claim of `repalign_jax.paper` (`registry.CLAIMS`, each with its test), and
 returns Markdown: one summary table per profile (one row per claim, no cell over
 40 words), then one section per experiment with its settings, command, machine,
 wall time, every claim's quote, test and numbers, and its figures.
@@ -15,10 +15,8 @@ import os
 import pathlib
 from collections.abc import Sequence
 
-from . import claims as C
-from . import verdicts as V
-
-EXPERIMENTS = V.EXPERIMENTS_OF_CLAIMS
+from ._claim import Evaluation, Verdict
+from .registry import CLAIMS, EXPERIMENTS, evaluate_claim
 
 #: At most this many words in a summary-table cell.
 MAX_CELL_WORDS = 40
@@ -44,17 +42,17 @@ def _cell(text: str) -> str:
     return " ".join(words)
 
 
-def aggregate(key: str, evals: list[V.Evaluation]) -> V.Evaluation:
+def aggregate(key: str, evals: list[Evaluation]) -> Evaluation:
     """One evaluation of a claim evaluated per network: reproduced when every network is; else the
     first of network-differs, run-failed, undecided, not-run that occurs; the number counts networks."""
     if len(evals) == 1:
         return evals[0]
-    order = (V.Verdict.NETWORK_DIFFERS, V.Verdict.RUN_FAILED, V.Verdict.UNDECIDED, V.Verdict.NOT_RUN)
-    verdict = next((v for v in order if any(e.verdict is v for e in evals)), V.Verdict.REPRODUCED)
-    good = sum(e.verdict is V.Verdict.REPRODUCED for e in evals)
-    bad = [e for e in evals if e.verdict is not V.Verdict.REPRODUCED]
+    order = (Verdict.NETWORK_DIFFERS, Verdict.RUN_FAILED, Verdict.UNDECIDED, Verdict.NOT_RUN)
+    verdict = next((v for v in order if any(e.verdict is v for e in evals)), Verdict.REPRODUCED)
+    good = sum(e.verdict is Verdict.REPRODUCED for e in evals)
+    bad = [e for e in evals if e.verdict is not Verdict.REPRODUCED]
 
-    def short(v: V.Verdict) -> str:
+    def short(v: Verdict) -> str:
         label = v.label.replace("not reproduced ", "")
         return label if label.startswith("(") else f"({label})"
 
@@ -63,7 +61,7 @@ def aggregate(key: str, evals: list[V.Evaluation]) -> V.Evaluation:
     weakest = [e.cause.split("weakest curve ")[1].split(";")[0] for e in bad if "weakest curve " in e.cause]
     common = max(set(weakest), key=weakest.count) if weakest else None
     why = f"; weakest curve {common} in {weakest.count(common)} of {len(bad)}" if common else ""
-    return V.Evaluation(
+    return Evaluation(
         key, verdict, f"{good} of {len(evals)} networks reproduced", (names + more + why) or "every network", {}
     )
 
@@ -101,14 +99,14 @@ def summary_table(loaded: Sequence[tuple[str, dict]]) -> list[str]:
         "| figure | claim | verdict | key number [95% interval] | cause |",
         "|---|---|---|---|---|",
     ]
-    for c in C.CLAIMS:
+    for c in CLAIMS:
         if not c.can_fail:
             continue
-        source = V.source_of(c.key)
+        source = c.source
         for i, (label, saved) in enumerate(loaded):
             if i and source not in saved:
                 continue
-            e = aggregate(c.key, V.evaluate_claim(c.key, saved.get(source)))
+            e = aggregate(c.key, evaluate_claim(c.key, saved.get(source)))
             figure = c.figure if not i else f"{c.figure}, {label}"
             cells = (figure, c.short, f"**{e.verdict.label}**", e.number, e.cause or "-")
             lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
@@ -191,8 +189,8 @@ def _section(name: str, roots: list[tuple[str, pathlib.Path, dict]], relative_to
             *_settings_line(name, numbers),
             "",
         ]
-        for c in (x for x in C.CLAIMS if V.source_of(x.key) == name):
-            evals = V.evaluate_claim(c.key, numbers)
+        for c in (x for x in CLAIMS if x.source == name):
+            evals = evaluate_claim(c.key, numbers)
             out += [f"**{c.short}** ({c.figure}; `{c.key}`): {aggregate(c.key, evals).verdict.label}.", ""]
             out += [f"> {c.quote}", "", f"Test (fixed {c.fixed}): {c.test}.", ""]
             if len(evals) > 1 or evals[0].network:
@@ -247,7 +245,7 @@ def write_report(
     if header:
         out += [header.strip(), ""]
     out += [
-        "Every verdict below is computed by `repalign_jax.verdicts` from the saved results "
+        "Every verdict below is computed by the claims' tests (`repalign_jax.paper`) from the saved results "
         "(`python -m repalign_jax.reproduce report` re-evaluates them without training). The claims, "
         "their quotes and tests are `python -m repalign_jax.reproduce claims`; tests changed after results "
         "existed, and the verdicts before this report's tests, are in `docs/claims-changelog.md`. Verdicts: "

@@ -24,7 +24,7 @@ comma-separated list of row names; or `all`, the authors' loop over every row):
 3. Each run's prediction is `h_inf = final_distance(h0, y0)` (docs/theory.md section
    6) from that run's own measured initial `h0, y0` and the averaged rates; it
    is compared with the run's final `h` (the verdict, `final_distance.follows_h_inf`
-   of `repalign_jax.verdicts`, scores it against baselines from the saved runs;
+   below, scores it against baselines from the saved runs;
    Pearson r and the least-squares line are saved beside it: the authors' figure
    shows the scatter against `y = x` only). At `||dy|| = 0` the two targets are
    equal and the rich prediction is a merge (`h_inf` small).
@@ -45,7 +45,7 @@ starts again) and computes the rest (e.g. the networks that finished on a GPU,
 the rest elsewhere). Each network's numbers are written as `STEM.network.json`.
 Each network of the JSON carries its `wall_seconds` and `machine`, and
 `h_dx_exponent`: how its measured and predicted final `h` scale with `||dx||`
-(`repalign_jax.verdicts.dx_exponent`; the theory's is about 1).
+(`repalign_jax.paper.stats.dx_exponent`; the theory's is about 1).
 """
 
 from __future__ import annotations
@@ -56,9 +56,59 @@ import numpy as np
 
 import repalign_jax as rj
 from repalign_jax.plots import colours, plot_predicted_vs_measured, pyplot
-from repalign_jax.verdicts import dx_exponent, line_stats
 
+from . import _claim as C
+from ._claim import Claim, Evaluation, Verdict
 from ._common import Context, averaged_rates, mean_or_nan, rates_json, run_study, study_store, table1_rows
+from .stats import (
+    arr,
+    bools,
+    bootstrap,
+    combine,
+    decide,
+    dx_exponent,
+    fmt,
+    line_stats,
+    log2_score,
+    not_run,
+    scaled_baseline_score,
+)
+
+#: This experiment's full-size settings in both profiles (`repalign_jax.paper.settings`).
+SETTINGS: dict[str, dict] = {
+    # rich_structure.ipynb cell 2: rates from 50 trials (final loss above 1e-2
+    # dropped), grid at twice Table 1's rate over 5, stop at 1e-4, runs whose
+    # final loss stays above 1e-3 dropped; every Table-1 row.
+    "code": dict(
+        n_trials=50,
+        fit_epochs=6000,
+        trial_loss_max=1e-2,
+        grid=5,
+        lr_factor=0.4,
+        epochs=40_000,
+        stop_loss=1e-4,
+        run_loss_max=1e-3,
+        # The authors draw one fresh initialisation per grid point; three per point give
+        # the verdict's bootstrap interval over seeds (the package's choice).
+        seeds_per_point=3,
+    ),
+    # As printed (appendix B.1): "the same hyperparameter settings were used" (Table 1's
+    # learning rate and 6000 epochs) and "Trials which did not converge were discarded".
+    # The paper gives no convergence rule: ours is the code's, a final loss above 1e-3
+    # discards the run. No trial is discarded from the rates (the paper names no rule).
+    "paper": dict(
+        n_trials=50,
+        fit_epochs=6000,
+        trial_loss_max=float("inf"),
+        grid=5,
+        lr_factor=1.0,
+        epochs=6000,
+        stop_loss=None,
+        run_loss_max=1e-3,
+        seeds_per_point=3,
+    ),
+}
+
 
 COLUMNS = ("dx", "dy", "runs", "converged", "epochs_to_tol", "h0", "A_low", "A_high", "predicted", "measured", "ratio")
 FORMATS = {
@@ -80,7 +130,7 @@ def settings(ctx: Context) -> dict:
 
 
 def _settings(ctx: Context) -> dict:
-    st = ctx.settings("final_distance")
+    st = ctx.settings(SETTINGS)
     if ctx.quick:
         st.update(n_trials=ctx.seeds, fit_epochs=1500, grid=3, epochs=8000, seeds_per_point=ctx.seeds)
     return st
@@ -354,3 +404,119 @@ def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
             "dy": dys.tolist(),
         },
     }
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _per_network(numbers: dict) -> list[tuple[str, dict]]:
+    """The saved networks: `[(name, piece)]` (one network at the top level, several under `networks`)."""
+    if numbers.get("networks"):
+        return list(numbers["networks"].items())
+    name = (numbers.get("settings") or {}).get("network", "default")
+    return [(name, numbers)]
+
+
+def final_distance_scores(per_run: dict) -> dict:
+    """What `final_distance.follows_h_inf` reads of one network's saved runs: the kept runs with
+    `||dy|| > 0`, the theory's and the baselines' scores with intervals, r and the slope through 0."""
+    dx, dy = arr(per_run["dx"]), arr(per_run["dy"])
+    meas, pred, h0 = arr(per_run["measured"]), arr(per_run["predicted"]), arr(per_run["h0"])
+    conv = bools(per_run["converged"])
+    keep = conv & np.isfinite(pred) & (pred > 0) & np.isfinite(meas) & (meas > 0)
+    rich = np.flatnonzero(keep & (dy > 0))
+    points = {}
+    for i in rich:
+        points.setdefault((dx[i], dy[i]), []).append(i)
+    strata = [np.asarray(v) for v in points.values()]
+    base = {"constant": np.ones_like(meas), "h0": h0, "||dy||": dy}
+
+    def theory(i):
+        return log2_score(meas[i], pred[i])
+
+    def best_baseline(i):
+        return min([scaled_baseline_score(meas[i], b[i]) for b in base.values()])
+
+    out = {
+        "runs": int(dx.size),
+        "kept": int(keep.sum()),
+        "rich_kept": int(rich.size),
+        "line": line_stats(pred[keep], meas[keep]),
+        "h_dx_exponent": {
+            "measured": dx_exponent(dx, dy, meas, keep),
+            "predicted": dx_exponent(dx, dy, pred, keep),
+        },
+    }
+    if rich.size < 3:
+        return out
+    out["theory"] = bootstrap(theory, strata)
+    out["baselines"] = {k: scaled_baseline_score(meas[rich], b[rich]) for k, b in base.items()}
+    out["theory_minus_best_baseline"] = bootstrap(lambda i: theory(i) - best_baseline(i), strata)
+    return out
+
+
+MIN_RICH_RUNS = 3
+
+
+def _follows_h_inf(numbers: dict) -> list[Evaluation]:
+    key = "final_distance.follows_h_inf"
+    out = []
+    for name, piece in _per_network(numbers):
+        pr = piece.get("per_run")
+        if not pr:
+            out.append(not_run(key, "no per-run numbers saved", network=name))
+            continue
+        sc = final_distance_scores(pr)
+        line = sc["line"]
+        beside = f"r {line['pearson']:.3f}, slope through 0 {line['slope_through_origin']:.3f}"
+        if sc["rich_kept"] < MIN_RICH_RUNS:
+            stalled = sc["runs"] - sc["kept"]
+            out.append(
+                Evaluation(
+                    key,
+                    Verdict.RUN_FAILED,
+                    f"{sc['rich_kept']} kept runs with ||dy|| > 0",
+                    f"{stalled} of {sc['runs']} runs did not converge (final loss > {C.TRAINED_LOSS:g})",
+                    sc,
+                    network=name,
+                )
+            )
+            continue
+        t, d = sc["theory"], sc["theory_minus_best_baseline"]
+        verdict = combine([decide(t, C.LOG2_TOLERANCE, "below"), decide(d, 0.0, "below")])
+        base = sc["baselines"]
+        best = min(base, key=lambda k: base[k])
+        e = sc["h_dx_exponent"]
+        vs = f"best baseline {best} {sc['baselines'][best]:.2f}"
+        if verdict is Verdict.REPRODUCED or d[0] < 0:
+            cause = f"{vs}; h ~ ||dx||^{e['measured']:.2f}, h_inf ~ ||dx||^{e['predicted']:.2f}"
+        else:
+            cause = f"no better than {best} alone ({sc['baselines'][best]:.2f}); h ~ ||dx||^{e['measured']:.2f}"
+        number = f"median |log2| {fmt(t, '.2f')}; {beside}"
+        out.append(Evaluation(key, verdict, number, cause, sc, network=name))
+    return out
+
+
+# ---------------------------------------------------------------- claims
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        key="final_distance.follows_h_inf",
+        figure="Figure 5",
+        short="final h follows h_inf from the rates fitted at one task",
+        quote="By fitting these to the learning trajectories we can make predictions about the final "
+        "representational, as shown in Figure 5.",
+        measures="over the kept runs with ||dy|| > 0 (final loss <= 1e-3; one fresh initialisation per run), the "
+        "median |log2(measured / predicted)| of the theory, and of three baselines on the same runs, each with "
+        "its one constant fitted there (median ratio): a constant, c h0, c ||dy||; Pearson r and the slope "
+        "through the origin beside it",
+        test="the theory's score <= 0.5 (a factor sqrt(2) in h) and below every baseline's, each with its 95% "
+        "bootstrap interval over seeds (resampled within grid points) on its side; fewer than 3 kept runs with "
+        "||dy|| > 0 is a failed run",
+        fair="a prediction worth the name must be close (a factor sqrt(2)) and must beat predictors that know "
+        "nothing of the theory; r and a slope window do not discriminate (a ||dy||-only predictor reaches "
+        "r 0.99 where final h scales wrongly with ||dx||); at ||dy|| = 0 h_inf is about h0 whatever the rates",
+        fixed="2026-12-05",
+        evaluate=_follows_h_inf,
+    ),
+)

@@ -16,6 +16,7 @@ from ._data import digits as digits
 from ._data import first_of_class as first_of_class
 from ._data import gaussian_blobs as gaussian_blobs
 from ._data import load_mnist as load_mnist
+from ._data import mnist_5k as mnist_5k
 from ._data import pair_indices as pair_indices
 from ._data import pairwise_distances as pairwise_distances
 from ._data import read_idx as read_idx
@@ -141,6 +142,7 @@ __all__ = [
     "lambda_max_of",
     "load_mnist",
     "measure_hyw",
+    "mnist_5k",
     "pair_indices",
     "pairwise_distances",
     "paper_lr",

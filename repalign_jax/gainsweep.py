@@ -44,6 +44,7 @@ SUMMARY_COLUMNS = (
     "plateau_epochs",
     "rep_loss0",
     "rep_t_half",
+    "rep_t_tenth",
     "rep_slope0",
     "final_loss",
     "diverged",
@@ -158,34 +159,44 @@ def plateau_epochs(y, w, dy2) -> np.ndarray:
     return first
 
 
-def loss_shape(y, w, dy2) -> dict[str, np.ndarray]:
-    """What the plateau-shape measure needs of each run's representation loss `L = (dy2 - y + 2 w) / 8`
-    (docs/theory.md section 4: the loss less its output-mean term, which decays exponentially at
-    every gain): `L0 = L(0)`, `t_half`, the first epoch (linearly interpolated) at which `L` is
-    at most `L0 / 2` (NaN: never), and `slope0 = (L(k) - L(0)) / k`, the initial slope over the
-    first `k = max(1, floor(t_half / 100))` epochs. Arrays `(R,)` from `y, w` of shape `(R, T)`.
+def _first_crossing(curve: np.ndarray, level: float) -> float:
+    """The first epoch (linearly interpolated) at which `curve` is at most `level`; NaN: never."""
+    below = np.flatnonzero(curve <= level)
+    if not below.size:
+        return float("nan")
+    j = int(below[0])
+    if j == 0:
+        return 0.0
+    a, b = curve[j - 1], curve[j]
+    return j - 1 + (a - level) / (a - b) if a != b else float(j)
 
-    The shape `1 - |slope0| t_half / (L0 ln 2)` (`repalign_jax.paper.gains.plateau_shape`) is 0 for an
-    exponential decay and near 1 for a plateau, whatever the learning rate."""
+
+def loss_shape(y, w, dy2) -> dict[str, np.ndarray]:
+    """What the plateau-shape measures need of each run's representation loss `L = (dy2 - y + 2 w) / 8`
+    (docs/theory.md section 4: the loss less its output-mean term, which decays exponentially at
+    every gain): `L0 = L(0)`; `t_half` and `t_tenth`, the first epochs (linearly interpolated) at
+    which `L` is at most `L0 / 2` and `0.9 L0` (NaN: never); and `slope0 = (L(k) - L(0)) / k`, the
+    initial slope over the first `k = max(1, floor(t_half / 100))` epochs. Arrays `(R,)` from
+    `y, w` of shape `(R, T)`.
+
+    `t_tenth / t_half` (`repalign_jax.paper.gains.plateau_fraction`) is `ln(0.9) / ln(0.5) = 0.152`
+    for an exponential decay and near 1 for a plateau, whatever the learning rate."""
     with np.errstate(invalid="ignore", over="ignore"):  # diverged runs hold inf and NaN
         rep = (dy2 - np.asarray(y, np.float64) + 2 * np.asarray(w, np.float64)) / 8
     n, t = rep.shape
     l0 = rep[:, 0]
-    t_half = np.full(n, np.nan)
-    slope0 = np.full(n, np.nan)
+    t_half, t_tenth, slope0 = (np.full(n, np.nan) for _ in range(3))
     for i in range(n):
-        below = np.flatnonzero(rep[i] <= 0.5 * l0[i])
-        if not (np.isfinite(l0[i]) and l0[i] > 0 and below.size):
+        if not (np.isfinite(l0[i]) and l0[i] > 0):
             continue
-        j = int(below[0])
-        if j == 0:
-            t_half[i] = 0.0
-        else:  # between epochs j - 1 and j
-            a, b = rep[i, j - 1], rep[i, j]
-            t_half[i] = j - 1 + (a - 0.5 * l0[i]) / (a - b) if a != b else float(j)
+        t_half[i] = _first_crossing(rep[i], 0.5 * l0[i])
+        t_tenth[i] = _first_crossing(rep[i], 0.9 * l0[i])
+        if not np.isfinite(t_half[i]):
+            t_tenth[i] = np.nan
+            continue
         k = int(min(max(1, np.floor(t_half[i] / 100)), t - 1))
         slope0[i] = (rep[i, k] - l0[i]) / k
-    return {"rep_loss0": l0, "rep_t_half": t_half, "rep_slope0": slope0}
+    return {"rep_loss0": l0, "rep_t_half": t_half, "rep_t_tenth": t_tenth, "rep_slope0": slope0}
 
 
 def theory_curves(arrays, cfg: SweepConfig):

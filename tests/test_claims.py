@@ -83,3 +83,21 @@ def test_reproduce_claims_prints_the_registry(capsys):
     for c in C.CLAIMS:
         assert c.key in out and c.quote in out
     assert out.count("[cannot fail") == 2
+
+
+def test_committed_digests_are_the_registry_s():
+    """`reproduction/claim_digests.json` is the registry's digests, committed with every change to a test
+    (before the reruns it judges): a test changed without it fails here. Rewrite it with
+    `python -c "import json, repalign_jax.paper as P; print(json.dumps({c.key: {'digest': c.digest,
+    'fixed': c.fixed} for c in P.CLAIMS}, indent=1))" > reproduction/claim_digests.json`."""
+    committed = json.loads((pathlib.Path(__file__).parents[1] / "reproduction" / "claim_digests.json").read_text())
+    assert committed == {c.key: {"digest": c.digest, "fixed": c.fixed} for c in C.CLAIMS}
+
+
+def test_a_changed_test_changes_the_digest():
+    import dataclasses
+
+    c = C.claim("xor.rich_merge")
+    assert dataclasses.replace(c, test=c.test + " ").digest != c.digest
+    assert dataclasses.replace(c, fair="another reason").digest == c.digest  # wording outside the test
+    assert dataclasses.replace(c, evaluate=C.claim("xor.lazy_keeps").evaluate).digest != c.digest

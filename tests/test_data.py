@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import pytest
 
+import repalign_jax as rj
 from repalign_jax._data import (
     Dataset,
     digits,
@@ -382,3 +383,32 @@ def test_pairwise_distances_accuracy_close_points():
     np.testing.assert_allclose(d[0, 1], 1e-3, rtol=1e-8)
     # 1-d input = N scalars.
     np.testing.assert_array_equal(pairwise_distances(np.array([0.0, 3.0, -1.0])), [[0, 3, 1], [3, 0, 4], [1, 4, 0]])
+
+
+def test_mnist_5k_is_real_mnist_interleaved_by_digit():
+    x, labels = rj.mnist_5k()
+    assert x.shape == (5000, 784) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0
+    assert np.bincount(labels).tolist() == [500] * 10
+    assert labels[:20].tolist() == list(range(10)) * 2  # the k-th of each digit in turn
+    sub = rj.digits(n=100, sort=True, dataset="mnist-5k")
+    assert np.bincount(sub.meta["labels"]).tolist() == [10] * 10 and sub.meta["source"].startswith("mnist")
+    with pytest.raises(ValueError, match="dataset"):
+        rj.digits(dataset="emnist")
+
+
+def test_load_mnist_reads_keras_npz_and_torchvision_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], np.uint8)
+    np.savez(tmp_path / "mnist.npz", x_train=images, y_train=labels, x_test=images[:2], y_test=labels[:2])
+    for where in (tmp_path, tmp_path / "mnist.npz"):
+        x, y = rj.load_mnist(where)
+        np.testing.assert_array_equal(x, images.reshape(5, -1) / np.float32(255))
+        assert y.tolist() == [3, 1, 4, 1, 5]
+    assert rj.load_mnist(tmp_path, split="test")[0].shape == (2, 784)
+    raw = tmp_path / "torch" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "train-images-idx3-ubyte", images)
+    write_idx(raw / "train-labels-idx1-ubyte", labels)
+    x, y = rj.load_mnist(tmp_path / "torch")
+    assert x.shape == (5, 784) and y.tolist() == [3, 1, 4, 1, 5]

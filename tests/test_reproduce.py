@@ -30,6 +30,9 @@ def _run(name, tmp_path_factory, profile="code"):
     assert json.loads((out / f"{name}.json").read_text())["quick"] is True
     assert list(out.glob("*.png")), "no figure written"
     assert "claims" not in numbers  # verdicts come from the claims' tests, not the experiment
+    # the tests it was produced under, for the report's pre-registration mark
+    assert numbers["claim_digests"] == {c.key: c.digest for c in V.CLAIMS if c.source == name}
+    assert numbers["package_version"] and "commit" in numbers
     evaluations = V.evaluate(name, numbers)
     assert evaluations and all(
         e.verdict in (V.Verdict.NOT_RUN, V.Verdict.NOT_TESTABLE, V.Verdict.CANNOT_FAIL) for e in evaluations
@@ -111,7 +114,7 @@ def test_settings_profiles_are_data_in_one_place():
     )
     # appendix B.1 as printed: "the same hyperparameter settings" (Table 1's lr and 6000 epochs)
     assert (paper["lr_factor"], paper["epochs"], paper["stop_loss"], paper["run_loss_max"]) == (1.0, 6000, None, 1e-3)
-    assert code["seeds_per_point"] == paper["seeds_per_point"] == 3
+    assert code["seeds_per_point"] == paper["seeds_per_point"] == 10
     xor = _paper.settings("xor", "code")
     assert (xor["activation"], xor["loss"]) == ("relu", "mse")
     assert [n[1:4] for n in xor["nets"]][0] == (0.85, 0.015, 3000) and xor["nets"][3][3] == 2000
@@ -131,7 +134,7 @@ def test_settings_profiles_are_data_in_one_place():
 def test_gains_quick_saves_the_loss_shape_of_every_run(tmp_path_factory):
     numbers, out = _run("gains", tmp_path_factory)
     assert (out / "summary.csv").exists() and (out / "loss.png").exists()
-    assert all(math.isfinite(r["rep_t_half"]) for r in numbers["per_run"])
+    assert all(math.isfinite(r["rep_t_half"]) and math.isfinite(r["rep_t_tenth"]) for r in numbers["per_run"])
 
 
 @pytest.mark.slow

@@ -78,7 +78,7 @@ def test_report_reevaluates_verdicts_from_saved_numbers(tmp_path, capsys):
     assert "python -m repalign_jax.reproduce xor --out" in rest and "--settings paper" in rest
     assert "![xor](code/xor/xor.png)" in rest
     # not run, and not testable here, where nothing was saved
-    assert "| Figure 2 | the theory fits h, y and w of every Table-1 network | **not run** |" in summary
+    assert "| Figure 2 | the theory fits h, y and w of every architecture and nonlinearity | **not run** |" in summary
     assert "| Figure 4 | the theory follows a pair of MNIST digits | **not testable here** |" in summary
     assert reproduce.main(["report", str(tmp_path / "nowhere")]) == 2
     assert reproduce.main(["xor", "--write", "x.md", "--out", str(tmp_path / "o")]) == 2

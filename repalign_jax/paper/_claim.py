@@ -129,6 +129,8 @@ class Verdict(str, enum.Enum):
     REPRODUCED = "reproduced"
     NETWORK_DIFFERS = "not reproduced: the network behaves otherwise"
     RUN_FAILED = "not reproduced: the run failed"
+    FIT_FAILED = "not reproduced: the fit failed"
+    OUTSIDE = "outside the claim"  # a network the claim's sentence does not speak of (listed, never counted)
     NOT_TESTABLE = "not testable here"
     UNDECIDED = "undecided"
     NOT_RUN = "not run"  # no saved result, or saved results lack what the test reads
@@ -144,6 +146,8 @@ _LABELS = {
     Verdict.REPRODUCED: "reproduced",
     Verdict.NETWORK_DIFFERS: "not reproduced (network differs)",
     Verdict.RUN_FAILED: "not reproduced (run failed)",
+    Verdict.FIT_FAILED: "not reproduced (fit failed)",
+    Verdict.OUTSIDE: "outside the claim",
     Verdict.NOT_TESTABLE: "not testable here",
     Verdict.UNDECIDED: "undecided",
     Verdict.NOT_RUN: "not run",

@@ -47,7 +47,7 @@ class Context:
 
     out: pathlib.Path
     quick: bool = False
-    seeds: int = 3
+    seeds: int = 10
     mnist: str | None = None
     progress: bool = True
     say: Callable[..., None] = print

@@ -22,7 +22,7 @@ from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
 from ._common import DEFAULT, EPOCHS, Context, default_rates, grouped_study, mean_or_nan, quick_row, train_two_point
 from .feature_collapse import _fraction_claim
-from .stats import arr, bools, bootstrap, combine, decide, fmt, min_r2, not_run
+from .stats import arr, bools, combine, decide, fmt, median_interval, min_r2, not_run
 
 ADAM_LR = 1e-5  # per step, for 20 x 500 networks; --quick uses 1e-3 on its small networks
 
@@ -132,9 +132,8 @@ def _adam_trajectories(numbers: dict) -> list[Evaluation]:
 
     sgd, adam = runs("sgd"), runs("adam")
     n = min(sgd.size, adam.size)
-    idx = np.arange(n)  # the same gains and seeds, in the same order, under both optimisers
-    a = bootstrap(lambda i: float(np.mean(adam[i])), idx)
-    d = bootstrap(lambda i: float(np.mean(sgd[i]) - np.mean(adam[i])), idx)
+    a = median_interval(adam[:n])
+    d = median_interval(sgd[:n] - adam[:n])  # the same gains and seeds, paired
     verdict = combine([decide(a, C.EXPLAINED_R2, "below"), decide(d, 0.0, "above")])
     return [
         Evaluation(key, verdict, f"min R^2 Adam {fmt(a, '.2f')}", f"SGD {float(np.mean(sgd)):.2f} on the same runs")
@@ -151,7 +150,7 @@ def _adam_xor(numbers: dict) -> list[Evaluation]:
     ok = np.isfinite(r) & (loss <= C.TRAINED_LOSS)
     if not ok.any():
         return [Evaluation(key, Verdict.RUN_FAILED, "0 seeds trained", f"final loss {np.nanmin(loss):.3g}")]
-    iv = bootstrap(lambda i: float(np.mean(r[ok][i])), np.arange(int(ok.sum())))
+    iv = median_interval(r[ok])
     verdict = combine([decide(iv, C.MERGED, "below")])
     pred = numbers.get("xor_predicted_ratio", float("nan"))
     return [
@@ -169,10 +168,10 @@ CLAIMS: tuple[Claim, ...] = (
         quote="Indeed, as can be seen in Figure 13 the effective theory does not fit the dynamics of a neural "
         "network trained using Adam very well.",
         measures="per run, min(R^2 of h, y, w) clipped at -1, for the same gains and seeds under SGD and Adam",
-        test="Adam's mean < 0.9 and below SGD's (95% bootstrap interval of the difference above 0)",
+        test="Adam's median < 0.9 and below SGD's (order-statistic interval of the paired per-run difference above 0)",
         fair="'does not fit very well' is a fit below the 'quite well' of Figure 2 and worse than gradient "
         "descent's on the same networks",
-        fixed="2026-12-05",
+        fixed="2026-12-07",
         evaluate=_adam_trajectories,
     ),
     Claim(
@@ -182,10 +181,10 @@ CLAIMS: tuple[Claim, ...] = (
         quote="As can be seen in Figure 14, Figure 15 and Figure 16 the representational predictions still hold "
         "up well.",
         measures="the XOR merge ratio of the low-gain network trained with Adam, per seed",
-        test="mean ratio < 0.3 (95% interval below), the same threshold as under SGD; final loss above 1e-3 is a "
+        test="median ratio < 0.3 (order-statistic interval below), the same threshold as under SGD; final loss above 1e-3 is a "
         "failed run",
         fair="the prediction that holds up is the merge of equal-target pairs, judged as under SGD",
-        fixed="2026-12-05",
+        fixed="2026-12-07",
         evaluate=_adam_xor,
     ),
     Claim(
@@ -195,9 +194,9 @@ CLAIMS: tuple[Claim, ...] = (
         quote="As can be seen in Figure 14, Figure 15 and Figure 16 the representational predictions still hold "
         "up well.",
         measures="F of the low-gain blobs network trained with Adam (lr 1e-3, the package's choice), per seed",
-        test="mean F < 0.1 (95% interval below), the SGD rule",
+        test="median F < 0.1 (order-statistic interval below), the SGD rule",
         fair="the feature-collapse prediction judged as under SGD",
-        fixed="2026-12-05",
+        fixed="2026-12-07",
         evaluate=_fraction_claim("adam.blobs_collapse", "lowest", C.COLLAPSED, "below", adam=True),
         reads="feature_collapse",
     ),

@@ -19,7 +19,7 @@ from repalign_jax import gainsweep
 from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
 from ._common import Context, run_study, study_store
-from .stats import arr, bootstrap, combine, decide, fmt, min_r2, not_run, spearman
+from .stats import arr, combine, decide, fmt, median_interval, min_r2, not_run, spearman
 
 # The gain series of Figure 3 (the settings file's learning rates halved): Table 1's
 # rows plus the code's gains 1.2 and 1.6; the same in both profiles.
@@ -74,40 +74,64 @@ def run(ctx: Context) -> dict:
 
 
 def plateau_shape(rep_loss0, rep_t_half, rep_slope0) -> np.ndarray:
-    """The plateau-shape measure `S = 1 - max(0, -L'(0)) t_half / (L0 ln 2)`, clipped to `[0, 1]`,
-    of a decaying loss `L` (`L0 = L(0)`, `t_half` the time at which `L` first halves, `L'(0)` its
-    initial slope): 0 for an exponential decay `L0 exp(-t / tau)` (and for any start at least as
-    steep), near 1 when `L` stays flat (or first rises) before it falls. Its two times cancel, so
-    it does not depend on the learning rate. NaN where `L` never halved. The inputs are
-    `repalign_jax.gainsweep.loss_shape`'s."""
+    """The shape measure the 2026-12-05 test used, `S = 1 - max(0, -L'(0)) t_half / (L0 ln 2)` clipped
+    to `[0, 1]` (`L'(0)` over the first `max(1, floor(t_half / 100))` epochs): 0 for an exponential
+    decay, near 1 for a plateau, but also 1 for a loss that first *rises* (the clip), which is why it
+    was replaced by `plateau_fraction`. Kept for the changelog's old verdicts. NaN where `L` never
+    halved."""
     l0, th, s0 = (np.asarray(v, np.float64) for v in (rep_loss0, rep_t_half, rep_slope0))
     with np.errstate(invalid="ignore", divide="ignore"):
         s = 1.0 - np.maximum(0.0, -s0) * th / (l0 * math.log(2.0))
     return np.where(np.isfinite(s), np.clip(s, 0.0, 1.0), np.nan)
 
 
-def _gain_runs(numbers: dict) -> tuple[np.ndarray, list[dict]] | None:
+#: `plateau_fraction` of an exponential decay, `ln(0.9) / ln(0.5)`.
+EXPONENTIAL_FRACTION = math.log(0.9) / math.log(0.5)
+
+
+def plateau_fraction(rep_t_tenth, rep_t_half) -> np.ndarray:
+    """The share of the time to half the representation loss spent before its first tenth is lost,
+    `P = t_tenth / t_half` (`repalign_jax.gainsweep.loss_shape`): `EXPONENTIAL_FRACTION = 0.152`
+    for an exponential decay `L0 exp(-t / tau)`, near 1 when `L` stays flat (or first rises, then
+    stays above `0.9 L0`) before it falls, and low again for a loss that rises briefly and then
+    falls at once. Both times scale alike with the learning rate, so `P` does not depend on it.
+    NaN where `L` never halved."""
+    tt, th = (np.asarray(v, np.float64) for v in (rep_t_tenth, rep_t_half))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = tt / th
+    return np.where(np.isfinite(p) & (th > 0), p, np.nan)
+
+
+def _gain_runs(numbers: dict, needs: str) -> tuple[np.ndarray, list[dict], np.ndarray] | None:
+    """The saved runs' gains, the runs, and which trained (no divergence, final loss <= 1e-3); `None`
+    where the saved runs lack the field `needs`."""
     runs = numbers.get("per_run")
-    if not runs or "rep_t_half" not in runs[0]:
+    if not runs or needs not in runs[0] or "final_loss" not in runs[0]:
         return None
-    return np.array([r["gain"] for r in runs], np.float64), runs
+    loss = arr([r.get("final_loss") for r in runs])
+    trained = np.array([not r["diverged"] for r in runs]) & np.isfinite(loss) & (loss <= C.TRAINED_LOSS)
+    return np.array([r["gain"] for r in runs], np.float64), runs, trained
+
+
+def _failed_gains(gains: np.ndarray, trained: np.ndarray) -> str:
+    failed = [float(g) for g in np.unique(gains) if not trained[gains == g].any()]
+    return f"no run trained at gain {', '.join(f'{g:g}' for g in failed)} (failed runs)" if failed else ""
 
 
 def _plateau_to_decay(numbers: dict) -> list[Evaluation]:
     key = "gains.plateau_to_decay"
-    got = _gain_runs(numbers)
+    got = _gain_runs(numbers, "rep_t_tenth")
     if got is None:
-        return [not_run(key, "saved results predate the loss-shape numbers (rerun `reproduce gains`)")]
-    gains, runs = got
-    s = plateau_shape(*([r[k] for r in runs] for k in ("rep_loss0", "rep_t_half", "rep_slope0")))
-    lo_g, hi_g = gains.min(), gains.max()
-    lo_i, hi_i = np.flatnonzero((gains == lo_g) & np.isfinite(s)), np.flatnonzero((gains == hi_g) & np.isfinite(s))
+        return [not_run(key, "saved results predate t_tenth of the loss (rerun `reproduce gains`)")]
+    gains, runs, trained = got
+    shape = plateau_fraction(*([r[k] for r in runs] for k in ("rep_t_tenth", "rep_t_half")))
+    s = np.where(trained, shape, np.nan)  # a run that did not train has no shape to read
     plateau_epochs = arr([r["plateau_epochs"] for r in runs])
     by_gain, plateau = {}, {}
     for g in np.unique(gains):
         at = gains == g
-        by_gain[float(g)] = float(np.mean(s[at][np.isfinite(s[at])])) if np.isfinite(s[at]).any() else float("nan")
-        p = plateau_epochs[at]
+        by_gain[float(g)] = float(np.median(s[at][np.isfinite(s[at])])) if np.isfinite(s[at]).any() else float("nan")
+        p = plateau_epochs[at & trained]
         plateau[float(g)] = float(np.mean(p[np.isfinite(p)])) if np.isfinite(p).any() else float("nan")
     lrs = {float(r["gain"]): r["lr"] for r in runs}
     details = {
@@ -116,45 +140,59 @@ def _plateau_to_decay(numbers: dict) -> list[Evaluation]:
         "plateau_epochs_x_lr_by_gain": {g: plateau[g] * lrs[g] for g in plateau},
         "spearman_gain_shape": spearman(gains, s),
     }
-    if not lo_i.size or not hi_i.size:
-        end = lo_g if not lo_i.size else hi_g
-        return [Evaluation(key, Verdict.RUN_FAILED, "-", f"at gain {end:g} no run's loss halved", details)]
-    a = bootstrap(lambda i: float(np.mean(s[i])), lo_i)
-    b = bootstrap(lambda i: float(np.mean(s[i])), hi_i)
+    notes = [n for n in (_failed_gains(gains, trained),) if n]
+    readable = np.unique(gains[np.isfinite(s)])
+    if readable.size < 2:
+        return [
+            Evaluation(key, Verdict.RUN_FAILED, "-", "; ".join(notes) or "fewer than 2 gains with a shape", details)
+        ]
+    lo_g, hi_g = readable[0], readable[-1]  # the series' ends among the gains whose runs trained
+    a = median_interval(s[(gains == lo_g) & np.isfinite(s)])
+    b = median_interval(s[(gains == hi_g) & np.isfinite(s)])
     verdict = combine([decide(a, C.PLATEAU, "above"), decide(b, C.DECAY, "below")])
     cause = {
         Verdict.REPRODUCED: f"S falls from {a[0]:.2f} to {b[0]:.2f} over the series",
         Verdict.UNDECIDED: "an end's interval crosses its threshold",
-    }.get(verdict, f"S is {a[0]:.2f} at gain {lo_g:g} and {b[0]:.2f} at gain {hi_g:g}")
-    return [Evaluation(key, verdict, f"S {fmt(a, '.2f')} at {lo_g:g}, {fmt(b, '.2f')} at {hi_g:g}", cause, details)]
+    }.get(verdict, f"P is {a[0]:.2f} at gain {lo_g:g} and {b[0]:.2f} at gain {hi_g:g}")
+    cause = "; ".join([cause, *notes])
+    return [Evaluation(key, verdict, f"P {fmt(a, '.2f')} at {lo_g:g}, {fmt(b, '.2f')} at {hi_g:g}", cause, details)]
 
 
 def _theory_breaks_down(numbers: dict) -> list[Evaluation]:
     key = "gains.theory_breaks_down"
-    got = _gain_runs(numbers)
+    got = _gain_runs(numbers, "r2_w")
     if got is None:
         return [not_run(key, "saved results predate per-run R^2 (rerun `reproduce gains`)")]
-    gains, runs = got
-    m = min_r2(*([r[k] for r in runs] for k in ("r2_h", "r2_y", "r2_w")))
-    ok = np.array([r["fit_ok"] and not r["diverged"] for r in runs])
-    m = np.where(ok, m, -1.0)  # a failed fit explains nothing
-    uniq = np.unique(gains)
-    med = {float(g): float(np.median(m[gains == g])) for g in uniq}
-    first_below = next((g for g in med if med[g] < C.EXPLAINED_R2), None)
-    a = bootstrap(lambda i: float(np.median(m[i])), np.flatnonzero(gains == uniq[0]))
-    b = bootstrap(lambda i: float(np.median(m[i])), np.flatnonzero(gains == uniq[-1]))
-    verdict = combine([decide(a, C.EXPLAINED_R2, "above"), decide(b, C.EXPLAINED_R2, "below")])
-    cause = (
-        f"the median min R^2 first falls below 0.9 at gain {first_below:g}"
-        if first_below is not None
-        else "every gain's median min R^2 is above 0.9"
-    )
+    gains, runs, trained = got
+    # a trained run counts whatever its fit did: a failed fit's R^2 as it came out (not finite: -1)
+    m = np.nan_to_num(min_r2(*([r[k] for r in runs] for k in ("r2_h", "r2_y", "r2_w"))), nan=-1.0)
+    uniq = [float(g) for g in np.unique(gains[trained])]
+    if len(uniq) < 2:
+        return [Evaluation(key, Verdict.RUN_FAILED, "-", _failed_gains(gains, trained) or "fewer than 2 gains")]
+    iv = {g: median_interval(m[(gains == g) & trained]) for g in uniq}
+    side = {g: decide(iv[g], C.EXPLAINED_R2, "above") for g in uniq}
+    med = {g: iv[g][0] for g in uniq}
+    matching = [g for g in uniq[:-1] if side[g] is True]
+    last = uniq[-1]
+    if not matching:
+        verdict = combine([None if any(side[g] is None for g in uniq[:-1]) else False])
+        cause = "no gain below the largest where the theory matches"
+    else:
+        after = [g for g in uniq if g > matching[-1]]
+        recovers = [g for g in after if side[g] is True]
+        verdict = combine([not recovers, decide(iv[last], C.EXPLAINED_R2, "below")])
+        fails = [g for g in after if side[g] is False]
+        cause = f"matches up to gain {matching[-1]:g}" + (f", fails from gain {fails[0]:g} on" if fails else "")
+        if recovers:
+            cause += f", matches again at gain {recovers[0]:g}"
+    notes = _failed_gains(gains, trained)
+    first = uniq[0]
     return [
         Evaluation(
             key,
             verdict,
-            f"min R^2 {fmt(a, '.2f')} at {uniq[0]:g}, {fmt(b, '.2f')} at {uniq[-1]:g}",
-            cause,
+            f"min R^2 {fmt(iv[first], '.2f')} at {first:g}, {fmt(iv[last], '.2f')} at {last:g}",
+            "; ".join(x for x in (cause, notes) if x),
             {"median_min_r2_by_gain": med},
         )
     ]
@@ -169,16 +207,19 @@ CLAIMS: tuple[Claim, ...] = (
         short="small gains plateau, large gains decay at once",
         quote="Such a transition from an initial plateau to immediate decay is observed experimentally, as can be "
         "seen in Figure 3 (top).",
-        measures="per run, the shape S = 1 - max(0, -L'(0)) t_half / (L0 ln 2), clipped to [0, 1], of the "
-        "representation loss L = (dy2 - y + 2w)/8 (the loss less its output-mean term, which decays "
-        "exponentially at every gain); L'(0) over the first 1% of t_half; 0 for an exponential decay, near 1 "
-        "for a plateau, whatever the learning rate; plateau in epochs and epochs x lr beside it",
-        test="mean S at the smallest gain >= 0.7 and at the largest gain <= 0.3, each 95% bootstrap interval over "
-        "seeds on its side; a run whose L never halves is a failed run",
+        measures="per run, the plateau fraction P = t_tenth / t_half of the representation loss L = (dy2 - y + "
+        "2w)/8 (the loss less its output-mean term, which decays exponentially at every gain): the time L takes "
+        "to lose its first tenth over the time it takes to halve; 0.15 for an exponential decay, near 1 for a "
+        "plateau, whatever the learning rate; no shape for a run that did not train (final loss above 1e-3: a "
+        "failed run); plateau in epochs and epochs x lr beside it",
+        test="median P >= 0.7 at the smallest and <= 0.3 at the largest gain of the series where runs trained, "
+        "each order-statistic interval (>= 95%; under 6 seeds, all seeds) on its side; gains where no run "
+        "trained are named as failed runs",
         fair="'initial plateau' and 'immediate decay' are shapes of the curve, which S measures without the "
         "learning rate that each gain of the series sets differently (the plateau in epochs x lr falls "
-        "10^4-fold with the learning rate alone)",
-        fixed="2026-12-05",
+        "10^4-fold with the learning rate alone); a run that never trains shows neither shape; unlike the "
+        "earlier S (initial slope), P reads a loss that first rises and then falls at once as a decay",
+        fixed="2026-12-07",
         evaluate=_plateau_to_decay,
     ),
     Claim(
@@ -187,12 +228,15 @@ CLAIMS: tuple[Claim, ...] = (
         short="at the largest gains the theory stops matching",
         quote="Going to even larger initial weights, the representations start off far apart, so the linear "
         "approximation breaks down and the effective theory no longer matches the network.",
-        measures="per run, min(R^2 of h, y, w); per gain the median over seeds",
-        test="the smallest gain's median >= 0.9 and the largest gain's < 0.9, each 95% bootstrap interval over "
-        "seeds on its side; the gain where it first falls below 0.9 is reported, not tested",
-        fair="the sentence names no gain: it says the theory matches at small weights and not at 'even larger' "
-        "ones, so the ends of the authors' gain series decide",
-        fixed="2026-12-05",
+        measures="per run that trained (final loss <= 1e-3), min(R^2 of h, y, w), a failed fit's as it came out "
+        "(not finite: -1); per gain the median over those runs",
+        test="among the gains where runs trained, some gain below the largest matches (median >= 0.9, its "
+        "order-statistic interval above), the largest does not (interval below 0.9), and no gain above the last "
+        "matching one matches again; the gains where it matches and fails are reported",
+        fair="the sentence names no gain: it says the theory matches at smaller weights and stops matching at "
+        "'even larger' ones, a transition, which a series that matches somewhere and fails from some gain on "
+        "shows; the smallest gain alone does not decide (it may miss on one curve without the transition)",
+        fixed="2026-12-07",
         evaluate=_theory_breaks_down,
     ),
 )

@@ -15,7 +15,7 @@ import os
 import pathlib
 from collections.abc import Sequence
 
-from ._claim import Evaluation, Verdict
+from ._claim import Claim, Evaluation, Verdict
 from .registry import CLAIMS, EXPERIMENTS, evaluate_claim
 
 #: At most this many words in a summary-table cell.
@@ -43,11 +43,13 @@ def _cell(text: str) -> str:
 
 
 def aggregate(key: str, evals: list[Evaluation]) -> Evaluation:
-    """One evaluation of a claim evaluated per network: reproduced when every network is; else the
-    first of network-differs, run-failed, undecided, not-run that occurs; the number counts networks."""
+    """One evaluation of a claim evaluated per network: reproduced when every network the claim speaks
+    of is; else the first of network-differs, fit-failed, run-failed, undecided, not-run that occurs;
+    the number counts the networks the claim speaks of (networks `OUTSIDE` it are left out)."""
     if len(evals) == 1:
         return evals[0]
-    order = (Verdict.NETWORK_DIFFERS, Verdict.RUN_FAILED, Verdict.UNDECIDED, Verdict.NOT_RUN)
+    evals = [e for e in evals if e.verdict is not Verdict.OUTSIDE]
+    order = (Verdict.NETWORK_DIFFERS, Verdict.FIT_FAILED, Verdict.RUN_FAILED, Verdict.UNDECIDED, Verdict.NOT_RUN)
     verdict = next((v for v in order if any(e.verdict is v for e in evals)), Verdict.REPRODUCED)
     good = sum(e.verdict is Verdict.REPRODUCED for e in evals)
     bad = [e for e in evals if e.verdict is not Verdict.REPRODUCED]
@@ -58,12 +60,32 @@ def aggregate(key: str, evals: list[Evaluation]) -> Evaluation:
 
     names = ", ".join(f"{e.network} {short(e.verdict)}" for e in bad[:4])
     more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
-    weakest = [e.cause.split("weakest curve ")[1].split(";")[0] for e in bad if "weakest curve " in e.cause]
+    weakest = [e.cause.split("weakest curve ")[1].split(" ")[0] for e in bad if "weakest curve " in e.cause]
     common = max(set(weakest), key=weakest.count) if weakest else None
     why = f"; weakest curve {common} in {weakest.count(common)} of {len(bad)}" if common else ""
     return Evaluation(
         key, verdict, f"{good} of {len(evals)} networks reproduced", (names + more + why) or "every network", {}
     )
+
+
+#: The mark of a verdict read from numbers produced before its claim's test was what it is now.
+LATER_TEST = "‡"
+
+
+def registration(c: Claim, numbers: dict | None) -> str:
+    """Whether `numbers` were produced under `c`'s test as it is now: `""` when their `claim_digests`
+    hold `c.digest`; else a phrase saying why not (no digests recorded, the claim added later, its
+    test changed since). A verdict with such a phrase reads old numbers under a later test."""
+    if numbers is None:
+        return ""
+    saved = numbers.get("claim_digests")
+    if not isinstance(saved, dict):
+        return "the result predates the claims' digests (its test was fixed after the result existed)"
+    if c.key not in saved:
+        return "the claim was added after the result was produced"
+    if saved[c.key] != c.digest:
+        return f"the test changed after the result was produced (digest {saved[c.key]}, now {c.digest})"
+    return ""
 
 
 def _describe(numbers: dict) -> str:
@@ -96,7 +118,7 @@ def summary_table(loaded: Sequence[tuple[str, dict]]) -> list[str]:
     for each other folder (another profile) that saved the claim's experiment. `loaded` is
     `[(label, {experiment: numbers})]`. Claims that cannot fail are left to the sections."""
     lines = [
-        "| figure | claim | verdict | key number [95% interval] | cause |",
+        "| figure | claim | verdict | key number [interval] | cause |",
         "|---|---|---|---|---|",
     ]
     for c in CLAIMS:
@@ -108,7 +130,8 @@ def summary_table(loaded: Sequence[tuple[str, dict]]) -> list[str]:
                 continue
             e = aggregate(c.key, evaluate_claim(c.key, saved.get(source)))
             figure = c.figure if not i else f"{c.figure}, {label}"
-            cells = (figure, c.short, f"**{e.verdict.label}**", e.number, e.cause or "-")
+            mark = f" {LATER_TEST}" if registration(c, saved.get(source)) else ""
+            cells = (figure, c.short, f"**{e.verdict.label}**{mark}", e.number, e.cause or "-")
             lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
     return lines
 
@@ -192,9 +215,12 @@ def _section(name: str, roots: list[tuple[str, pathlib.Path, dict]], relative_to
         for c in (x for x in CLAIMS if x.source == name):
             evals = evaluate_claim(c.key, numbers)
             out += [f"**{c.short}** ({c.figure}; `{c.key}`): {aggregate(c.key, evals).verdict.label}.", ""]
-            out += [f"> {c.quote}", "", f"Test (fixed {c.fixed}): {c.test}.", ""]
+            out += [f"> {c.quote}", "", f"Test (fixed {c.fixed}; digest `{c.digest}`): {c.test}.", ""]
+            late = registration(c, numbers)
+            if late:
+                out += [f"{LATER_TEST} Not pre-registered: {late}.", ""]
             if len(evals) > 1 or evals[0].network:
-                out += ["| network | verdict | number [95% interval] | cause |", "|---|---|---|---|"]
+                out += ["| network | verdict | number [interval] | cause |", "|---|---|---|---|"]
                 out += [
                     f"| {_cell(e.network or '-')} | {e.verdict.label} | {_cell(e.number)} | {_cell(e.cause)} |"
                     for e in evals
@@ -247,11 +273,23 @@ def write_report(
     out += [
         "Every verdict below is computed by the claims' tests (`repalign_jax.paper`) from the saved results "
         "(`python -m repalign_jax.reproduce report` re-evaluates them without training). The claims, "
-        "their quotes and tests are `python -m repalign_jax.reproduce claims`; tests changed after results "
-        "existed, and the verdicts before this report's tests, are in `docs/claims-changelog.md`. Verdicts: "
-        "*reproduced*; *not reproduced (network differs)*; *not reproduced (run failed)*; *not testable "
-        "here*; *undecided* (a 95% interval crosses the threshold); *not run* (no saved result that the test "
-        "can read); *cannot fail* (listed, never counted).",
+        "their quotes, tests and digests are `python -m repalign_jax.reproduce claims`; tests changed after "
+        "results existed, and the verdicts before this report's tests, are in `docs/claims-changelog.md`. "
+        "Verdicts: *reproduced*; *not reproduced (network differs)*: the theory's failure; *not reproduced "
+        "(fit failed)*: the seeds that miss are failed fits; *not reproduced (run failed)*: the network did "
+        "not train; *not testable here*; *undecided* (an interval crosses the threshold); *not run* (no saved "
+        "result that the test can read); *outside the claim* (a network the sentence does not speak of, "
+        "listed, never counted); *cannot fail* (listed, never counted).",
+        "",
+        "Intervals: a per-seed number is a median with its order-statistic interval, whose coverage is at "
+        "least 95% (from 6 seeds on); with fewer seeds no interval reaches 95%, and the number says *all n "
+        "seeds in [min, max]* (75% coverage for 3 seeds). Statistics over several seeds at once (a rank "
+        "correlation over layers, a score over grid points) carry a 95% percentile bootstrap interval.",
+        "",
+        f"Pre-registration: every saved result records the digests of the claims it was produced under "
+        f"(`claim_digests`). {LATER_TEST} marks a verdict read from a result produced before its claim's test "
+        f"was what it is now, or with no digests at all: the results saved before 2026-12-07 hold none, and "
+        f"their tests (fixed 2026-12-05 and 2026-12-07) were written after those results existed.",
         "",
     ]
     out += ["## Summary", ""]

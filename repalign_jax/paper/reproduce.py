@@ -50,18 +50,20 @@ import argparse
 import datetime
 import json
 import pathlib
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 
 import jax
 
+import repalign_jax as rj
 from repalign_jax import GridMismatch, enable_compile_cache, use_host_cores
 from repalign_jax._cli import ArgParser, Interruptible, UsageError, add_compile_cache_flag, describe_machine
 
 from ._claim import Verdict
 from ._common import Context, table1_rows
-from .registry import EXPERIMENTS, evaluate, format_registry, module
+from .registry import CLAIMS, EXPERIMENTS, evaluate, format_registry, module
 from .report import write_report
 
 
@@ -85,7 +87,12 @@ def build_parser():
         help="report: append a Markdown file as a section (repeatable), e.g. reproduction/torch_side_by_side.md",
     )
     p.add_argument("--quick", action="store_true", help="small and fast: minutes on a 2-core CPU")
-    p.add_argument("--seeds", type=int, default=None, help="seeds (trials) per network (default 3; quick 2)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds (trials) per network (default 10: a median's 95%% order-statistic interval needs 6; quick 2)",
+    )
     p.add_argument("--mnist", default=None, help="folder with MNIST IDX files (default: scikit-learn's digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_compile_cache_flag(p)
@@ -120,17 +127,44 @@ def build_parser():
 def run_experiment(name: str, ctx) -> dict:
     """Run one experiment with its context; returns its numbers (also written to NAME.json)."""
     module_ = module(name)
+    commit = source_commit()  # the source the run starts from (edits made while it runs do not count)
+    started = datetime.datetime.now().isoformat(timespec="seconds")
     t0 = time.perf_counter()
     numbers = module_.run(ctx)
     numbers["wall_seconds"] = time.perf_counter() - t0
     numbers["quick"] = ctx.quick
     numbers["settings_profile"] = ctx.profile
     numbers.setdefault("machine", ctx.machine)
+    numbers["started"] = started
     numbers["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    # the tests these numbers were produced under (the report marks a verdict whose claim changed since)
+    numbers["claim_digests"] = {c.key: c.digest for c in CLAIMS if c.source == name}
+    numbers["package_version"] = rj.__version__
+    numbers["commit"] = commit
     if ctx.networks is not None:
         numbers["networks_arg"] = ctx.networks
     ctx.write_json(f"{name}.json", numbers)
     return numbers
+
+
+def source_commit() -> str | None:
+    """The git commit of the package's source tree (`+dirty` with uncommitted changes), or `None` where
+    it is not a git checkout or git is not there."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
 
 
 def report(
@@ -276,7 +310,7 @@ def _plan(args) -> tuple[tuple[str, ...], int, dict, dict]:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise UsageError(f"unknown experiment {unknown[0]!r}; choose from all, {', '.join(EXPERIMENTS)}")
-    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 10)
     if seeds < 1:
         raise UsageError("--seeds must be at least 1")
     if args.mnist is not None and not pathlib.Path(args.mnist).is_dir():

@@ -20,7 +20,7 @@ from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
 from ._common import Context, mean_or_nan, table1_rows, train_two_point
 from ._table1 import table1
-from .stats import arr, bools, bootstrap, combine, decide, fmt, min_r2, not_run
+from .stats import arr, bools, combine, decide, fmt, median_interval, min_r2, not_run
 
 #: This experiment's full-size settings in both profiles (`repalign_jax.paper.settings`).
 SETTINGS: dict[str, dict] = {
@@ -88,6 +88,7 @@ def summarise(run) -> dict:
         # per seed (what the verdicts read): the fit's success and every R^2
         "per_seed": {
             "fit_ok": ok.tolist(),
+            "fit_identifiable": np.asarray(runs["fit_identifiable"], bool).tolist(),
             "diverged": diverged.tolist(),
             "final_loss": np.asarray(runs["loss"], np.float64)[:, -1].tolist(),
             **{
@@ -152,6 +153,47 @@ def run(ctx: Context) -> dict:
 
 # ---------------------------------------------------------------- verdicts
 
+#: Table 1's four initial-weight rows: Figure 3's gain series, which section 3.2 says breaks down at
+#: large weights ("the effective theory no longer matches the network"); they are outside Figures 2
+#: and 11's "different architectures and nonlinearities" and are judged by `gains.theory_breaks_down`.
+GAIN_SERIES_ROWS = (
+    "low initial weights",
+    "intermediate initial weights",
+    "high initial weights",
+    "very high initial weights",
+)
+
+
+def seed_status(ps: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed of a saved row's `per_seed`: whether the network trained (did not diverge, final loss
+    `<= TRAINED_LOSS`), and whether its fit succeeded. A seed's training and its fit are separate
+    causes: a trained seed counts in the statistic whatever its fit did."""
+    loss = arr(ps["final_loss"])
+    trained = ~bools(ps["diverged"]) & np.isfinite(loss) & (loss <= C.TRAINED_LOSS)
+    return trained, bools(ps["fit_ok"])
+
+
+def fit_failures(ps: dict, seeds: np.ndarray, curves: tuple[str, ...]) -> str:
+    """One phrase for the failed fits among `seeds` (a boolean mask) of a saved row, with their
+    reasons: not identifiable, not finite, not converged (what `FitResult` says: `fit_identifiable`
+    saved since 2026-12-07; older results give no reason)."""
+    failed = np.flatnonzero(seeds & ~bools(ps["fit_ok"]))
+    if not failed.size:
+        return ""
+    reasons = []
+    for i in failed:
+        r2 = [arr(ps[c])[i] for c in curves]
+        if "fit_identifiable" in ps and not bool(ps["fit_identifiable"][i]):
+            reasons.append("not identifiable")
+        elif not all(np.isfinite(r2)):
+            reasons.append("not finite")
+        elif "fit_identifiable" in ps:
+            reasons.append("not converged")
+        else:
+            reasons.append("reason not saved")
+    counts = {r: reasons.count(r) for r in dict.fromkeys(reasons)}
+    return f"{failed.size} trained seed(s)' fit failed (" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")"
+
 
 def _universality(key: str, curves: tuple[str, ...]):
     def evaluate(numbers: dict) -> list[Evaluation]:
@@ -161,41 +203,49 @@ def _universality(key: str, curves: tuple[str, ...]):
         out = []
         for row in table:
             ps = row["per_seed"]
-            loss = arr(ps["final_loss"])
-            trained = bools(ps["fit_ok"]) & ~bools(ps["diverged"]) & (loss <= C.TRAINED_LOSS)
             name = row["network"]
+            trained, fit_ok = seed_status(ps)
+            if name in GAIN_SERIES_ROWS:
+                out.append(
+                    Evaluation(
+                        key,
+                        Verdict.OUTSIDE,
+                        "-",
+                        "Figure 3's gain series (section 3.2: the theory stops matching at large weights); "
+                        "judged by gains.theory_breaks_down",
+                        network=name,
+                    )
+                )
+                continue
             if not trained.any():
+                loss = arr(ps["final_loss"])
                 out.append(
                     Evaluation(
                         key,
                         Verdict.RUN_FAILED,
                         f"0 of {trained.size} seeds trained",
-                        f"no seed reached loss {C.TRAINED_LOSS:g} (stalled on its plateau: final loss "
-                        f"{np.nanmin(loss):.3g}-{np.nanmax(loss):.3g})",
+                        f"no seed reached loss {C.TRAINED_LOSS:g} (final loss {np.nanmin(loss):.3g}-"
+                        f"{np.nanmax(loss):.3g})",
                         network=name,
                     )
                 )
                 continue
-            m = min_r2(*(ps[c] for c in curves))[trained]
-            iv = bootstrap(lambda i, m=m: float(np.median(m[i])), np.arange(m.size))
-            ok = decide(iv, C.EXPLAINED_R2, "above")
-            verdict = combine([ok])
-            worst = curves[int(np.argmin([np.nanmedian(arr(ps[c])[trained]) for c in curves]))]
-            cause = (
-                f"{trained.sum()} of {trained.size} seeds trained; weakest curve {worst.replace('r2_', '')}"
-                if verdict is not Verdict.REPRODUCED
-                else f"{trained.sum()} of {trained.size} seeds trained"
-            )
-            out.append(
-                Evaluation(
-                    key,
-                    verdict,
-                    f"median min R^2 {fmt(iv)}",
-                    cause,
-                    {c: float(np.nanmedian(arr(ps[c])[trained])) for c in curves},
-                    network=name,
-                )
-            )
+            # a trained seed counts whatever its fit did: a failed fit's R^2 as it came out (NaN: -1)
+            m = np.nan_to_num(min_r2(*(ps[c] for c in curves))[trained], nan=-1.0)
+            iv = median_interval(m)
+            verdict = combine([decide(iv, C.EXPLAINED_R2, "above")])
+            below = m < C.EXPLAINED_R2
+            if verdict is not Verdict.REPRODUCED and below.any() and not fit_ok[trained][below].any():
+                verdict = Verdict.FIT_FAILED  # the seeds that miss are the failed fits, not the theory
+            parts = [f"{trained.sum()} of {trained.size} seeds trained"]
+            failures = fit_failures(ps, trained, curves)
+            if failures:
+                parts.append(failures)
+            per_curve = {c: float(np.nanmedian(arr(ps[c])[trained])) for c in curves}
+            if verdict is not Verdict.REPRODUCED and len(curves) > 1:
+                worst = min(per_curve, key=lambda c: per_curve[c])
+                parts.append(f"weakest curve {worst.replace('r2_', '')} (median R^2 {per_curve[worst]:.2f})")
+            out.append(Evaluation(key, verdict, f"median min R^2 {fmt(iv)}", "; ".join(parts), per_curve, network=name))
         return out
 
     return evaluate
@@ -207,30 +257,36 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         key="universality.all_curves",
         figure="Figure 2",
-        short="the theory fits h, y and w of every Table-1 network",
+        short="the theory fits h, y and w of every architecture and nonlinearity",
         quote="Despite only needing to fit two constants, the theory matches all three curves quite well for "
         "all networks.",
-        measures="per seed, min(R^2 of h, R^2 of y, R^2 of w) of the Eq.-49 fit; per network the median over its "
-        "trained seeds (final loss <= 1e-3)",
-        test="every network's median >= 0.9 (95% bootstrap interval over seeds above 0.9); a network with no "
-        "trained seed is a failed run; an interval crossing 0.9 is undecided",
+        measures="per seed that trained (no divergence, final loss <= 1e-3), min(R^2 of h, R^2 of y, R^2 of w) of "
+        "the Eq.-49 fit, a failed fit's R^2 as it came out (not finite: -1); per network the median over its "
+        "trained seeds",
+        test="each of Table 1's 11 architecture and nonlinearity networks (its 4 initial-weight rows are Figure 3's "
+        "gain series, judged by gains.theory_breaks_down): median >= 0.9 with its order-statistic interval "
+        "(>= 95%; under 6 seeds, all seeds) above 0.9; no trained seed: a failed run; an interval crossing 0.9: "
+        "undecided; where the seeds below 0.9 are all failed fits, the fit failed",
         fair="'all three curves' are h, y and w, so the weakest of the three decides; 'quite well' read as "
-        "R^2 >= 0.9, the rule the package used for h and y before; 'all networks' is every row of Table 1",
-        fixed="2026-12-05",
+        "R^2 >= 0.9, the rule the package used for h and y before; 'all networks' are the networks section 3.1 "
+        "varies, 'variations of this network with different architectures and nonlinearities', not the gain "
+        "series whose breakdown section 3.2 predicts; a seed's training, its fit and the theory are three causes",
+        fixed="2026-12-07",
         evaluate=_universality("universality.all_curves", ("r2_h", "r2_y", "r2_w")),
     ),
     Claim(
         key="universality.loss_fit",
         figure="Figure 11 (C.1)",
-        short="Eq. 9 with a fitted tau fits the training loss of every network",
+        short="Eq. 9 with a fitted tau fits the training loss of every architecture",
         quote="Just as with the dynamics of the 3-dimensional system, we can fit the loss expression from the "
         "theory Equation 9 to the training loss, amongst varying architectures, as is shown in Figure 11.",
-        measures="per seed, R^2 of the loss of Eq. 9 with eta_enc, eta_dec fixed and tau fitted; per network the "
-        "median over its trained seeds",
-        test="every network's median >= 0.9 (95% bootstrap interval over seeds above 0.9)",
-        fair="the sentence says the loss expression fits the training loss across architectures; the same "
-        "R^2 rule as the three curves",
-        fixed="2026-12-05",
+        measures="per seed that trained, R^2 of the loss of Eq. 9 with eta_enc, eta_dec fixed and tau fitted (a "
+        "failed fit's as it came out); per network the median over its trained seeds",
+        test="each of Table 1's 11 architecture and nonlinearity networks: median >= 0.9 with its order-statistic "
+        "interval (>= 95%; under 6 seeds, all seeds) above 0.9, as for the three curves",
+        fair="the sentence says the loss expression fits the training loss 'amongst varying architectures'; the "
+        "same R^2 rule and the same networks as the three curves",
+        fixed="2026-12-07",
         evaluate=_universality("universality.loss_fit", ("r2_loss",)),
     ),
 )

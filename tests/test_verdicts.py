@@ -366,6 +366,14 @@ def test_xor_claims():
     assert set(got.values()) == {R.REPRODUCED}, got
     stalled = {"table": [_xor_row("rich", inp, _xor_matrix(0.02), inp, loss=0.125)] + numbers["table"][1:]}
     assert V.evaluate_claim("xor.rich_merge", stalled)[0].verdict is R.RUN_FAILED
+    # each equal-target pair decides: a lazy pair at 0.55 beside one at 1.3 (mean 0.93) does not "keep"
+    one_pair = np.asarray(_xor_matrix(1.3))
+    one_pair[0, 3] = one_pair[3, 0] = 0.55
+    half = {"table": [*numbers["table"][:2], _xor_row("lazy", one_pair.tolist(), _xor_matrix(1.3), inp)]}
+    assert V.evaluate_claim("xor.lazy_keeps", half)[0].verdict is R.NETWORK_DIFFERS
+    # a pair that starts at 0.6 (the random initial geometry) and stays there has not merged
+    kept = {"table": [*numbers["table"][:2], _xor_row("lazy", one_pair.tolist(), one_pair.tolist(), one_pair.tolist())]}
+    assert V.evaluate_claim("xor.lazy_keeps", kept)[0].verdict is R.REPRODUCED
     wrong = {
         "table": [numbers["table"][0], _xor_row("intermediate", _xor_matrix(0.5), _xor_matrix(1.4), inp)]
         + numbers["table"][2:]
@@ -383,21 +391,22 @@ def test_xor_claims():
     assert V.evaluate_claim("xor.intermediate", scaled)[0].verdict is R.REPRODUCED
 
 
-def _fc_row(gain, f, t):
+def _fc_row(gain, f, t, c=None):
     return {
         "gain": gain,
         "final_loss": 1e-4,
         "fraction_final_per_seed": list(f),
         "fraction_initial_per_seed": [0.47] * len(f),
         "target_fraction_final_per_seed": list(t),
+        "context_share_final_per_seed": list(c if c is not None else [0.5] * len(f)),
     }
 
 
 def test_feature_collapse_claims():
     numbers = {
         "table": [
-            _fc_row(0.275, [0.01, 0.02, 0.01], [0.97, 0.96, 0.98]),
-            _fc_row(0.5, [0.02] * 3, [0.5] * 3),
+            _fc_row(0.275, [0.01, 0.02, 0.01], [0.97, 0.96, 0.98], [0.001, 0.002, 0.003]),
+            _fc_row(0.5, [0.02] * 3, [0.5] * 3, [0.2, 0.3, 0.25]),
             _fc_row(2.0, [0.4] * 3, [0.05] * 3),
         ],
         "adam_table": [_fc_row(0.275, [0.3, 0.35, 0.4], [0.2] * 3), _fc_row(2.0, [0.4] * 3, [0.05] * 3)],
@@ -418,6 +427,10 @@ def test_feature_collapse_claims():
         "adam.blobs_collapse": R.NETWORK_DIFFERS,
     }
     assert V.source_of("adam.blobs_collapse") == "feature_collapse"
+    # T of 0.92-0.94 at gain 0.5, where the paper shows two lines, passed the 2026-12-05 test (T >= 0.9 at
+    # 0.275, above T at 0.5); the context share must also tell the two lines at 0.5 apart
+    both_one_line = {"table": [numbers["table"][0], _fc_row(0.5, [0.02] * 3, [0.93] * 3, [0.01] * 3)]}
+    assert V.evaluate_claim("feature_collapse.single_line", both_one_line)[0].verdict is R.NETWORK_DIFFERS
     assert "adam.blobs_collapse" in {e.key for e in V.evaluate("feature_collapse", numbers)}
 
 
@@ -472,3 +485,19 @@ def test_random_features_spread():
     numbers["table"] = table[::-1]
     numbers["h_inf_samples"] = numbers["h_inf_samples"][::-1]
     assert V.evaluate_claim("random_features.spread_vanishes", numbers)[0].verdict is R.NETWORK_DIFFERS
+
+
+def test_context_share_is_zero_on_one_line_and_grows_with_the_gap_between_two():
+    from repalign_jax.paper.feature_collapse import context_share
+
+    rng = np.random.default_rng(0)
+    ctx = np.repeat([0, 1], 50)
+    t = np.tile(np.linspace(-1, 1, 5).repeat(10), 2)
+    noise = 0.3 * rng.standard_normal(100)  # the irrelevant feature's spread within a group does not count
+    one = np.stack([t, noise], 1)
+    assert context_share(one, ctx, t) < 0.05  # group means of 10 noisy points: within the threshold
+    shares = [context_share(np.stack([t, noise + d * (ctx - 0.5)], 1), ctx, t) for d in (0.25, 0.5, 1.0)]
+    assert shares == sorted(shares) and shares[-1] > 0.1
+    s = float(np.std(np.linspace(-1, 1, 5)))  # two lines d apart: (d/2)^2 / ((d/2)^2 + s^2)
+    two = np.stack([t, 0.5 * (ctx - 0.5)], 1)
+    assert context_share(two, ctx, t) == pytest.approx(0.0625 / (0.0625 + s**2))

@@ -106,7 +106,8 @@ LOG2_TOLERANCE = 0.5  # final-distance predictions within a factor sqrt(2) of h,
 PLATEAU, DECAY = 0.7, 0.3  # plateau-shape measure: a plateau above 0.7, immediate decay below 0.3
 MERGED, KEPT = 0.3, 0.7  # XOR merge ratio (sqrt(2) in input space): merged below 0.3, kept above 0.7
 COLLAPSED, SQUARE = 0.1, 0.25  # irrelevant-feature variance fraction (0.5 for a 2-d square)
-SINGLE_LINE = 0.9  # share of the representation's variance explained by the target alone
+SINGLE_LINE = 0.9  # share of the representation's variance explained by the target alone (2026-12-05 test)
+ONE_LINE = 0.05  # context share below which the two contexts lie on one line (feature_collapse.context_share)
 
 #: The shared thresholds by name (part of every claim's digest).
 THRESHOLDS = {
@@ -120,6 +121,7 @@ THRESHOLDS = {
     "COLLAPSED": COLLAPSED,
     "SQUARE": SQUARE,
     "SINGLE_LINE": SINGLE_LINE,
+    "ONE_LINE": ONE_LINE,
 }
 
 

@@ -18,6 +18,7 @@ import repalign_jax as rj
 from repalign_jax import paper as V
 from repalign_jax import reproduce
 from repalign_jax.paper._common import Context
+from repalign_jax.paper.xor import pair_ratios
 
 CACHE: dict = {}  # the default network's rates, fitted once for the whole module
 
@@ -141,7 +142,14 @@ def test_gains_quick_saves_the_loss_shape_of_every_run(tmp_path_factory):
 @pytest.mark.parametrize("profile", ["code", "paper"])
 def test_xor_quick_rich_merges(profile, tmp_path_factory):
     numbers, _ = _run("xor", tmp_path_factory, profile)
-    assert _verdict(numbers, "xor.rich_merge") is V.Verdict.REPRODUCED
+    # the quick stand-in (6 x 100, gain 0.4) merges its equal-target pairs on average (one pair to about 0.06,
+    # the other to about 0.33, from 1.5): the property this test checked under the 2026-12-05 rule (mean of the
+    # two pairs < 0.3); the claim's rule now asks both pairs below 0.3, which the paper's network, not this
+    # stand-in, is judged by
+    rich = next(r for r in numbers["table"] if r["network"] == "rich")
+    ratios = np.array([pair_ratios(m) for m in rich["measured_per_seed"]])
+    assert ratios.mean() < 0.3 and ratios.min() < 0.1, ratios
+    assert _verdict(numbers, "xor.rich_merge") in (V.Verdict.REPRODUCED, V.Verdict.NETWORK_DIFFERS)
     assert (numbers["activation"], numbers["loss"]) == {"code": ("relu", "mse"), "paper": ("leaky_relu", "half_mse")}[
         profile
     ]

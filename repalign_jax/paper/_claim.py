@@ -65,8 +65,8 @@ class Claim:
     def digest(self) -> str:
         """The first 12 hex digits of the SHA-256 of what decides the claim: its key, quote, measure and
         test text, the shared thresholds (`THRESHOLDS`), and the source code of `evaluate` with the
-        values it closes over (lines stripped, blank lines and comments dropped). A saved result
-        records it (`claim_digests`); a claim whose digest differs from the one its result was
+        values it closes over and its default arguments (lines stripped, blank lines and comments
+        dropped). A saved result records it (`claim_digests`); a claim whose digest differs from the one its result was
         produced under was changed after that result existed. The wording of `short`, `fair` and
         `figure` does not enter it; a change to a shared statistic (`repalign_jax.paper.stats`) does
         not either, and is logged in the changelog by hand."""
@@ -80,7 +80,7 @@ class Claim:
 
 def _code_of(fn) -> str:
     """`fn`'s source, normalised (stripped lines, no blank or comment-only lines), and the reprs of the
-    values its closure holds; `""` for `None`."""
+    values its closure holds and of its default arguments; `""` for `None`."""
     if fn is None:
         return ""
     try:
@@ -89,7 +89,8 @@ def _code_of(fn) -> str:
         lines = [getattr(fn, "__qualname__", repr(fn))]
     code = [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
     cells = [repr(c.cell_contents) for c in (getattr(fn, "__closure__", None) or ()) if _plain(c)]
-    return "\n".join(code + cells)
+    defaults = [repr(d) for d in (getattr(fn, "__defaults__", None) or ())]
+    return "\n".join(code + cells + defaults)
 
 
 def _plain(cell) -> bool:
@@ -107,7 +108,6 @@ PLATEAU, DECAY = 0.7, 0.3  # plateau-shape measure: a plateau above 0.7, immedia
 MERGED, KEPT = 0.3, 0.7  # XOR merge ratio (sqrt(2) in input space): merged below 0.3, kept above 0.7
 COLLAPSED, SQUARE = 0.1, 0.25  # irrelevant-feature variance fraction (0.5 for a 2-d square)
 SINGLE_LINE = 0.9  # share of the representation's variance explained by the target alone (2026-12-05 test)
-ONE_LINE = 0.05  # context share below which the two contexts lie on one line (feature_collapse.context_share)
 
 #: The shared thresholds by name (part of every claim's digest).
 THRESHOLDS = {
@@ -121,7 +121,6 @@ THRESHOLDS = {
     "COLLAPSED": COLLAPSED,
     "SQUARE": SQUARE,
     "SINGLE_LINE": SINGLE_LINE,
-    "ONE_LINE": ONE_LINE,
 }
 
 

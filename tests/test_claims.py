@@ -102,4 +102,6 @@ def test_a_changed_test_changes_the_digest():
     assert dataclasses.replace(c, fair="another reason").digest == c.digest  # wording outside the test
     assert dataclasses.replace(c, evaluate=C.claim("xor.lazy_keeps").evaluate).digest != c.digest
     line = C.claim("feature_collapse.single_line")  # its threshold is a default argument of its test
-    assert dataclasses.replace(line, evaluate=lambda n, one_line=0.1: line.evaluate(n, one_line)).digest != line.digest
+    test = line.evaluate
+    assert test is not None
+    assert dataclasses.replace(line, evaluate=lambda n, one_line=0.1: test(n)).digest != line.digest

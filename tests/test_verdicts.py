@@ -221,6 +221,64 @@ def test_universality_counts_trained_seeds_whose_fit_failed_and_names_the_failur
     assert V.evaluate_claim("universality.all_curves", {"table": [poor]})[0].verdict is R.NETWORK_DIFFERS
 
 
+def test_universality_names_the_window_and_the_baseline_of_a_missed_curve():
+    # finding 6 of #36: "network differs" alone said nothing of where w misses or what a baseline does
+    row = _universality_row("ELU", [0.5, 0.6, 0.55, 0.7, 0.65, 0.6])
+    row["per_seed"].update(
+        late_from=[400.0] * 6,
+        early_share_w=[0.9, 0.95, 0.85, 0.9, 0.92, 0.88],
+        late_r2_h=[0.999] * 6,
+        late_r2_y=[0.998] * 6,
+        late_r2_w=[0.99, 0.995, 0.99, 0.992, 0.991, 0.99],
+        dip_r2_w=[0.95] * 6,
+    )
+    (e,) = V.evaluate_claim("universality.all_curves", {"table": [row]})
+    assert e.verdict is R.NETWORK_DIFFERS
+    assert "weakest curve w (median R^2 0.60)" in e.cause
+    assert "90% of w's squared error before epoch 400" in e.cause
+    assert "refitted from epoch 400 (two constants): R^2 w 0.99 (h 1.00, y 1.00)" in e.cause
+    assert "two-parameter dip fits w to R^2 0.95" in e.cause
+
+
+def test_dip_baseline_recovers_a_dip_and_is_no_theory():
+    from repalign_jax.paper.universality import dip_fit
+
+    ts = np.arange(600.0)
+    w = 0.02 * np.exp(-ts / 60.0) - 0.3 * (ts / 60.0) * np.exp(1.0 - ts / 60.0)
+    fitted, r2 = dip_fit(ts, w)
+    assert r2 > 1 - 1e-9 and np.allclose(fitted, w, atol=1e-6)
+    # a shape it cannot make (a dip and a bump) fits poorly: the baseline can lose
+    wiggle = np.sin(ts / 60.0) * np.exp(-ts / 200.0)
+    assert dip_fit(ts, wiggle)[1] < 0.9
+    assert np.isnan(dip_fit(ts, np.where(ts > 3, np.nan, w))[1])
+
+
+def test_transient_refit_of_the_theory_itself_is_exact():
+    """A row whose seeds are the theory's own trajectories: the refit from LATE_FROM explains every
+    curve (R^2 ~ 1), the split of the squared error is reported, and a diverged seed gives NaN."""
+    from repalign_jax import EffectiveRates, solve_effective
+    from repalign_jax.paper._common import TwoPointRun
+    from repalign_jax.paper.universality import transient
+
+    ts = np.arange(301.0)
+    rates = EffectiveRates(np.array([2e-3, 3e-3]), np.array([4e-3, 5e-3]))
+    h, y, w = (np.asarray(v, np.float64) for v in solve_effective(1.0, 0.01, 0.0, dx2=1.0, dy2=0.5, rates=rates, ts=ts))
+    off = 1.05  # the fit from the start misses by a constant factor on h
+    runs = {
+        "h": h * off, "y": y, "w": w,
+        "diverged": np.array([False, True]),
+        "fit_success": np.array([True, True]),
+        "fit_h0": h[:, 0], "fit_y0": y[:, 0], "fit_w0": w[:, 0],
+        "fit_eta_enc": np.asarray(rates.eta_enc), "fit_eta_dec": np.asarray(rates.eta_dec),
+    }  # fmt: skip
+    out = transient(TwoPointRun(None, runs, ts, 1.0, 0.5))  # type: ignore[arg-type]
+    assert out["late_from"][0] == 20.0  # 300 epochs / 15
+    assert min(out["late_r2_h"][0], out["late_r2_y"][0], out["late_r2_w"][0]) > 0.999
+    assert np.isnan(out["late_r2_w"][1]) and np.isnan(out["early_share_h"][1])
+    # h off by a constant factor: its error grows with h, so most of it lies after the transient
+    assert 0.0 < out["early_share_h"][0] < 0.5
+
+
 def test_universality_leaves_the_gain_series_rows_to_figure_3():
     rows = [_universality_row("default", [0.95] * 3), _universality_row("very high initial weights", [-1.0] * 3)]
     evals = V.evaluate_claim("universality.all_curves", {"table": rows})

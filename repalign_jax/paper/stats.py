@@ -143,6 +143,16 @@ def min_r2(*r2, clip: float = -1.0) -> np.ndarray:
     return np.where(np.isnan(m), np.nan, np.maximum(m, clip))
 
 
+def r2_score(measured, predicted) -> float:
+    """The coefficient of determination of `predicted` against `measured`, `1 - SSE / SST` (the fit's
+    R^2; NaN where either is not finite, or `measured` is constant)."""
+    m, p = np.asarray(measured, np.float64), np.asarray(predicted, np.float64)
+    sst = float(np.sum((m - m.mean()) ** 2))
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(p))) or sst == 0.0:
+        return float("nan")
+    return 1.0 - float(np.sum((m - p) ** 2)) / sst
+
+
 def spearman(a, b) -> float:
     """Spearman's rank correlation (ties get their order's rank); NaN with fewer than 3 finite pairs."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

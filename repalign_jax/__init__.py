@@ -22,9 +22,11 @@ from ._data import pairwise_distances as pairwise_distances
 from ._data import read_idx as read_idx
 from ._data import two_point as two_point
 from ._data import xor as xor
+from ._fit import EXPLAINS_R2 as EXPLAINS_R2
 from ._fit import FitOptions as FitOptions
 from ._fit import FitResult as FitResult
 from ._fit import FitWarning as FitWarning
+from ._fit import explains as explains
 from ._fit import fit_effective_rates as fit_effective_rates
 from ._fit import fit_objective as fit_objective
 from ._fit import initial_guess as initial_guess
@@ -109,6 +111,7 @@ __all__ = [
     "GAIN_SERIES_GAINS",
     "GAIN_SERIES_LRS",
     "FitResult",
+    "EXPLAINS_R2",
     "FitWarning",
     "FixedPoints",
     "Network",
@@ -131,6 +134,7 @@ __all__ = [
     "final_distance",
     "final_distance_matrix",
     "first_of_class",
+    "explains",
     "fit_effective_rates",
     "fit_objective",
     "fixed_points",

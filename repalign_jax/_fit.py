@@ -35,9 +35,20 @@ from ._rates import EffectiveRates
 from ._theory import SolverOptions, max_step, representation_loss, solve_single, state_scale
 from ._trajectory import PairTrajectory
 
-#: `FitResult.explains` asks for `R^2 >= EXPLAINS_R2` of both `h` and `y` (the
-#: universality claim's threshold).
+#: The theory *explains* a run when its fit succeeded and each of `h`, `y` and `w` has
+#: `R^2 >= EXPLAINS_R2` (`explains`): the one definition the fit, the sweep, the atlas and
+#: the paper's claims share (Figure 2: "the theory matches all three curves quite well").
 EXPLAINS_R2 = 0.9
+
+
+def explains(success, r2_h, r2_y, r2_w):
+    """Whether the theory explains a run: its fit succeeded and the `R^2` of each of `h`, `y`
+    and `w` is at least `EXPLAINS_R2` (0.9). The one definition of "explained" in the package
+    (`FitResult.explains`, the sweep's and the atlas's tables, the paper's Figure-2 test); a
+    NaN `R^2` does not explain. Works on NumPy and JAX arrays alike (broadcasting)."""
+    xp = jnp if any(isinstance(v, jax.Array) for v in (success, r2_h, r2_y, r2_w)) else np
+    r2 = xp.minimum(xp.minimum(xp.asarray(r2_h), xp.asarray(r2_y)), xp.asarray(r2_w))
+    return xp.asarray(success, bool) & (xp.nan_to_num(r2, nan=-xp.inf) >= EXPLAINS_R2)
 
 
 class FitWarning(UserWarning):
@@ -70,8 +81,9 @@ class FitResult(eqx.Module):
       `dy2 = 0`: a fixed point for every rate) is not; nor is one whose rate
       has no effect in the fitted window.
     - `explains`: the fit succeeded *and* explains the data: `R^2 >= 0.9`
-      (`EXPLAINS_R2`) for both `h` and `y`. A converged fit can still not
-      explain its run (the paper's gain-1.4 network: `R^2` of `h` far below 0).
+      (`EXPLAINS_R2`) for each of `h`, `y` and `w` (`explains`, the package's one
+      definition). A converged fit can still not explain its run (the paper's
+      gain-1.4 network: `R^2` of `h` far below 0).
     - `r2_h`, `r2_y`, `r2_w`, `r2_loss`: coefficient of determination of the
       theory against the measurement for each quantity (`r2_loss` NaN without a
       loss curve): 1 is a perfect fit.
@@ -359,7 +371,7 @@ def _fit_tau_one(ts, states, dy2, loss, m0, valid, fit: _RatesFit, options: FitO
         tau_fit_loss=jnp.where(valid, tau_loss, nan),
         success=success,
         identifiable=valid & fit.identifiable,
-        explains=success & (r2[0] >= EXPLAINS_R2) & (r2[1] >= EXPLAINS_R2),
+        explains=jnp.asarray(explains(success, r2[0], r2[1], r2[2])),
         r2_h=jnp.where(valid, r2[0], nan),
         r2_y=jnp.where(valid, r2[1], nan),
         r2_w=jnp.where(valid, r2[2], nan),

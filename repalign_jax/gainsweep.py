@@ -248,7 +248,7 @@ def summary_rows(arrays, cfg: SweepConfig) -> list[dict]:
         for k in ("eta_enc", "eta_dec", "tau", "fit_loss", "r2_h", "r2_y", "r2_w", "r2_loss"):
             row[k] = float(arrays["fit_" + k][i])
         row["fit_ok"] = bool(arrays["fit_success"][i])
-        # explains: the fit succeeded with R^2 >= 0.9 for h and y (FitResult.explains)
+        # explains: the fit succeeded with R^2 >= 0.9 for h, y and w (`rj.explains`, FitResult.explains)
         row["explains"] = bool(arrays["fit_explains"][i]) if "fit_explains" in arrays else False
         for k in ("h", "y", "w"):
             row[k + "0"] = float(arrays[k][i, 0])

@@ -73,6 +73,8 @@ def test_the_claims_the_issue_names_are_registered():
         "feature_collapse.single_line",  # the contexts collapsing (Figure 12)
         "xor.intermediate",  # the XOR intermediate gain
         "adam.blobs_collapse",  # Adam on blobs
+        "gains.loss_plateau",  # Figure 3 (bottom), round 2's finding 7
+        "adam.final_distance",  # Figure 14: final distances under Adam from rates fitted at one task
     ):
         assert C.claim(key).can_fail
 

@@ -278,8 +278,25 @@ def test_api_edges_integer_input_and_no_dynamics():
         rj.PairTrajectory(ts, np.ones(T, complex), np.zeros(T), np.zeros(T), dx2=1.0, dy2=0.0)
 
 
+def test_explained_has_one_definition_over_all_three_curves():
+    """`rj.explains`: a succeeded fit with R^2 of h, y and w each >= 0.9 (finding 9 of round 2: the fit
+    asked for h and y, the atlas for h and y >= 0.95, the claims for all three >= 0.9)."""
+    ok = np.array([True, True, True, False, True])
+    r2_h = np.array([0.95, 0.95, 0.95, 0.99, np.nan])
+    r2_y = np.array([0.95, 0.95, 0.89, 0.99, 0.99])
+    r2_w = np.array([0.95, 0.6, 0.95, 0.99, 0.99])
+    want = [True, False, False, False, False]  # w alone misses in the second: h and y no longer suffice
+    assert np.asarray(rj.explains(ok, r2_h, r2_y, r2_w)).tolist() == want
+    assert np.asarray(jax.jit(rj.explains)(ok, r2_h, r2_y, r2_w)).tolist() == want
+    assert rj.explains(True, 0.9, 0.9, rj.EXPLAINS_R2) and rj.EXPLAINS_R2 == 0.9
+    from repalign_jax.atlasmap import EXPLAINED
+    from repalign_jax.paper._claim import EXPLAINED_R2
+
+    assert EXPLAINED == EXPLAINED_R2 == rj.EXPLAINS_R2
+
+
 def test_explains_flags_a_converged_fit_that_misses_the_data(synthetic):
-    """`explains` = success and R^2 of h and y >= 0.9: a clean trajectory is explained, a corrupted one not."""
+    """`explains` = success and R^2 of h, y and w >= 0.9: a clean trajectory is explained, a corrupted one not."""
     s = synthetic
     clean = rj.PairTrajectory(s["ts"], s["h"][5], s["y"][5], s["w"][5], dx2=s["dx2"], dy2=s["dy2"])
     fit = rj.fit_effective_rates(clean)

@@ -158,6 +158,19 @@ def test_final_distance_noisy_seeds_leave_it_undecided():
     assert e.verdict is R.UNDECIDED, e
 
 
+def test_adam_final_distance_is_figure_5_s_rule_on_the_adam_grid():
+    """Figure 14 (finding 7 of round 2): only adam.own_rates, which cannot fail, spoke for it."""
+    follows = _grid(lambda dx, dy: 0.2 * dx * dy + 1e-4)
+    (e,) = V.evaluate_claim("adam.final_distance", {"final_distance": follows})
+    assert e.key == "adam.final_distance" and e.verdict is R.REPRODUCED
+    wrong_dx = _grid(lambda dx, dy: 0.2 * dx**0.26 * dy + 1e-4)
+    assert V.evaluate_claim("adam.final_distance", {"final_distance": wrong_dx})[0].verdict is R.NETWORK_DIFFERS
+    stalled = _grid(lambda dx, dy: 0.2 * dx * dy + 1e-4, converged=False)
+    assert V.evaluate_claim("adam.final_distance", {"final_distance": stalled})[0].verdict is R.RUN_FAILED
+    assert V.evaluate_claim("adam.final_distance", {"table": []})[0].verdict is R.NOT_RUN
+    assert V.claim("adam.final_distance").can_fail
+
+
 def test_final_distance_evaluates_every_saved_network():
     numbers = {"networks": {"a": _grid(lambda dx, dy: 0.2 * dx * dy), "b": _grid(lambda dx, dy: 0.2 * dy)}}
     a, b = V.evaluate_claim("final_distance.follows_h_inf", numbers)
@@ -348,6 +361,22 @@ def test_gains_plateau_then_decay():
     assert V.evaluate_claim("gains.plateau_to_decay", mixed)[0].verdict is R.UNDECIDED
     none = _gain_runs({0.9: [FLAT] * 3, 1.6: [(float("nan"), float("nan"))] * 3}, {0.9: [1] * 3, 1.6: [1] * 3})
     assert V.evaluate_claim("gains.plateau_to_decay", none)[0].verdict is R.RUN_FAILED
+
+
+def test_gains_loss_plateau_reads_the_smallest_gain_that_trained():
+    # Figure 3 (bottom): a plateau at small weights, whatever the large weights do
+    both_flat = _gain_runs({0.9: [FLAT] * 6, 1.4: [FLAT] * 6}, {0.9: [0.95] * 6, 1.4: [0.95] * 6})
+    (e,) = V.evaluate_claim("gains.loss_plateau", both_flat)
+    assert e.verdict is R.REPRODUCED and "at gain 0.9" in e.number
+    assert V.evaluate_claim("gains.plateau_to_decay", both_flat)[0].verdict is R.NETWORK_DIFFERS
+    decays = _gain_runs({0.9: [EXPO] * 6, 1.4: [EXPO] * 6}, {0.9: [0.95] * 6, 1.4: [0.95] * 6})
+    assert V.evaluate_claim("gains.loss_plateau", decays)[0].verdict is R.NETWORK_DIFFERS
+    # the smallest gain never trained: the next one is "small weights"; none trained: a failed run
+    untrained = _gain_runs({0.8: [FLAT] * 6, 0.9: [EXPO] * 6}, {0.8: [1] * 6, 0.9: [1] * 6}, final_loss={0.8: 0.06})
+    (u,) = V.evaluate_claim("gains.loss_plateau", untrained)
+    assert u.verdict is R.NETWORK_DIFFERS and "at gain 0.9" in u.number and "no run trained at gain 0.8" in u.cause
+    none = _gain_runs({0.9: [FLAT] * 3}, {0.9: [1] * 3}, final_loss={0.9: 0.06})
+    assert V.evaluate_claim("gains.loss_plateau", none)[0].verdict is R.RUN_FAILED
 
 
 def test_gains_runs_that_did_not_train_are_failed_runs_not_plateaus():

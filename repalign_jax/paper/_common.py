@@ -289,19 +289,22 @@ def train_two_point(
 
 
 def averaged_rates(
-    ctx: Context, row, n_trials: int, epochs: int, loss_max: float = float("inf")
+    ctx: Context, row, n_trials: int, epochs: int, loss_max: float = float("inf"), optimizer: str = "sgd"
 ) -> tuple[rj.EffectiveRates, int]:
     """`row`'s rates averaged over the trials (seeds `0 .. n_trials - 1`) that did not diverge,
-    whose final loss is at most `loss_max` and whose fit succeeded, and how many those were.
+    whose final loss is at most `loss_max` and whose fit succeeded, and how many those were
+    (trained with `optimizer`, "sgd" or "adam").
 
     Cached in `ctx.cache` for the invocation (every experiment asking for the same
-    row, trials, epochs and rule shares one training)."""
-    key = ("rates", row, n_trials, epochs, loss_max)
+    row, trials, epochs, rule and optimizer shares one training)."""
+    key = ("rates", row, n_trials, epochs, loss_max, optimizer)
     if key in ctx.cache:
         return ctx.cache[key]
-    ctx.say(f"  ({row.name}: fitting the rates on {n_trials} trial(s), {epochs} epochs)")
-    name = "rates-" + "".join(c if c.isalnum() else "_" for c in row.name)
-    runs = train_two_point(ctx, [row], np.arange(n_trials), epochs, name=name)[0].runs
+    ctx.say(
+        f"  ({row.name}: fitting the rates on {n_trials} trial(s), {epochs} epochs{', Adam' * (optimizer == 'adam')})"
+    )
+    name = "rates-" + "".join(c if c.isalnum() else "_" for c in row.name) + ("-adam" if optimizer == "adam" else "")
+    runs = train_two_point(ctx, [row], np.arange(n_trials), epochs, name=name, optimizer=optimizer)[0].runs
     final = runs["loss"][:, -1]
     ok = runs["fit_success"] & ~runs["diverged"] & np.isfinite(final) & (final <= loss_max)
     if not ok.any():

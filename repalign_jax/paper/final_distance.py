@@ -160,11 +160,14 @@ class GridRuns:
         return np.isfinite(final) & (final <= run_loss_max) & ~self.diverged & np.isfinite(self.h_final)
 
 
-def grid_group(ctx: Context, store: rj.RunStore, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss) -> rj.Group:
+def grid_group(
+    ctx: Context, store: rj.RunStore, row, dxs, dys, seeds, lr: float, epochs: int, stop_loss, optimizer: str = "sgd"
+) -> rj.Group:
     """Every grid point and seed of `row` as one group, one batch (per-run two-point data), its
-    training saving snapshots in `store` (`RunStore.train`). Its columns are `GridRuns`' fields."""
+    training (with `optimizer`) saving snapshots in `store` (`RunStore.train`). Its columns are
+    `GridRuns`' fields."""
     spec = row.spec()
-    config = rj.TrainConfig(epochs=epochs, stop_loss=stop_loss, track_layer=row.track_layer)
+    config = rj.TrainConfig(epochs=epochs, stop_loss=stop_loss, track_layer=row.track_layer, optimizer=optimizer)
     stop = float("-inf") if stop_loss is None else stop_loss
     points = [(a, b) for a in dxs for b in dys]
     n = len(seeds)

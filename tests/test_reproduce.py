@@ -44,6 +44,26 @@ def _run(name, tmp_path_factory, profile="code"):
     return numbers, out
 
 
+def test_a_result_records_the_digests_its_run_started_under(tmp_path, monkeypatch):
+    """A test edited while its experiment trains (hours on a CPU) must not be recorded as the one the
+    result was produced under: the digests are taken as the run starts, with the commit."""
+    from repalign_jax.paper import _claim
+
+    before = {c.key: c.digest for c in V.CLAIMS if c.source == "depth"}
+
+    class Edited:
+        @staticmethod
+        def run(ctx):
+            monkeypatch.setitem(_claim.THRESHOLDS, "EXPLAINED_R2", 0.5)  # every digest changes
+            return {}
+
+    monkeypatch.setattr("repalign_jax.paper.reproduce.module", lambda name: Edited)
+    ctx = Context(out=tmp_path, quick=True, seeds=1, progress=False, say=lambda *a: None)
+    numbers = reproduce.run_experiment("depth", ctx)
+    assert numbers["claim_digests"] == before
+    assert before != {c.key: c.digest for c in V.CLAIMS if c.source == "depth"}  # the edit did change them
+
+
 def _finite_numbers(obj):
     if isinstance(obj, dict):
         for v in obj.values():

@@ -128,6 +128,9 @@ def run_experiment(name: str, ctx) -> dict:
     """Run one experiment with its context; returns its numbers (also written to NAME.json)."""
     module_ = module(name)
     commit = source_commit()  # the source the run starts from (edits made while it runs do not count)
+    # the tests these numbers are produced under, taken as the run starts (a digest reads its test's
+    # source from disk: taken at the end, it would read edits made while the run trained)
+    digests = {c.key: c.digest for c in CLAIMS if c.source == name}
     started = datetime.datetime.now().isoformat(timespec="seconds")
     t0 = time.perf_counter()
     numbers = module_.run(ctx)
@@ -137,8 +140,7 @@ def run_experiment(name: str, ctx) -> dict:
     numbers.setdefault("machine", ctx.machine)
     numbers["started"] = started
     numbers["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    # the tests these numbers were produced under (the report marks a verdict whose claim changed since)
-    numbers["claim_digests"] = {c.key: c.digest for c in CLAIMS if c.source == name}
+    numbers["claim_digests"] = digests  # the report marks a verdict whose claim changed since
     numbers["package_version"] = rj.__version__
     numbers["commit"] = commit
     if ctx.networks is not None:

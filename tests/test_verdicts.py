@@ -560,18 +560,34 @@ def test_depth_claims():
     assert V.evaluate_claim("depth.enc_grows", flat)[0].verdict is R.NETWORK_DIFFERS
 
 
-def test_random_features_spread():
+def _final_h_runs(spread, seeds=10, final_loss=1e-9):
+    """Gain-series runs whose initial h spreads 30% over seeds and whose final h spreads `spread[g]`."""
     rng = np.random.default_rng(0)
-    samples = [np.full(100, 0.1) + 1e-9 * rng.normal(size=100), 0.1 + 0.05 * np.abs(rng.normal(size=100))]
-    table = [
-        {"gain": 0.3, "h_inf_cv": float(np.std(samples[0]) / np.mean(samples[0])), "rel_dev_from_A_low": 0.0},
-        {"gain": 1.5, "h_inf_cv": float(np.std(samples[1]) / np.mean(samples[1])), "rel_dev_from_A_low": 0.3},
-    ]
-    numbers = {"table": table, "h_inf_samples": [s.tolist() for s in samples]}
-    assert V.evaluate_claim("random_features.spread_vanishes", numbers)[0].verdict is R.REPRODUCED
-    numbers["table"] = table[::-1]
-    numbers["h_inf_samples"] = numbers["h_inf_samples"][::-1]
-    assert V.evaluate_claim("random_features.spread_vanishes", numbers)[0].verdict is R.NETWORK_DIFFERS
+    runs = []
+    for g, sd in spread.items():
+        for s in range(seeds):
+            h0 = 0.01 * g * (1 + 0.3 * rng.normal())
+            runs.append(
+                {"gain": g, "seed": s, "diverged": False, "final_loss": final_loss, "h0": h0,
+                 "h_final": 0.5 * (1 + sd * rng.normal())}
+            )  # fmt: skip
+    return {"per_run": runs}
+
+
+def test_random_features_reads_the_trained_networks_spread_over_seeds():
+    # A.6 on networks (round 2, finding 5): the theory's formula alone could hardly fail
+    consistent = _final_h_runs({0.9: 0.01, 1.4: 0.3})
+    (e,) = V.evaluate_claim("random_features.networks_consistent", consistent)
+    assert e.verdict is R.REPRODUCED and "at gain 0.9" in e.number
+    same = _final_h_runs({0.9: 0.3, 1.4: 0.3})  # no less random at small gain
+    assert V.evaluate_claim("random_features.networks_consistent", same)[0].verdict is not R.REPRODUCED
+    inverted = _final_h_runs({0.9: 0.3, 1.4: 0.01})
+    assert V.evaluate_claim("random_features.networks_consistent", inverted)[0].verdict is R.NETWORK_DIFFERS
+    untrained = _final_h_runs({0.9: 0.01, 1.4: 0.3}, final_loss=0.06)
+    assert V.evaluate_claim("random_features.networks_consistent", untrained)[0].verdict is R.RUN_FAILED
+    assert V.source_of("random_features.networks_consistent") == "gains"
+    # the theory's own limit, evaluated without training, is listed, not counted
+    assert V.evaluate_claim("random_features.spread_vanishes", {})[0].verdict is R.CANNOT_FAIL
 
 
 def test_context_share_is_zero_on_one_line_and_grows_with_the_gap_between_two():

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import pathlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import jax
 import numpy as np
@@ -18,6 +18,23 @@ from repalign_jax.results import atomic_write_json, atomic_write_text, markdown_
 from ._table1 import Row, table1
 
 S = TypeVar("S")
+
+
+class Provenance(TypedDict, total=False):
+    """What `reproduce` adds to every experiment's record (`NAME.json`) around its numbers: how long the
+    run took and where, its settings profile, when it started and ended, the claims' digests it was
+    produced under (taken as it started), the package version and the commit it started from."""
+
+    wall_seconds: float
+    quick: bool
+    settings_profile: str
+    machine: str
+    started: str
+    finished: str
+    claim_digests: dict[str, str]
+    package_version: str
+    commit: str | None
+    networks_arg: str
 
 
 @dataclasses.dataclass

@@ -17,6 +17,7 @@ the final-structure predictions do not.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from ._common import (
     DEFAULT,
     EPOCHS,
     Context,
+    Provenance,
     averaged_rates,
     default_rates,
     grouped_study,
@@ -53,7 +55,34 @@ ADAM_LR = 1e-5  # per step, for 20 x 500 networks; --quick uses 1e-3 on its smal
 FINAL_DISTANCE = dict(grid=3, seeds_per_point=3, stop_loss=1e-4, trial_loss_max=1e-2, run_loss_max=1e-3)
 
 
-def run(ctx: Context) -> dict:
+class AdamGrid(TypedDict):
+    """Figure 14's piece of `adam.json`: the rates fitted to Adam runs at the default task, the grid's
+    settings and every run of it (`per_run`: what `adam.final_distance` reads)."""
+
+    rates: dict[str, float]
+    rate_trials: int
+    rate_trials_kept: int
+    settings: dict[str, Any]
+    per_run: dict[str, list]
+
+
+class AdamRecord(Provenance):
+    """`adam.json`: a row per optimizer and gain (`table`: every seed's fit, what adam.trajectories
+    reads), the XOR merge under Adam per seed, and Figure 14's grid (`final_distance`)."""
+
+    final_distance: AdamGrid
+    table: list[dict[str, Any]]
+    xor_equal_pair_ratio: float
+    xor_equal_pair_ratio_per_seed: list[float]
+    xor_final_loss_per_seed: list[float]
+    xor_predicted_ratio: float
+    final_h_correlation: float
+    adam_lr: float
+    epochs: int
+    mean_r2_w: dict[str, float]
+
+
+def run(ctx: Context) -> AdamRecord:
     base = quick_row(DEFAULT) if ctx.quick else DEFAULT
     epochs = 1500 if ctx.quick else EPOCHS
     gains = [0.9, 1.1, 1.3] if not ctx.quick else [0.75, 1.0, 1.25]
@@ -143,7 +172,7 @@ def run(ctx: Context) -> dict:
     }
 
 
-def final_distance_under_adam(ctx: Context, base, adam_lr: float, epochs: int) -> dict:
+def final_distance_under_adam(ctx: Context, base, adam_lr: float, epochs: int) -> AdamGrid:
     """Figure 14: the rates of `base` fitted to Adam runs at the default task, Adam runs on the
     `FINAL_DISTANCE` grid (a study in `grid-adam/`), and each run's final h against `h_inf` from those
     rates and its own initial state; the piece `final_distance.follows_h_inf`'s rule reads (`per_run`)."""

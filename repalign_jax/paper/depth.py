@@ -13,13 +13,14 @@ the peak on, and the drop from the peak to the last layer.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, TypedDict
 
 import numpy as np
 
 from repalign_jax.plots import pyplot
 
 from ._claim import Claim, Evaluation, Verdict
-from ._common import DEFAULT, Context, mean_or_nan, quick_row, train_two_point
+from ._common import DEFAULT, Context, Provenance, mean_or_nan, quick_row, train_two_point
 from .stats import bootstrap, combine, decide, fmt, not_run, spearman
 
 #: This experiment's full-size settings in both profiles (`repalign_jax.paper.settings`).
@@ -34,7 +35,33 @@ COLUMNS = ("layer", "fitted", "eta_enc", "eta_dec", "tau", "r2_h", "r2_y", "r2_w
 FORMATS = {"eta_enc": ".3e", "eta_dec": ".3e", "tau": ".1f", "r2_h": ".4f", "r2_y": ".4f", "r2_w": ".4f"}
 
 
-def run(ctx: Context) -> dict:
+class DepthPerSeed(TypedDict):
+    """`(seeds, layers)` lists: each layer's fit."""
+
+    fit_ok: list[list[bool]]
+    eta_enc: list[list[float]]
+    eta_dec: list[list[float]]
+    r2_h: list[list[float]]
+    r2_y: list[list[float]]
+    r2_w: list[list[float]]
+
+
+class DepthRecord(Provenance):
+    """`depth.json`: a row per layer (`table`), every seed's fit at every layer (`per_seed`, what the
+    verdicts read) and the rank correlations of the rates with depth."""
+
+    table: list[dict[str, Any]]
+    epochs: int
+    network: dict[str, float]
+    per_seed: DepthPerSeed
+    eta_dec_peak_layer: int
+    spearman_after_peak: float
+    spearman_before_peak: float
+    spearman_layer_log_eta_enc: float
+    spearman_layer_log_eta_dec: float
+
+
+def run(ctx: Context) -> DepthRecord:
     st = ctx.settings(SETTINGS)
     row = quick_row(DEFAULT) if ctx.quick else dataclasses.replace(DEFAULT, lr=st["lr"])
     epochs = 1500 if ctx.quick else st["epochs"]
@@ -81,16 +108,20 @@ def run(ctx: Context) -> dict:
     fig.savefig(ctx.out / "depth.png", dpi=120)
     plt.close(fig)
 
+    def per_layer(field) -> list[list[float]]:
+        return np.asarray(runs["fit_" + field], np.float64).tolist()
+
     return {
         "table": table,
         "epochs": epochs,
         "network": {"width": row.width, "depth": row.depth, "lr": row.lr},
         "per_seed": {  # (seeds, layers): what the verdicts read
             "fit_ok": ok.tolist(),
-            **{
-                k: np.asarray(runs["fit_" + k], np.float64).tolist()
-                for k in ("eta_enc", "eta_dec", "r2_h", "r2_y", "r2_w")
-            },
+            "eta_enc": per_layer("eta_enc"),
+            "eta_dec": per_layer("eta_dec"),
+            "r2_h": per_layer("r2_h"),
+            "r2_y": per_layer("r2_y"),
+            "r2_w": per_layer("r2_w"),
         },
         "eta_dec_peak_layer": peak,
         "spearman_after_peak": rho_after,

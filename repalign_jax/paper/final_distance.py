@@ -51,6 +51,7 @@ Each network of the JSON carries its `wall_seconds` and `machine`, and
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -247,7 +248,32 @@ def plot_against_dy(path, runs: GridRuns, pred, keep, dxs) -> None:
     plt.close(fig)
 
 
-def run(ctx: Context) -> dict:
+class FinalDistanceNetwork(TypedDict):
+    """`STEM.network.json`, one network's numbers (with one network, also the top level of
+    `final_distance.json`; with several, its `networks[NAME]`): when and where its grid trained, its
+    rates, the kept runs, the line through the points, a row per grid point (`table`) and every run
+    (`per_run`: what `final_distance.follows_h_inf` reads), and the settings."""
+
+    wall_seconds: float
+    machine: str
+    rates: dict[str, float]
+    rate_ratio: float
+    rate_trials: int
+    rate_trials_kept: int
+    runs: int
+    converged: int
+    discarded: int
+    fit: dict[str, float]
+    fit_h_at_loss_tol: dict[str, float]
+    merge_points: dict[str, float]
+    table: list[dict[str, Any]]
+    per_run: dict[str, list]
+    settings: dict[str, Any]
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """`final_distance.json`: `FinalDistanceNetwork` of each network (at the top level with one network,
+    under `networks` with several) with the kept fraction, wall time and machines over all."""
     s = settings(ctx)
     rows = table1_rows(ctx, default=NETWORKS)
     networks = {}
@@ -256,10 +282,10 @@ def run(ctx: Context) -> dict:
         numbers = run_network(ctx, row, s, stem=stem)
         ctx.write_json(f"{stem}.network.json", numbers)
         runs = numbers["per_run"]
-        numbers["h_dx_exponent"] = {
+        exponents = {
             k: dx_exponent(runs["dx"], runs["dy"], runs[k], runs["converged"]) for k in ("measured", "predicted")
         }
-        networks[row.name] = numbers
+        networks[row.name] = {**numbers, "h_dx_exponent": exponents}
     first = networks[rows[0].name]
     return {
         **(first if len(rows) == 1 else {}),
@@ -311,7 +337,7 @@ def grid_table(runs: GridRuns, dxs, dys, keep, pred, a_low, a_high) -> list[dict
     return table
 
 
-def run_network(ctx: Context, row, s: dict, stem: str) -> dict:
+def run_network(ctx: Context, row, s: dict, stem: str) -> FinalDistanceNetwork:
     """Rates, grid, prediction and figures of one Table-1 network (the grid a study in `grid-STEM/`)."""
     rates, n_fitted = network_rates(ctx, row, s, stem)
     dxs = np.linspace(0.5, 1.5, s["grid"])

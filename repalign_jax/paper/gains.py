@@ -10,6 +10,7 @@ The JSON keeps every run's fit and the shape of its representation loss
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from repalign_jax import gainsweep
 
 from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
-from ._common import Context, run_study, study_store
+from ._common import Context, Provenance, run_study, study_store
 from .stats import arr, combine, decide, fmt, median_interval, min_r2, not_run, spearman
 
 # The gain series of Figure 3 (the settings file's learning rates halved): Table 1's
@@ -37,7 +38,16 @@ _GAINS = dict(
 SETTINGS: dict[str, dict] = {"code": _GAINS, "paper": _GAINS}
 
 
-def run(ctx: Context) -> dict:
+class GainsRecord(Provenance):
+    """`gains.json`: a row per gain (`table`), a row per gain and seed (`per_run`: the fit, the loss's
+    shape, h, y, w at the start and the end; what the verdicts read), and the series' settings."""
+
+    table: list[dict[str, Any]]
+    per_run: list[dict[str, Any]]
+    settings: dict[str, Any]
+
+
+def run(ctx: Context) -> GainsRecord:
     if ctx.quick:
         gains, lrs = [0.75, 1.0, 1.25, 1.5], [0.02] * 4
         shape = dict(epochs=800, width=64, depth=6, hidden_layer=3)

@@ -16,6 +16,7 @@ onto `A_low`: structure from the data, not from the initialisation.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ from repalign_jax.plots import pyplot
 
 from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
-from ._common import DEFAULT, Context, default_rates, quick_row, rates_json
+from ._common import DEFAULT, Context, Provenance, default_rates, quick_row, rates_json
 from .stats import bootstrap, combine, decide, fmt, not_run
 
 DX2, DY2 = 1.0, 0.5
@@ -111,7 +112,17 @@ def plot_distributions(path, gains, h_inf, a_low) -> None:
     plt.close(fig)
 
 
-def run(ctx: Context) -> dict:
+class RandomFeaturesRecord(Provenance):
+    """`random_features.json`: the default network's rates, a row per gain (`table`: the spread of
+    h_inf), every initialisation's h_inf at every gain (`h_inf_samples`) and the settings."""
+
+    rates: dict[str, float]
+    table: list[dict[str, Any]]
+    h_inf_samples: list[list[float]]
+    settings: dict[str, Any]
+
+
+def run(ctx: Context) -> RandomFeaturesRecord:
     if ctx.quick:
         row, gains, n = quick_row(DEFAULT), [0.3, 0.7, 1.1, 1.5], 64
     else:

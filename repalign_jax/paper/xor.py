@@ -27,6 +27,7 @@ pair independently) predicts both.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from repalign_jax.plots import pyplot
 
 from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
-from ._common import Context, default_rates, grouped_study, mean_or_nan, rates_json
+from ._common import Context, Provenance, default_rates, grouped_study, mean_or_nan, rates_json
 from .stats import arr, bools, combine, decide, fmt, median_interval, not_run
 
 #: This experiment's full-size settings in both profiles (`repalign_jax.paper.settings`).
@@ -201,7 +202,17 @@ def plot(path, nets, mats) -> None:
     plt.close(fig)
 
 
-def run(ctx: Context) -> dict:
+class XorRecord(Provenance):
+    """`xor.json`: a row per network and gain (`table`: the pair ratios per seed, measured and predicted,
+    which the verdicts read), the default network's rates, the nonlinearity and the loss."""
+
+    table: list[dict[str, Any]]
+    rates: dict[str, float]
+    activation: str
+    loss: str
+
+
+def run(ctx: Context) -> XorRecord:
     rates = default_rates(ctx)
     data = rj.xor()
     nets = networks(ctx)

@@ -266,6 +266,7 @@ def test_dip_baseline_recovers_a_dip_and_is_no_theory():
     assert np.isnan(dip_fit(ts, np.where(ts > 3, np.nan, w))[1])
 
 
+@pytest.mark.slow  # compiles a fit of its own shape (20 s on 2 cores); the quick universality run exercises it too
 def test_transient_refit_of_the_theory_itself_is_exact():
     """A row whose seeds are the theory's own trajectories: the refit from LATE_FROM explains every
     curve (R^2 ~ 1), the split of the squared error is reported, and a diverged seed gives NaN."""

@@ -302,10 +302,10 @@ def where_it_misses(ps: dict, curve: str, seeds: np.ndarray) -> str:
     others = ", ".join(f"{c} {late[c]:.2f}" for c in "hyw" if c != curve)
     text = (
         f"{med(f'early_share_{curve}'):.0%} of {curve}'s squared error before epoch {end:.0f}; "
-        f"refitted from epoch {end:.0f} (two constants): R^2 {curve} {late[curve]:.2f} ({others})"
+        f"refit from epoch {end:.0f}: R^2 {curve} {late[curve]:.2f} ({others})"
     )
     if curve == "w":
-        text += f"; baseline: a two-parameter dip fits w to R^2 {med('dip_r2_w'):.2f}"
+        text += f"; dip baseline: w {med('dip_r2_w'):.2f}"
     return text
 
 

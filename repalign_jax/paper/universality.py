@@ -16,6 +16,7 @@ two constants), and for w a two-parameter dip that knows nothing of the theory
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from repalign_jax.plots import pyplot
 
 from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
-from ._common import Context, mean_or_nan, table1_rows, train_two_point
+from ._common import Context, Provenance, mean_or_nan, table1_rows, train_two_point
 from ._table1 import table1
 from .stats import arr, bools, combine, decide, fmt, median_interval, min_r2, not_run, r2_score
 
@@ -226,7 +227,18 @@ def plot_grid(path, runs) -> None:
     plt.close(fig)
 
 
-def run(ctx: Context) -> dict:
+class UniversalityRecord(Provenance):
+    """`universality.json`: a row per Table-1 network (`table`, from `summarise`: means over the fitted
+    seeds and every seed's fit, training and `transient` under `per_seed`, what the verdicts read), the
+    epochs, each network's tracked layer and whether every row ran."""
+
+    table: list[dict[str, Any]]
+    epochs: int
+    track_layers: dict[str, int | None]
+    all_rows: bool
+
+
+def run(ctx: Context) -> UniversalityRecord:
     st = ctx.settings(SETTINGS)
     rows = table1_rows(ctx, default=NETWORKS)
     epochs = 1000 if ctx.quick else st["epochs"]

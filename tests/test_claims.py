@@ -92,11 +92,13 @@ def test_reproduce_claims_prints_the_registry(capsys):
 
 
 def test_committed_digests_are_the_registry_s():
-    """`reproduction/claim_digests.json` is the registry's digests, committed with every change to a test
+    """`tests/data/claim_digests.json` is the registry's digests, committed with every change to a test
     (before the reruns it judges): a test changed without it fails here. Rewrite it with
     `python -c "import json, repalign_jax.paper as P; print(json.dumps({c.key: {'digest': c.digest,
-    'fixed': c.fixed} for c in P.CLAIMS}, indent=1))" > reproduction/claim_digests.json`."""
-    committed = json.loads((pathlib.Path(__file__).parents[1] / "reproduction" / "claim_digests.json").read_text())
+    'fixed': c.fixed} for c in P.CLAIMS}, indent=1))" > tests/data/claim_digests.json`. It sits with the
+    tests it fingerprints, not with the results (`reproduction/`): a commit that changes a test and this
+    file holds no result."""
+    committed = json.loads((pathlib.Path(__file__).parent / "data" / "claim_digests.json").read_text())
     assert committed == {c.key: {"digest": c.digest, "fixed": c.fixed} for c in C.CLAIMS}
 
 

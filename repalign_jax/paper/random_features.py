@@ -25,9 +25,9 @@ import numpy as np
 import repalign_jax as rj
 from repalign_jax.plots import pyplot
 
-from . import _claim as C
 from ._claim import Claim, Evaluation, Verdict
 from ._common import DEFAULT, Context, Provenance, default_rates, quick_row, rates_json
+from .gains import _gain_runs
 from .stats import bootstrap, combine, decide, fmt, not_run
 
 DX2, DY2 = 1.0, 0.5
@@ -188,12 +188,10 @@ def run(ctx: Context) -> RandomFeaturesRecord:
 def _networks_consistent(numbers: dict) -> list[Evaluation]:
     """Reads the gain series' trained runs (`gains`): the spread over seeds of the final h."""
     key = "random_features.networks_consistent"
-    runs = numbers.get("per_run")
-    if not runs or "h_final" not in runs[0] or "h0" not in runs[0]:
+    got = _gain_runs(numbers, "h_final")
+    if got is None:
         return [not_run(key, "saved gain-series results lack h0 and the final h (rerun `reproduce gains`)")]
-    gains = np.array([r["gain"] for r in runs], np.float64)
-    loss = np.array([np.nan if r.get("final_loss") is None else r["final_loss"] for r in runs], np.float64)
-    trained = np.array([not r["diverged"] for r in runs]) & np.isfinite(loss) & (loss <= C.TRAINED_LOSS)
+    gains, runs, trained = got
     h0, hf = (np.array([r[k] for r in runs], np.float64) for k in ("h0", "h_final"))
     usable = [g for g in np.unique(gains) if (trained & (gains == g)).sum() >= 3]
     if len(usable) < 2:

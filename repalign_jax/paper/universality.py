@@ -119,16 +119,14 @@ def transient(run) -> dict[str, list]:
     nan = np.full(n, np.nan)
     out: dict[str, list] = {"late_from": [float(ts[k])] * n}
     curves = {c: np.asarray(r[c], np.float64) for c in "hyw"}
-    one = np.where(ok, 1.0, np.nan)  # a stand-in rate where the fit failed: its NaN result is masked
+    # where the fit failed, a stand-in start and rates (its result is masked below)
     pred = rj.solve_effective(
         np.where(ok, r["fit_h0"], 1.0),
         np.where(ok, r["fit_y0"], 0.0),
         np.where(ok, r["fit_w0"], 0.0),
         dx2=run.dx2,
         dy2=run.dy2,
-        rates=rj.EffectiveRates(
-            np.nan_to_num(r["fit_eta_enc"] * one, nan=1e-3), np.nan_to_num(r["fit_eta_dec"] * one, nan=1e-3)
-        ),
+        rates=rj.EffectiveRates(np.where(ok, r["fit_eta_enc"], 1e-3), np.where(ok, r["fit_eta_dec"], 1e-3)),
         ts=ts,
     )
     for c, p in zip("hyw", pred):
